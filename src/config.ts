@@ -1,0 +1,126 @@
+import { z } from 'zod';
+
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const port = z.coerce
+  .number({ error: 'must be a port number' })
+  .int('must be a whole number')
+  .min(0, 'must be between 0 and 65535')
+  .max(65535, 'must be between 0 and 65535');
+
+const httpUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+  .transform((value) => value.replace(/\/+$/, ''));
+
+const environmentModel = z
+  .object({
+    PORT: port.default(4000),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/.+/, 'must be a postgres:// or postgresql:// URL')
+      .optional(),
+    DATA_DIR: z.string().min(1).default('.data'),
+    COMETAPI_KEY: z.string().min(1).optional(),
+    COMETAPI_BASE_URL: httpUrl.default('https://api.cometapi.com'),
+    PUBLIC_BASE_URL: httpUrl.optional(),
+    WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+    VIDEO_STORE: z.enum(['local', 's3', 'none']).default('local'),
+    S3_BUCKET: z.string().min(1).optional(),
+    S3_REGION: z.string().min(1).optional(),
+    S3_ENDPOINT: httpUrl.optional(),
+    S3_FORCE_PATH_STYLE: booleanFlag.default(false),
+    ALLOW_PRIVATE_URLS: booleanFlag.default(false),
+    CORS_ORIGINS: z
+      .string()
+      .transform((value) =>
+        value
+          .split(',')
+          .map((origin) => origin.trim())
+          .filter((origin) => origin.length > 0),
+      )
+      .optional(),
+    TASK_DEADLINE_MINUTES: z.coerce.number().int().min(1, 'must be at least 1').default(30),
+    SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  })
+  .superRefine((env, ctx) => {
+    if (env.VIDEO_STORE === 's3' && env.S3_BUCKET === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when VIDEO_STORE=s3' });
+    }
+  });
+
+export type Config = {
+  port: number;
+  host: string;
+  databaseUrl: string | null;
+  dataDir: string;
+  cometApiKey: string | null;
+  cometApiBaseUrl: string;
+  /** Absent means "derive from the port actually bound" (port 0 in tests). */
+  publicBaseUrl: string | null;
+  webhookSecret: string | null;
+  adminApiKey: string | null;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  role: 'all' | 'api' | 'worker';
+  videoStore: 'local' | 's3' | 'none';
+  s3: { bucket: string | null; region: string | null; endpoint: string | null; forcePathStyle: boolean };
+  allowPrivateUrls: boolean;
+  corsOrigins: string[] | null;
+  taskDeadlineMinutes: number;
+  shutdownTimeoutMs: number;
+};
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Parses the whole environment at once so that every bad variable is reported together. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // An empty variable means "unset": `FOO= npm start` should not be a validation error.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = environmentModel.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = issue.path.join('.') || 'environment';
+      const value = typeof issue.path[0] === 'string' ? present[issue.path[0]] : undefined;
+      const shown = value === undefined || /KEY|SECRET/.test(name) ? '' : ` (got "${value}")`;
+      return `${name}: ${issue.message}${shown}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL ?? null,
+    dataDir: e.DATA_DIR,
+    cometApiKey: e.COMETAPI_KEY ?? null,
+    cometApiBaseUrl: e.COMETAPI_BASE_URL,
+    publicBaseUrl: e.PUBLIC_BASE_URL ?? null,
+    webhookSecret: e.WEBHOOK_SECRET ?? null,
+    adminApiKey: e.ADMIN_API_KEY ?? null,
+    logLevel: e.LOG_LEVEL,
+    role: e.ROLE,
+    videoStore: e.VIDEO_STORE,
+    s3: {
+      bucket: e.S3_BUCKET ?? null,
+      region: e.S3_REGION ?? null,
+      endpoint: e.S3_ENDPOINT ?? null,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+    },
+    allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
+    corsOrigins: e.CORS_ORIGINS ?? null,
+    taskDeadlineMinutes: e.TASK_DEADLINE_MINUTES,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,154 @@
+import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { type SQL, sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema.ts';
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+/** Either the database or an open transaction: services accept both. */
+export type Executor = Db | Tx;
+
+export type Database = {
+  readonly driver: 'postgres' | 'pglite';
+  /** Where the data lives, for the start-up log (never includes a password). */
+  readonly location: string;
+  readonly db: Db;
+  /** Subscribes to a notification channel; `onListen` also runs after every reconnect. */
+  listen(channel: string, onPayload: (payload: string) => void, onListen?: () => void): Promise<() => Promise<void>>;
+  /** Applies pending migrations under a cluster-wide advisory lock, so concurrent starts do not race. */
+  migrate(): Promise<void>;
+  /** True when the database answers and every migration of this build has been applied. */
+  isReady(): Promise<boolean>;
+  close(): Promise<void>;
+};
+
+export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+// An arbitrary constant shared by every instance of the gateway: the key of the migration lock.
+const MIGRATION_LOCK_KEY = 7_316_044_211;
+
+export function rowsOf<T>(result: unknown): T[] {
+  // postgres.js returns an array-like row list; PGlite returns `{ rows }`.
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+export async function queryRows<T>(executor: Executor, query: SQL): Promise<T[]> {
+  return rowsOf<T>(await executor.execute(query));
+}
+
+async function expectedMigrationCount(): Promise<number> {
+  const journal = JSON.parse(await readFile(resolve(migrationsFolder, 'meta/_journal.json'), 'utf8')) as {
+    entries: unknown[];
+  };
+  return journal.entries.length;
+}
+
+async function appliedMigrationCount(db: Db): Promise<number> {
+  const rows = await queryRows<{ count: number | string }>(
+    db,
+    sql`select count(*)::int as count from drizzle.__drizzle_migrations`,
+  );
+  return Number(rows[0]?.count ?? 0);
+}
+
+function redact(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}
+
+export function connectPostgres(url: string, options: { max?: number } = {}): Database {
+  const client = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    // Fail fast while the server is down instead of queueing requests for a long time.
+    connect_timeout: 5,
+    idle_timeout: 60,
+  });
+  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  return {
+    driver: 'postgres',
+    location: redact(url),
+    db,
+    async listen(channel, onPayload, onListen) {
+      const { unlisten } = await client.listen(channel, onPayload, onListen);
+      return unlisten;
+    },
+    async migrate() {
+      const lockClient = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+        try {
+          await migratePostgres(drizzlePostgres(lockClient), { migrationsFolder });
+        } finally {
+          await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+        }
+      } finally {
+        await lockClient.end();
+      }
+    },
+    async isReady() {
+      try {
+        return (await appliedMigrationCount(db)) >= (await expectedMigrationCount());
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}
+
+/** `dataDir` null means an in-memory database (tests). */
+export async function connectPglite(dataDir: string | null): Promise<Database> {
+  if (dataDir !== null) mkdirSync(dataDir, { recursive: true });
+  const client = dataDir === null ? new PGlite() : new PGlite(dataDir);
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  return {
+    driver: 'pglite',
+    location: dataDir === null ? 'memory' : resolve(dataDir),
+    db,
+    async listen(channel, onPayload, onListen) {
+      const unsubscribe = await client.listen(channel, onPayload);
+      onListen?.();
+      return unsubscribe;
+    },
+    async migrate() {
+      // PGlite is one connection in this process; the lock still guards against a second
+      // process, which PGlite's own file lock refuses anyway.
+      await client.query(`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
+      try {
+        await migratePglite(drizzlePglite(client), { migrationsFolder });
+      } finally {
+        await client.query(`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
+      }
+    },
+    async isReady() {
+      try {
+        return (await appliedMigrationCount(db)) >= (await expectedMigrationCount());
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}
+
+export async function connectDatabase(options: { databaseUrl: string | null; dataDir: string }): Promise<Database> {
+  return options.databaseUrl === null
+    ? connectPglite(resolve(options.dataDir, 'pglite'))
+    : connectPostgres(options.databaseUrl);
+}

@@ -1,0 +1,63 @@
+import { GraphQLError } from 'graphql';
+
+/**
+ * An expected failure. It is a GraphQLError so that yoga's masking lets its message through when
+ * it surfaces as a GraphQL error; on fields with a result union the errors plugin returns it as data.
+ */
+export class AppError extends GraphQLError {
+  readonly code: string;
+  constructor(message: string, code: string, httpStatus?: number) {
+    super(message, { extensions: httpStatus === undefined ? { code } : { code, http: { status: httpStatus } } });
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+export class UnauthenticatedError extends AppError {
+  constructor(message = 'A valid API key is required: send "Authorization: Bearer <api key>".') {
+    super(message, 'UNAUTHENTICATED', 401);
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message = 'This operation needs a scope your API key does not have.') {
+    super(message, 'FORBIDDEN');
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super(message, 'NOT_FOUND');
+  }
+}
+
+export type InputIssue = { path: string[]; message: string };
+
+export class InvalidInputError extends AppError {
+  readonly issues: InputIssue[];
+  constructor(message: string, issues: InputIssue[]) {
+    super(message, 'BAD_USER_INPUT');
+    this.issues = issues;
+  }
+}
+
+export class QuotaExceededError extends AppError {
+  constructor(message: string) {
+    super(message, 'QUOTA_EXCEEDED');
+  }
+}
+
+export class RateLimitedError extends AppError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super(message, 'RATE_LIMITED');
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** The database or another dependency is briefly unavailable: the client may retry. */
+export class ServiceUnavailableError extends AppError {
+  constructor(message = 'The service is briefly unavailable; retry shortly.') {
+    super(message, 'SERVICE_UNAVAILABLE', 503);
+  }
+}

@@ -1,0 +1,168 @@
+import { z } from 'zod';
+import { InvalidInputError, NotFoundError } from '../../errors.ts';
+import type { Tenant } from '../../tenants/tenants.ts';
+import { builder } from '../builder.ts';
+import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
+import { fromGlobalId, toGlobalId } from '../ids.ts';
+
+const limitModel = z
+  .number()
+  .int('must be a whole number')
+  .min(0, 'must be 0 or more; use null for no limit')
+  .max(1_000_000_000, 'is too large')
+  .nullish();
+
+export const TenantRef = builder.objectRef<Tenant>('Tenant');
+
+builder.node(TenantRef, {
+  id: { resolve: (tenant) => tenant.id },
+  // A tenant sees itself; the admin sees every tenant; anyone else gets null, as for an unknown id.
+  loadOne: async (id, context) => {
+    const viewer = context.viewer;
+    if (viewer.kind === 'tenant' && viewer.tenantId !== id) return null;
+    return context.services.tenants.getTenant(id);
+  },
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    monthlyVideoSecondsLimit: t.exposeInt('monthlyVideoSecondsLimit', { nullable: true }),
+    maxConcurrentTasks: t.exposeInt('maxConcurrentTasks', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+  }),
+});
+
+const ViewerRef = builder.objectRef<{ tenantId: string }>('Viewer').implement({
+  description: 'The tenant that the API key of this request belongs to.',
+  fields: (t) => ({
+    tenant: t.field({
+      type: TenantRef,
+      resolve: async ({ tenantId }, _args, context) => {
+        const tenant = await context.services.tenants.getTenant(tenantId);
+        if (tenant === null) throw new NotFoundError('The tenant of this API key no longer exists.');
+        return tenant;
+      },
+    }),
+  }),
+});
+
+builder.queryField('viewer', (t) =>
+  t.field({
+    type: ViewerRef,
+    authScopes: { tenant: true },
+    resolve: (_root, _args, context) => {
+      const viewer = context.viewer;
+      if (viewer.kind !== 'tenant') throw new Error('unreachable: the tenant scope was checked');
+      return { tenantId: viewer.tenantId };
+    },
+  }),
+);
+
+builder.queryField('tenants', (t) =>
+  t.connection({
+    type: TenantRef,
+    description: 'Every tenant, oldest first (admin).',
+    authScopes: { admin: true },
+    resolve: async (_root, args, context) => {
+      if (args.last != null || args.before != null) {
+        throw new InvalidInputError('tenants pages forward only: use first and after.', [
+          { path: [args.last != null ? 'last' : 'before'], message: 'not supported on this list' },
+        ]);
+      }
+      const limit = pageSize(args.first, 'first');
+      const after = args.after ? decodeCursor(args.after, 'after') : null;
+      const rows = await context.services.tenants.listTenants({ limit: limit + 1, after });
+      const page = rows.slice(0, limit);
+      const edges = page.map((tenant) => ({ cursor: encodeCursor(tenant), node: tenant }));
+      return {
+        edges,
+        pageInfo: {
+          hasNextPage: rows.length > limit,
+          hasPreviousPage: after !== null,
+          startCursor: edges[0]?.cursor ?? null,
+          endCursor: edges.at(-1)?.cursor ?? null,
+        },
+      };
+    },
+  }, { name: 'TenantConnection' }, { name: 'TenantEdge' }),
+);
+
+const CreateTenantInput = builder.inputType('CreateTenantInput', {
+  fields: (t) => ({
+    name: t.string({ required: true, validate: z.string().trim().min(1, 'must not be empty').max(200, 'is too long') }),
+    monthlyVideoSecondsLimit: t.int({ validate: limitModel }),
+    maxConcurrentTasks: t.int({ validate: limitModel }),
+  }),
+});
+
+const CreateTenantPayload = builder.objectRef<{ tenant: Tenant; apiKey: string }>('CreateTenantPayload').implement({
+  fields: (t) => ({
+    tenant: t.field({ type: TenantRef, resolve: (payload) => payload.tenant }),
+    apiKey: t.exposeString('apiKey', { description: 'Shown once; only its hash is kept.' }),
+  }),
+});
+
+const CreateApiKeyPayload = builder.objectRef<{ id: string; apiKey: string }>('CreateApiKeyPayload').implement({
+  fields: (t) => ({
+    id: t.id({ resolve: (payload) => toGlobalId('ApiKey', payload.id) }),
+    apiKey: t.exposeString('apiKey', { description: 'Shown once; only its hash is kept.' }),
+  }),
+});
+
+const UpdateTenantLimitsInput = builder.inputType('UpdateTenantLimitsInput', {
+  fields: (t) => ({
+    tenantId: t.id({ required: true }),
+    monthlyVideoSecondsLimit: t.int({ validate: limitModel }),
+    maxConcurrentTasks: t.int({ validate: limitModel }),
+  }),
+});
+
+builder.mutationFields((t) => ({
+  createTenant: t.field({
+    type: CreateTenantPayload,
+    authScopes: { admin: true },
+    args: { input: t.arg({ type: CreateTenantInput, required: true }) },
+    resolve: (_root, { input }, context) =>
+      context.services.tenants.createTenant({
+        name: input.name.trim(),
+        monthlyVideoSecondsLimit: input.monthlyVideoSecondsLimit,
+        maxConcurrentTasks: input.maxConcurrentTasks,
+      }),
+  }),
+  createApiKey: t.field({
+    type: CreateApiKeyPayload,
+    authScopes: { admin: true },
+    args: { tenantId: t.arg.id({ required: true }) },
+    resolve: async (_root, { tenantId }, context) => {
+      const id = fromGlobalId(tenantId, 'Tenant');
+      const created = id === null ? null : await context.services.tenants.createApiKey(id);
+      if (created === null) throw new NotFoundError('No tenant has this id.');
+      return created;
+    },
+  }),
+  revokeApiKey: t.boolean({
+    description: 'True when a live key was revoked; false when the id is unknown or already revoked.',
+    authScopes: { admin: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, context) => {
+      const keyId = fromGlobalId(id, 'ApiKey');
+      return keyId === null ? false : context.services.tenants.revokeApiKey(keyId);
+    },
+  }),
+  updateTenantLimits: t.field({
+    type: TenantRef,
+    description: 'Sets a tenant\'s limits; an omitted field is left as it is, null removes the limit (admin).',
+    authScopes: { admin: true },
+    args: { input: t.arg({ type: UpdateTenantLimitsInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      const id = fromGlobalId(input.tenantId, 'Tenant');
+      const tenant =
+        id === null
+          ? null
+          : await context.services.tenants.updateLimits(id, {
+              monthlyVideoSecondsLimit: input.monthlyVideoSecondsLimit,
+              maxConcurrentTasks: input.maxConcurrentTasks,
+            });
+      if (tenant === null) throw new NotFoundError('No tenant has this id.');
+      return tenant;
+    },
+  }),
+}));

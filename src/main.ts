@@ -1,0 +1,52 @@
+import { ConfigError, loadConfig } from './config.ts';
+import type { Config } from './config.ts';
+import { createApp } from './app.ts';
+import { connectDatabase } from './db/database.ts';
+import { createLogger } from './logger.ts';
+
+function configOrExit(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+const config = configOrExit();
+const logger = createLogger(config.logLevel);
+
+const database = await connectDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+logger.info(
+  { driver: database.driver, location: database.location },
+  database.driver === 'pglite'
+    ? `using embedded PGlite; data lives in ${database.location}`
+    : `using PostgreSQL at ${database.location}`,
+);
+await database.migrate();
+logger.info('migrations applied');
+
+const app = createApp({ config, database, logger });
+const { url } = await app.start();
+logger.info({ url, role: config.role }, `omni gateway listening on ${url}`);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'shutting down');
+  try {
+    await app.stop();
+    await database.close();
+    logger.info('stopped');
+    process.exit(0);
+  } catch (error) {
+    logger.error({ err: error }, 'shutdown failed');
+    process.exit(1);
+  }
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -1,0 +1,119 @@
+import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { generateApiKey, hashApiKey, secretsEqual } from '../auth/api-keys.ts';
+import type { Db } from '../db/database.ts';
+import { apiKeys, tenants } from '../db/schema.ts';
+
+export type Tenant = typeof tenants.$inferSelect;
+
+export type Viewer =
+  | { kind: 'admin' }
+  | { kind: 'tenant'; tenantId: string; apiKeyId: string };
+
+export type TenantLimits = { monthlyVideoSecondsLimit?: number | null; maxConcurrentTasks?: number | null };
+
+// Writing last_used_at on every request would turn every read into a write; a minute is precise enough.
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+export function createTenantService(db: Db, options: { adminApiKey: string | null }) {
+  return {
+    /** Resolves a bearer token to the admin scope or a tenant; null when the key is unknown or revoked. */
+    async authenticate(token: string): Promise<Viewer | null> {
+      if (options.adminApiKey !== null && secretsEqual(token, options.adminApiKey)) return { kind: 'admin' };
+      const [key] = await db
+        .select({ id: apiKeys.id, tenantId: apiKeys.tenantId, lastUsedAt: apiKeys.lastUsedAt })
+        .from(apiKeys)
+        .where(and(eq(apiKeys.keyHash, hashApiKey(token)), isNull(apiKeys.revokedAt)))
+        .limit(1);
+      if (key === undefined) return null;
+      if (key.lastUsedAt === null || Date.now() - key.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
+        await db
+          .update(apiKeys)
+          .set({ lastUsedAt: sql`now()` })
+          .where(
+            and(
+              eq(apiKeys.id, key.id),
+              or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, sql`now() - interval '1 minute'`)),
+            ),
+          );
+      }
+      return { kind: 'tenant', tenantId: key.tenantId, apiKeyId: key.id };
+    },
+
+    async createTenant(input: { name: string } & TenantLimits): Promise<{ tenant: Tenant; apiKey: string }> {
+      return db.transaction(async (tx) => {
+        const [tenant] = await tx
+          .insert(tenants)
+          .values({
+            name: input.name,
+            monthlyVideoSecondsLimit: input.monthlyVideoSecondsLimit ?? null,
+            maxConcurrentTasks: input.maxConcurrentTasks ?? null,
+          })
+          .returning();
+        if (tenant === undefined) throw new Error('insert into tenants returned no row');
+        const key = generateApiKey();
+        await tx.insert(apiKeys).values({ tenantId: tenant.id, keyHash: key.hash, prefix: key.prefix });
+        return { tenant, apiKey: key.key };
+      });
+    },
+
+    /** A new key for an existing tenant; null when the tenant does not exist (tenants are never deleted). */
+    async createApiKey(tenantId: string): Promise<{ id: string; apiKey: string } | null> {
+      const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
+      if (tenant === undefined) return null;
+      const key = generateApiKey();
+      const [row] = await db
+        .insert(apiKeys)
+        .values({ tenantId, keyHash: key.hash, prefix: key.prefix })
+        .returning({ id: apiKeys.id });
+      if (row === undefined) throw new Error('insert into api_keys returned no row');
+      return { id: row.id, apiKey: key.key };
+    },
+
+    /** True when the key existed and was live; revoking twice is harmless and answers false. */
+    async revokeApiKey(id: string): Promise<boolean> {
+      const revoked = await db
+        .update(apiKeys)
+        .set({ revokedAt: sql`now()` })
+        .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+        .returning({ id: apiKeys.id });
+      return revoked.length > 0;
+    },
+
+    async getTenant(id: string): Promise<Tenant | null> {
+      const [tenant] = await db.select().from(tenants).where(eq(tenants.id, id)).limit(1);
+      return tenant ?? null;
+    },
+
+    /** Tenants oldest first, keyset-paged by (created_at, id). */
+    async listTenants(page: { limit: number; after: { createdAt: Date; id: string } | null }): Promise<Tenant[]> {
+      const after = page.after;
+      return db
+        .select()
+        .from(tenants)
+        .where(
+          after === null
+            ? undefined
+            : or(
+                gt(tenants.createdAt, after.createdAt),
+                and(eq(tenants.createdAt, after.createdAt), gt(tenants.id, after.id)),
+              ),
+        )
+        .orderBy(tenants.createdAt, tenants.id)
+        .limit(page.limit);
+    },
+
+    async updateLimits(tenantId: string, limits: TenantLimits): Promise<Tenant | null> {
+      const changes: Partial<typeof tenants.$inferInsert> = {};
+      if (limits.monthlyVideoSecondsLimit !== undefined) changes.monthlyVideoSecondsLimit = limits.monthlyVideoSecondsLimit;
+      if (limits.maxConcurrentTasks !== undefined) changes.maxConcurrentTasks = limits.maxConcurrentTasks;
+      const [tenant] = await db
+        .update(tenants)
+        .set({ ...changes, updatedAt: sql`now()` })
+        .where(eq(tenants.id, tenantId))
+        .returning();
+      return tenant ?? null;
+    },
+  };
+}
+
+export type TenantService = ReturnType<typeof createTenantService>;

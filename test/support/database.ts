@@ -1,0 +1,53 @@
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { connectPglite, connectPostgres } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/database.ts';
+
+export const serverUrl = process.env.DATABASE_URL || null;
+
+export type TestDatabase = Database & { url: string | null; drop(): Promise<void> };
+
+/** A fresh database for one test file: a new PostgreSQL database when DATABASE_URL is set, else in-memory PGlite. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  if (serverUrl === null) {
+    const database = await connectPglite(null);
+    await database.migrate();
+    return Object.assign(database, { url: null, drop: () => database.close() });
+  }
+  const name = `og_test_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const database = connectPostgres(url.toString());
+  await database.migrate();
+  return Object.assign(database, {
+    url: url.toString(),
+    async drop() {
+      await database.close().catch(() => {});
+      const cleanup = postgres(serverUrl, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
+      await cleanup.end();
+    },
+  });
+}
+
+/** An empty PostgreSQL database that is not migrated yet (for migration tests); null without DATABASE_URL. */
+export async function createEmptyPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> } | null> {
+  if (serverUrl === null) return null;
+  const name = `og_test_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const cleanup = postgres(serverUrl, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
+      await cleanup.end();
+    },
+  };
+}

@@ -47,6 +47,7 @@ const environmentModel = z
       .optional(),
     TASK_DEADLINE_MINUTES: z.coerce.number().int().min(1, 'must be at least 1').default(30),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+    RECONCILER_INTERVAL_MS: z.coerce.number().int().min(10, 'must be at least 10').default(1_000),
   })
   .superRefine((env, ctx) => {
     if (env.VIDEO_STORE === 's3' && env.S3_BUCKET === undefined) {
@@ -73,6 +74,8 @@ export type Config = {
   corsOrigins: string[] | null;
   taskDeadlineMinutes: number;
   shutdownTimeoutMs: number;
+  /** Pause of the reconciler between ticks when nothing was due. */
+  reconcilerIntervalMs: number;
 };
 
 export class ConfigError extends Error {
@@ -122,5 +125,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     corsOrigins: e.CORS_ORIGINS ?? null,
     taskDeadlineMinutes: e.TASK_DEADLINE_MINUTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    reconcilerIntervalMs: e.RECONCILER_INTERVAL_MS,
   };
 }

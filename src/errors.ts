@@ -61,3 +61,14 @@ export class ServiceUnavailableError extends AppError {
     super(message, 'SERVICE_UNAVAILABLE', 503);
   }
 }
+
+/** The upstream refused or failed a request; `upstreamCode` is one of the stable UPSTREAM_* codes. */
+export class UpstreamError extends AppError {
+  readonly upstreamCode: string;
+  readonly retryable: boolean;
+  constructor(message: string, upstreamCode: string, retryable: boolean) {
+    super(message, upstreamCode);
+    this.upstreamCode = upstreamCode;
+    this.retryable = retryable;
+  }
+}

@@ -2,6 +2,10 @@ import { ConfigError, loadConfig } from './config.ts';
 import type { Config } from './config.ts';
 import { createApp } from './app.ts';
 import { connectDatabase } from './db/database.ts';
+import { createKlingClient } from './kling/client.ts';
+import type { KlingClient } from './kling/client.ts';
+import { createSimulator } from './kling/simulator.ts';
+import type { Simulator } from './kling/simulator.ts';
 import { createLogger } from './logger.ts';
 
 function configOrExit(): Config {
@@ -29,7 +33,19 @@ logger.info(
 await database.migrate();
 logger.info('migrations applied');
 
-const app = createApp({ config, database, logger });
+let upstream: KlingClient;
+let simulator: Simulator | null = null;
+if (config.cometApiKey === null) {
+  simulator = createSimulator();
+  const { url: simulatorUrl } = await simulator.listen(0, '127.0.0.1');
+  upstream = createKlingClient({ baseUrl: simulatorUrl, apiKey: 'simulator' });
+  logger.warn({ simulatorUrl }, `no COMETAPI_KEY: serving the built-in upstream simulator at ${simulatorUrl}`);
+} else {
+  upstream = createKlingClient({ baseUrl: config.cometApiBaseUrl, apiKey: config.cometApiKey });
+  logger.info({ upstream: config.cometApiBaseUrl }, 'upstream: CometAPI');
+}
+
+const app = await createApp({ config, database, logger, upstream });
 const { url } = await app.start();
 logger.info({ url, role: config.role }, `omni gateway listening on ${url}`);
 
@@ -40,6 +56,7 @@ async function shutdown(signal: string): Promise<void> {
   logger.info({ signal }, 'shutting down');
   try {
     await app.stop();
+    await simulator?.close();
     await database.close();
     logger.info('stopped');
     process.exit(0);

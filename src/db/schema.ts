@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 // Every timestamp keeps milliseconds, the precision of a JS Date, so that a value read into
 // JavaScript and written back (e.g. in a keyset cursor) compares equal to the stored one.
@@ -44,3 +44,106 @@ export const settings = pgTable('settings', {
   value: text('value').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
+
+export const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+/** A result video as the task row keeps it; the archive fields are set once it is copied. */
+export type StoredVideo = {
+  id: string;
+  upstreamUrl: string;
+  durationSeconds: number | null;
+};
+
+/** What the client asked for, normalised; an inline image is kept as its hash and size, never its bytes. */
+export type StoredRequest = {
+  referenceImages: {
+    index: number;
+    url: string | null;
+    sha256: string | null;
+    byteSize: number | null;
+    type: 'FIRST_FRAME' | 'END_FRAME' | null;
+  }[];
+  elements: { index: number; elementId: string }[];
+  referenceVideos: { index: number; url: string; referType: 'FEATURE' | 'BASE'; keepOriginalSound: boolean }[];
+};
+
+export const omniTasks = pgTable(
+  'omni_tasks',
+  {
+    /** Our id; sent upstream as external_task_id, which Kling wants unique per account. */
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    status: text('status', { enum: TASK_STATUSES }).notNull(),
+    statusMessage: text('status_message'),
+    version: integer('version').notNull().default(1),
+    prompt: text('prompt').notNull(),
+    modelName: text('model_name').notNull(),
+    mode: text('mode', { enum: ['STD', 'PRO'] }).notNull(),
+    aspectRatio: text('aspect_ratio', { enum: ['RATIO_16_9', 'RATIO_9_16', 'RATIO_1_1'] }),
+    durationSeconds: integer('duration_seconds'),
+    hasVideoInput: boolean('has_video_input').notNull(),
+    request: jsonb('request').$type<StoredRequest>().notNull(),
+    /** SHA-256 of the normalised request: a reused idempotency key must come with the same request. */
+    requestHash: text('request_hash').notNull(),
+    upstreamTaskId: text('upstream_task_id'),
+    externalTaskId: text('external_task_id'),
+    idempotencyKey: text('idempotency_key'),
+    videos: jsonb('videos').$type<StoredVideo[]>().notNull().default([]),
+    ...timestamps,
+    submittedAt: timestamp('submitted_at', { withTimezone: true, precision: 3 }),
+    completedAt: timestamp('completed_at', { withTimezone: true, precision: 3 }),
+    /** When the reconciler should next look at this task; null once it is final. */
+    nextCheckAt: timestamp('next_check_at', { withTimezone: true, precision: 3 }),
+    checkAttempts: integer('check_attempts').notNull().default(0),
+    /** A task with no final state by then is failed by the reconciler. */
+    deadlineAt: timestamp('deadline_at', { withTimezone: true, precision: 3 }).notNull(),
+  },
+  (table) => [
+    // Ascending: a backward scan serves the newest-first pages, a forward scan the `last` pages.
+    index('omni_tasks_tenant_created_idx').on(table.tenantId, table.createdAt, table.id),
+    // Resync of tenant-wide subscribers after a feed outage: "what changed since".
+    index('omni_tasks_tenant_updated_idx').on(table.tenantId, table.updatedAt),
+    uniqueIndex('omni_tasks_upstream_task_id_unique').on(table.upstreamTaskId),
+    uniqueIndex('omni_tasks_tenant_external_task_id_unique').on(table.tenantId, table.externalTaskId),
+    uniqueIndex('omni_tasks_tenant_idempotency_key_unique').on(table.tenantId, table.idempotencyKey),
+    index('omni_tasks_next_check_idx')
+      .on(table.nextCheckAt)
+      .where(sql`${table.nextCheckAt} is not null`),
+    check('omni_tasks_status_check', sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED')`),
+  ],
+);
+
+/**
+ * The upstream body of a task not yet accepted upstream, kept only so that the create can be
+ * retried (it may carry inline images); deleted in the transaction that records the acceptance.
+ */
+export const taskSubmissions = pgTable('task_submissions', {
+  taskId: uuid('task_id')
+    .primaryKey()
+    .references(() => omniTasks.id, { onDelete: 'cascade' }),
+  body: jsonb('body').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+});
+
+/** Audit trail: every status change and every raw upstream payload received. */
+export const taskEvents = pgTable(
+  'task_events',
+  {
+    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    taskId: uuid('task_id')
+      .notNull()
+      .references(() => omniTasks.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: ['status', 'upstream'] }).notNull(),
+    /** Where the news came from: create, webhook, poll, refresh, reconciler. */
+    source: text('source').notNull(),
+    fromStatus: text('from_status', { enum: TASK_STATUSES }),
+    toStatus: text('to_status', { enum: TASK_STATUSES }),
+    version: integer('version'),
+    payload: jsonb('payload'),
+    createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (table) => [index('task_events_task_id_created_idx').on(table.taskId, table.createdAt)],
+);

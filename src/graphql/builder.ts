@@ -29,6 +29,10 @@ export const builder = new SchemaBuilder<{
   },
   errors: {
     defaultTypes: [],
+    // Validation failures become InvalidInputError data instead of GraphQL errors. They are then
+    // answered before the field's scope check; only authenticated callers get this far, and the
+    // answer describes nothing but their own input.
+    unsafelyHandleInputErrors: true,
   },
   relay: {
     clientMutationId: 'omit',

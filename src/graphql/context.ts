@@ -1,8 +1,12 @@
 import type { Logger } from 'pino';
+import type { TaskService } from '../tasks/tasks.ts';
+import type { WatchService } from '../tasks/watch.ts';
 import type { TenantService, Viewer } from '../tenants/tenants.ts';
 
 export type Services = {
   tenants: TenantService;
+  tasks: TaskService;
+  watch: WatchService;
 };
 
 export type GraphQLContext = {

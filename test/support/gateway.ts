@@ -2,11 +2,17 @@ import { createApp } from '../../src/app.ts';
 import type { App } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Config } from '../../src/config.ts';
+import { createKlingClient } from '../../src/kling/client.ts';
+import { createSimulator } from '../../src/kling/simulator.ts';
+import type { Simulator } from '../../src/kling/simulator.ts';
 import { createLogger } from '../../src/logger.ts';
+import { connectPostgres } from '../../src/db/database.ts';
 import { createTestDatabase } from './database.ts';
 import type { TestDatabase } from './database.ts';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+
+export type UpstreamRequest = { method: string; path: string; body: Record<string, unknown> | null };
 
 export type GraphQLResponse<T = Record<string, unknown>> = {
   status: number;
@@ -18,6 +24,10 @@ export type TestGateway = {
   app: App;
   config: Config;
   database: TestDatabase;
+  simulator: Simulator;
+  simulatorUrl: string;
+  /** Every HTTP request the gateway's upstream client sent, in order. */
+  upstreamRequests: UpstreamRequest[];
   /** POSTs an operation; `token` null sends no Authorization header. */
   graphql<T = Record<string, unknown>>(
     query: string,
@@ -27,16 +37,65 @@ export type TestGateway = {
   stop(): Promise<void>;
 };
 
-export async function startGateway(env: Record<string, string> = {}): Promise<TestGateway> {
-  const database = await createTestDatabase();
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'silent', ...env });
-  const app = createApp({ config, database, logger: createLogger(config.logLevel) });
+export type GatewayOptions = {
+  env?: Record<string, string>;
+  /** Simulator step delays; small by default so that tasks finish within a test. */
+  delays?: { processingMs: number; finishMs: number };
+  /** Client tuning, e.g. a short timeout for fault tests. */
+  client?: { timeoutMs?: number; maxAttempts?: number };
+  /** Share another gateway's database (PostgreSQL) instead of creating a fresh one. */
+  databaseUrl?: string;
+  /** Share another gateway's simulator instead of starting one. */
+  simulator?: { instance: Simulator; url: string };
+};
+
+/** A gateway on port 0 with a fresh database and its own upstream simulator on loopback. */
+export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
+  const database: TestDatabase =
+    options.databaseUrl === undefined
+      ? await createTestDatabase()
+      : Object.assign(connectPostgres(options.databaseUrl), { url: options.databaseUrl, drop: async () => {} });
+  const ownsSimulator = options.simulator === undefined;
+  const simulator =
+    options.simulator?.instance ?? createSimulator({ delays: options.delays ?? { processingMs: 50, finishMs: 150 } });
+  const simulatorUrl = options.simulator?.url ?? (await simulator.listen(0, '127.0.0.1')).url;
+  const upstreamRequests: UpstreamRequest[] = [];
+  const recordingFetch: typeof fetch = async (input, init) => {
+    const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
+    upstreamRequests.push({
+      method: init?.method ?? 'GET',
+      path: url.pathname,
+      body: typeof init?.body === 'string' ? JSON.parse(init.body) : null,
+    });
+    return fetch(input, init);
+  };
+  const upstream = createKlingClient({
+    fetch: recordingFetch,
+    baseUrl: simulatorUrl,
+    apiKey: 'test-upstream-key',
+    timeoutMs: options.client?.timeoutMs ?? 5_000,
+    maxAttempts: options.client?.maxAttempts ?? 3,
+    backoff: { baseMs: 10, maxMs: 50 },
+  });
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    ADMIN_API_KEY: ADMIN_KEY,
+    LOG_LEVEL: 'silent',
+    ALLOW_PRIVATE_URLS: 'true',
+    RECONCILER_INTERVAL_MS: '50',
+    ...options.env,
+  });
+  const app = await createApp({ config, database, logger: createLogger(config.logLevel), upstream });
   const { url } = await app.start();
   return {
     url,
     app,
     config,
     database,
+    simulator,
+    simulatorUrl,
+    upstreamRequests,
     async graphql(query, variables, token = ADMIN_KEY) {
       const response = await fetch(`${url}/graphql`, {
         method: 'POST',
@@ -56,7 +115,9 @@ export async function startGateway(env: Record<string, string> = {}): Promise<Te
     },
     async stop() {
       await app.stop();
-      await database.drop();
+      if (ownsSimulator) await simulator.close();
+      if (options.databaseUrl === undefined) await database.drop();
+      else await database.close();
     },
   };
 }

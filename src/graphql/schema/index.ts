@@ -4,3 +4,4 @@ import './errors.ts';
 import './tenant.ts';
 
 export const schema = builder.toSchema();
+import './omni-task.ts';

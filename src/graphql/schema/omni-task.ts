@@ -1,0 +1,251 @@
+import { z } from 'zod';
+import type { StoredVideo } from '../../db/schema.ts';
+import { InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
+import { createOmniVideoInputSchema } from '../../kling/input.ts';
+import type { TaskRow } from '../../tasks/tasks.ts';
+import { builder } from '../builder.ts';
+import type { GraphQLContext } from '../context.ts';
+import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
+import { fromGlobalId } from '../ids.ts';
+import { ErrorInterface } from './errors.ts';
+
+export const OmniTaskStatus = builder.enumType('OmniTaskStatus', {
+  values: ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'] as const,
+});
+const OmniMode = builder.enumType('OmniMode', { values: ['STD', 'PRO'] as const });
+const AspectRatio = builder.enumType('AspectRatio', { values: ['RATIO_16_9', 'RATIO_9_16', 'RATIO_1_1'] as const });
+const FrameType = builder.enumType('FrameType', { values: ['FIRST_FRAME', 'END_FRAME'] as const });
+const ReferType = builder.enumType('ReferType', { values: ['FEATURE', 'BASE'] as const });
+
+/** The caller's tenant id; the scope check has already refused anyone without one. */
+export function tenantOf(context: GraphQLContext): string {
+  const viewer = context.viewer;
+  if (viewer.kind !== 'tenant') throw new Error('unreachable: the tenant scope was checked');
+  return viewer.tenantId;
+}
+
+const ReferenceImageRef = builder.objectRef<TaskRow['request']['referenceImages'][number]>('ReferenceImage').implement({
+  fields: (t) => ({
+    index: t.exposeInt('index'),
+    url: t.exposeString('url', { nullable: true, description: 'Null for an inline (base64) image.' }),
+    type: t.field({ type: FrameType, nullable: true, resolve: (image) => image.type }),
+    sha256: t.exposeString('sha256', { nullable: true, description: 'SHA-256 of an inline image, hex.' }),
+    byteSize: t.exposeInt('byteSize', { nullable: true, description: 'Size of an inline image in bytes.' }),
+  }),
+});
+
+const ElementRef = builder.objectRef<TaskRow['request']['elements'][number]>('Element').implement({
+  fields: (t) => ({
+    index: t.exposeInt('index'),
+    elementId: t.exposeString('elementId'),
+  }),
+});
+
+const ReferenceVideoRef = builder.objectRef<TaskRow['request']['referenceVideos'][number]>('ReferenceVideo').implement({
+  fields: (t) => ({
+    index: t.exposeInt('index'),
+    url: t.exposeString('url'),
+    referType: t.field({ type: ReferType, resolve: (video) => video.referType }),
+    keepOriginalSound: t.exposeBoolean('keepOriginalSound'),
+  }),
+});
+
+const OmniVideoRef = builder.objectRef<StoredVideo>('OmniVideo').implement({
+  fields: (t) => ({
+    id: t.exposeString('id'),
+    url: t.string({
+      description: 'Where to fetch the video: the upstream URL until the gateway has archived its own copy.',
+      resolve: (video) => video.upstreamUrl,
+    }),
+    durationSeconds: t.exposeFloat('durationSeconds', { nullable: true }),
+    upstreamUrl: t.exposeString('upstreamUrl', { description: 'The upstream URL; it expires after about 30 days.' }),
+    archived: t.boolean({ resolve: () => false }),
+  }),
+});
+
+export const OmniTaskRef = builder.objectRef<TaskRow>('OmniTask');
+
+builder.node(OmniTaskRef, {
+  id: { resolve: (task) => task.id },
+  // Another tenant's task loads as null, exactly like an id that does not exist.
+  loadOne: (id, context) => (context.viewer.kind === 'tenant' ? context.services.tasks.get(context.viewer.tenantId, id) : null),
+  fields: (t) => ({
+    status: t.field({ type: OmniTaskStatus, resolve: (task) => task.status }),
+    statusMessage: t.exposeString('statusMessage', { nullable: true }),
+    version: t.exposeInt('version', { description: 'Grows by one with every change of the task.' }),
+    prompt: t.exposeString('prompt'),
+    modelName: t.exposeString('modelName'),
+    mode: t.field({ type: OmniMode, resolve: (task) => task.mode }),
+    aspectRatio: t.field({ type: AspectRatio, nullable: true, resolve: (task) => task.aspectRatio }),
+    durationSeconds: t.exposeInt('durationSeconds', { nullable: true }),
+    referenceImages: t.field({ type: [ReferenceImageRef], resolve: (task) => task.request.referenceImages }),
+    elements: t.field({ type: [ElementRef], resolve: (task) => task.request.elements }),
+    referenceVideos: t.field({ type: [ReferenceVideoRef], resolve: (task) => task.request.referenceVideos }),
+    videos: t.field({ type: [OmniVideoRef], resolve: (task) => task.videos }),
+    externalTaskId: t.exposeString('externalTaskId', { nullable: true }),
+    upstreamTaskId: t.exposeString('upstreamTaskId', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    submittedAt: t.expose('submittedAt', { type: 'DateTime', nullable: true }),
+    completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+const ReferenceImageInput = builder.inputType('ReferenceImageInput', {
+  description: 'Exactly one of url and base64 (a data: URL is accepted too).',
+  fields: (t) => ({
+    url: t.string(),
+    base64: t.string(),
+    type: t.field({ type: FrameType }),
+  }),
+});
+const ElementInput = builder.inputType('ElementInput', {
+  fields: (t) => ({ elementId: t.string({ required: true }) }),
+});
+const ReferenceVideoInput = builder.inputType('ReferenceVideoInput', {
+  fields: (t) => ({
+    url: t.string({ required: true }),
+    referType: t.field({ type: ReferType, required: true }),
+    keepOriginalSound: t.boolean(),
+  }),
+});
+const CreateOmniVideoInput = builder.inputType('CreateOmniVideoInput', {
+  fields: (t) => ({
+    prompt: t.string({ required: true }),
+    modelName: t.string(),
+    mode: t.field({ type: OmniMode }),
+    aspectRatio: t.field({ type: AspectRatio }),
+    durationSeconds: t.int(),
+    referenceImages: t.field({ type: [ReferenceImageInput] }),
+    elements: t.field({ type: [ElementInput] }),
+    referenceVideos: t.field({ type: [ReferenceVideoInput] }),
+    externalTaskId: t.string({ description: 'Your own reference, unique per tenant; never sent upstream.' }),
+    idempotencyKey: t.string({ description: 'The same key with the same input returns the same task.' }),
+  }),
+});
+
+const OmniTaskFilter = builder.inputType('OmniTaskFilter', {
+  fields: (t) => ({
+    status: t.field({ type: [OmniTaskStatus] }),
+    createdAfter: t.field({ type: 'DateTime' }),
+    createdBefore: t.field({ type: 'DateTime' }),
+  }),
+});
+
+builder.objectType(QuotaExceededError, { name: 'QuotaExceededError', interfaces: [ErrorInterface], fields: () => ({}) });
+builder.objectType(RateLimitedError, {
+  name: 'RateLimitedError',
+  interfaces: [ErrorInterface],
+  fields: (t) => ({ retryAfterSeconds: t.exposeInt('retryAfterSeconds') }),
+});
+builder.objectType(UpstreamError, {
+  name: 'UpstreamError',
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    code: t.string({ nullable: true, resolve: (error) => error.upstreamCode }),
+    retryable: t.exposeBoolean('retryable'),
+  }),
+});
+
+builder.queryFields((t) => ({
+  omniTask: t.field({
+    type: OmniTaskRef,
+    nullable: true,
+    authScopes: { tenant: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, context) => {
+      const taskId = fromGlobalId(id, 'OmniTask');
+      return taskId === null ? null : context.services.tasks.get(tenantOf(context), taskId);
+    },
+  }),
+  omniTasks: t.connection(
+    {
+      type: OmniTaskRef,
+      description: 'The tenant\'s tasks, newest first; `last`/`before` walk back towards the newest.',
+      authScopes: { tenant: true },
+      args: { filter: t.arg({ type: OmniTaskFilter }) },
+      resolve: async (_root, args, context) => {
+        if ((args.first != null || args.after != null) && (args.last != null || args.before != null)) {
+          throw new InvalidInputError('Page with first/after or with last/before, not both.', [
+            { path: ['last'], message: 'cannot be combined with first/after' },
+          ]);
+        }
+        const backward = args.last != null || args.before != null;
+        const limit = backward ? pageSize(args.last, 'last') : pageSize(args.first, 'first');
+        const cursorArg = backward ? args.before : args.after;
+        const cursor = cursorArg ? decodeCursor(cursorArg, backward ? 'before' : 'after') : null;
+        const filter = args.filter ?? {};
+        const page = await context.services.tasks.list(tenantOf(context), {
+          direction: backward ? 'backward' : 'forward',
+          limit,
+          cursor,
+          filter: { status: filter.status, createdAfter: filter.createdAfter, createdBefore: filter.createdBefore },
+        });
+        // Backward pages are read oldest first; edges are always newest first.
+        const tasks = backward ? [...page.tasks].reverse() : page.tasks;
+        const edges = tasks.map((task) => ({ cursor: encodeCursor(task), node: task }));
+        return {
+          edges,
+          pageInfo: {
+            hasNextPage: backward ? page.hasBefore : page.hasMore,
+            hasPreviousPage: backward ? page.hasMore : page.hasBefore,
+            startCursor: edges[0]?.cursor ?? null,
+            endCursor: edges.at(-1)?.cursor ?? null,
+          },
+        };
+      },
+    },
+    { name: 'OmniTaskConnection' },
+    { name: 'OmniTaskEdge' },
+  ),
+}));
+
+builder.mutationFields((t) => ({
+  createOmniVideo: t.field({
+    type: OmniTaskRef,
+    authScopes: { tenant: true },
+    errors: {
+      types: [InvalidInputError, QuotaExceededError, RateLimitedError, UpstreamError],
+      union: { name: 'CreateOmniVideoResult' },
+      result: { name: 'CreateOmniVideoSuccess' },
+      dataField: { name: 'task' },
+    },
+    args: t.validate(
+      { input: t.arg({ type: CreateOmniVideoInput, required: true }) },
+      z.object({ input: createOmniVideoInputSchema }),
+    ),
+    resolve: (_root, { input }, context) => context.services.tasks.create(tenantOf(context), input),
+  }),
+  refreshOmniTask: t.field({
+    type: OmniTaskRef,
+    nullable: true,
+    description: 'Asks the upstream for the task\'s state now and applies the answer.',
+    authScopes: { tenant: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, context) => {
+      const taskId = fromGlobalId(id, 'OmniTask');
+      return taskId === null ? null : context.services.tasks.refresh(tenantOf(context), taskId);
+    },
+  }),
+}));
+
+builder.subscriptionType({});
+
+builder.subscriptionField('omniTaskUpdated', (t) =>
+  t.field({
+    type: OmniTaskRef,
+    description:
+      'With an id: the task\'s current state at once, then every change; completes after a final state. ' +
+      'Without an id: every change of every task of your tenant, creation included.',
+    authScopes: { tenant: true },
+    args: { id: t.arg.id() },
+    subscribe: (_root, { id }, context) => {
+      const tenantId = tenantOf(context);
+      if (id === null || id === undefined) return context.services.watch.tenant(tenantId);
+      const taskId = fromGlobalId(id, 'OmniTask');
+      if (taskId === null) throw new NotFoundError('No task has this id.');
+      return context.services.watch.task(tenantId, taskId);
+    },
+    resolve: (task) => task,
+  }),
+);

@@ -1,0 +1,149 @@
+import { and, inArray, isNotNull, lte, sql } from 'drizzle-orm';
+import type { Db } from '../db/database.ts';
+import { omniTasks } from '../db/schema.ts';
+import type { KlingClient } from '../kling/client.ts';
+import type { Logger } from '../logger.ts';
+import { isFinal, transitionFromUpstream } from './state.ts';
+import type { TaskRow } from './state.ts';
+import type { TaskService } from './tasks.ts';
+
+export type ReconcilerOptions = {
+  db: Db;
+  tasks: TaskService;
+  upstream: KlingClient;
+  logger: Logger;
+  taskDeadlineMinutes: number;
+  /** Pause between ticks when there was nothing left to do. */
+  intervalMs: number;
+  /** Tasks leased per tick. */
+  batchSize?: number;
+  /** How long a lease keeps other instances off a task, should this one die while handling it. */
+  leaseSeconds?: number;
+};
+
+export type Reconciler = {
+  start(): void;
+  /** Stops the loop and waits for the tick in progress (leased tasks are finished, not dropped). */
+  stop(): Promise<void>;
+  /** Leases the tasks that are due and handles them; resolves with how many it handled. */
+  tick(): Promise<number>;
+};
+
+/**
+ * The background worker of every instance: polls the upstream for tasks whose last news is older
+ * than their backoff, retries creates that never reached the upstream, and fails tasks past their
+ * deadline. Due tasks are leased with FOR UPDATE SKIP LOCKED, so each is handled by one instance.
+ */
+export function createReconciler(options: ReconcilerOptions): Reconciler {
+  const { db, tasks, upstream, logger } = options;
+  const batchSize = options.batchSize ?? 20;
+  const leaseSeconds = options.leaseSeconds ?? 60;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<number> | null = null;
+  let stopped = true;
+
+  async function lease(): Promise<TaskRow[]> {
+    return db.transaction(async (tx) => {
+      const due = await tx
+        .select({ id: omniTasks.id })
+        .from(omniTasks)
+        .where(and(isNotNull(omniTasks.nextCheckAt), lte(omniTasks.nextCheckAt, sql`now()`)))
+        .orderBy(omniTasks.nextCheckAt)
+        .limit(batchSize)
+        .for('update', { skipLocked: true });
+      if (due.length === 0) return [];
+      return tx
+        .update(omniTasks)
+        .set({
+          nextCheckAt: sql`now() + make_interval(secs => ${leaseSeconds})`,
+          checkAttempts: sql`${omniTasks.checkAttempts} + 1`,
+        })
+        .where(inArray(omniTasks.id, due.map((task) => task.id)))
+        .returning();
+    });
+  }
+
+  async function handle(task: TaskRow): Promise<void> {
+    if (isFinal(task.status)) return;
+    if (task.deadlineAt.getTime() <= Date.now()) {
+      await tasks.apply(task.id, {
+        status: 'FAILED',
+        statusMessage: `The upstream gave no final state within ${options.taskDeadlineMinutes} minutes; the gateway gave the task up.`,
+        source: 'deadline',
+      });
+      return;
+    }
+    // Ask by our id (the external task id) while the upstream id is unknown: a create whose answer
+    // was lost is found this way instead of being submitted a second time.
+    const answer = await upstream.getTask(
+      task.upstreamTaskId !== null ? { taskId: task.upstreamTaskId } : { externalTaskId: task.id },
+    );
+    if (answer !== null) {
+      const result = await tasks.apply(task.id, transitionFromUpstream(answer, 'poll'));
+      if (result !== null && !result.changed) await tasks.backOff(task.id);
+      return;
+    }
+    if (task.status !== 'PENDING') {
+      logger.warn({ taskId: task.id, upstreamTaskId: task.upstreamTaskId }, 'the upstream does not know a submitted task');
+      await tasks.backOff(task.id);
+      return;
+    }
+    const body = await tasks.submission(task.id);
+    if (body === null) {
+      await tasks.apply(task.id, {
+        status: 'FAILED',
+        statusMessage: 'The task never reached the upstream and its request is no longer available.',
+        source: 'reconciler',
+      });
+      return;
+    }
+    // submit() records the answer, fails the task on a definite refusal, or backs off.
+    await tasks.submit(task, body, 'reconciler').catch((error: unknown) => {
+      logger.info({ taskId: task.id, err: error }, 'a retried create was refused upstream');
+    });
+  }
+
+  async function tick(): Promise<number> {
+    const leased = await lease();
+    await Promise.all(
+      leased.map((task) =>
+        handle(task).catch(async (error: unknown) => {
+          logger.warn({ err: error, taskId: task.id }, 'reconciler: task check failed; backing off');
+          await tasks.backOff(task.id).catch(() => {});
+        }),
+      ),
+    );
+    return leased.length;
+  }
+
+  function schedule(delayMs: number): void {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      timer = null;
+      running = tick()
+        .catch((error: unknown) => {
+          logger.warn({ err: error }, 'reconciler tick failed');
+          return 0;
+        })
+        .finally(() => {
+          running = null;
+        });
+      void running.then((handled) => schedule(handled >= batchSize ? 0 : options.intervalMs));
+    }, delayMs);
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule(0);
+    },
+    async stop() {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      await running;
+    },
+    tick,
+  };
+}

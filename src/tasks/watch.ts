@@ -1,0 +1,143 @@
+import { Repeater } from 'graphql-yoga';
+import { NotFoundError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { FeedSignal, TaskFeed } from '../pubsub/task-feed.ts';
+import { isFinal } from './state.ts';
+import type { TaskRow } from './state.ts';
+import type { TaskService } from './tasks.ts';
+
+// Tenant-wide watchers remember the last version they sent per task; beyond this many tasks the
+// oldest entries are forgotten (at worst a task is then re-sent once after a resync).
+const REMEMBERED_TASKS = 10_000;
+// After a feed interruption, tasks changed since this long before the last known change are re-read.
+const RESYNC_MARGIN_MS = 5_000;
+
+/** Buffers feed signals from the moment it is created, so nothing is lost between a read and a wait. */
+function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSignal) => boolean) {
+  let pending: FeedSignal[] = [];
+  let wake: (() => void) | null = null;
+  const unsubscribe = feed.subscribe(tenantId, (signal) => {
+    if (!accept(signal)) return;
+    pending.push(signal);
+    wake?.();
+  });
+  return {
+    unsubscribe,
+    /** Every signal received since the last call; waits for one if there is none. Null when stopped. */
+    async drain(stopped: Promise<unknown>): Promise<FeedSignal[] | null> {
+      if (pending.length === 0) {
+        const woken = new Promise<boolean>((resolve) => {
+          wake = () => resolve(true);
+        });
+        const outcome = await Promise.race([woken, stopped.then(() => false)]);
+        wake = null;
+        if (!outcome) return null;
+      }
+      const signals = pending;
+      pending = [];
+      return signals;
+    },
+  };
+}
+
+export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; logger: Logger }) {
+  const { feed, tasks, logger } = deps;
+
+  /** Reads a task, treating a database outage as "no news yet": a resync follows the reconnect. */
+  async function read(tenantId: string, taskId: string): Promise<TaskRow | null | 'unavailable'> {
+    try {
+      return await tasks.get(tenantId, taskId);
+    } catch (error) {
+      logger.warn({ err: error, taskId }, 'watch: task read failed; waiting for the next signal');
+      return 'unavailable';
+    }
+  }
+
+  return {
+    /**
+     * The task's current state at once, then each change (changes faster than a read coalesce
+     * into the latest state; versions only grow), ending after a final state. Throws NotFoundError
+     * for an id that is not the tenant's.
+     */
+    async task(tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
+      const queue = signalQueue(
+        feed,
+        tenantId,
+        (signal) => signal.kind !== 'change' || signal.change.taskId === taskId,
+      );
+      let current: TaskRow | null;
+      try {
+        current = await tasks.get(tenantId, taskId);
+      } catch (error) {
+        queue.unsubscribe();
+        throw error;
+      }
+      if (current === null) {
+        queue.unsubscribe();
+        throw new NotFoundError('No task has this id.');
+      }
+      const first = current;
+      return new Repeater<TaskRow>(async (push, stop) => {
+        try {
+          let last = first;
+          await push(last);
+          while (!isFinal(last.status)) {
+            const signals = await queue.drain(stop);
+            if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
+            const fresh = await read(tenantId, taskId);
+            if (fresh === 'unavailable') continue;
+            if (fresh === null) break;
+            if (fresh.version > last.version) {
+              last = fresh;
+              await push(fresh);
+            }
+          }
+        } finally {
+          queue.unsubscribe();
+          stop();
+        }
+      });
+    },
+
+    /** Every change of every task of the tenant, creations included, from now on. */
+    tenant(tenantId: string): AsyncIterable<TaskRow> {
+      return new Repeater<TaskRow>(async (push, stop) => {
+        const queue = signalQueue(feed, tenantId, () => true);
+        const delivered = new Map<string, number>();
+        let since = new Date(Date.now() - RESYNC_MARGIN_MS);
+        const offer = async (task: TaskRow) => {
+          if (task.version <= (delivered.get(task.id) ?? 0)) return;
+          delivered.delete(task.id);
+          delivered.set(task.id, task.version);
+          if (delivered.size > REMEMBERED_TASKS) delivered.delete(delivered.keys().next().value as string);
+          const margin = new Date(task.updatedAt.getTime() - RESYNC_MARGIN_MS);
+          if (margin > since) since = margin;
+          await push(task);
+        };
+        try {
+          for (;;) {
+            const signals = await queue.drain(stop);
+            if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
+            try {
+              if (signals.some((signal) => signal.kind === 'resync')) {
+                for (const task of await tasks.changedSince(tenantId, since)) await offer(task);
+              }
+              const ids = new Set(signals.flatMap((signal) => (signal.kind === 'change' ? [signal.change.taskId] : [])));
+              for (const id of ids) {
+                const task = await tasks.get(tenantId, id);
+                if (task !== null) await offer(task);
+              }
+            } catch (error) {
+              logger.warn({ err: error, tenantId }, 'watch: tenant read failed; waiting for the next signal');
+            }
+          }
+        } finally {
+          queue.unsubscribe();
+          stop();
+        }
+      });
+    },
+  };
+}
+
+export type WatchService = ReturnType<typeof createWatchService>;

@@ -1,0 +1,99 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { KlingPayloadError, parseKlingCallback } from '../kling/client.ts';
+import type { KlingTask } from '../kling/client.ts';
+import type { Logger } from '../logger.ts';
+import { sendJson } from '../http/respond.ts';
+import { transitionFromUpstream } from '../tasks/state.ts';
+import type { TaskService } from '../tasks/tasks.ts';
+import { verifyWebhookToken } from './tokens.ts';
+
+export const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
+
+const ROUTE = /^\/webhooks\/kling\/([0-9a-f-]{36})\/([A-Za-z0-9_-]+)$/i;
+
+export type WebhookOutcome = 'applied' | 'unchanged' | 'unauthorized' | 'bad_request' | 'too_large' | 'unavailable';
+
+class BodyTooLarge extends Error {}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BodyTooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** True when `path` is a webhook route (so the caller can hand the request over). */
+export function isWebhookPath(path: string): boolean {
+  return path.startsWith('/webhooks/kling/');
+}
+
+/**
+ * POST /webhooks/kling/{taskId}/{token}: the upstream's status callback. A wrong token and an
+ * unknown task are the same 401 (existence is never revealed); nothing is read from the body
+ * before the token is checked.
+ */
+export function createWebhookReceiver(deps: {
+  secret: string;
+  tasks: TaskService;
+  logger: Logger;
+  onOutcome?: (outcome: WebhookOutcome) => void;
+}) {
+  const { secret, tasks, logger } = deps;
+  const answer = (res: ServerResponse, outcome: WebhookOutcome, status: number, body: unknown) => {
+    deps.onOutcome?.(outcome);
+    // Connection: close on refusals, so an oversize or unread body is not left on a kept-alive socket.
+    sendJson(res, status, body, status >= 400 ? { connection: 'close' } : {});
+  };
+
+  return async function receive(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    if (req.method !== 'POST') return sendJson(res, 405, { error: 'use POST' }, { allow: 'POST' });
+    const match = ROUTE.exec(path);
+    const taskId = match?.[1]?.toLowerCase();
+    const token = match?.[2];
+    if (taskId === undefined || token === undefined || !verifyWebhookToken(secret, taskId, token)) {
+      return answer(res, 'unauthorized', 401, { error: 'unknown task or bad token' });
+    }
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, MAX_WEBHOOK_BODY_BYTES);
+    } catch (error) {
+      if (error instanceof BodyTooLarge) {
+        return answer(res, 'too_large', 413, { error: `body over ${MAX_WEBHOOK_BODY_BYTES} bytes` });
+      }
+      throw error;
+    }
+    let payload: KlingTask;
+    try {
+      payload = parseKlingCallback(JSON.parse(raw.toString('utf8')));
+    } catch (error) {
+      if (error instanceof SyntaxError || error instanceof KlingPayloadError) {
+        return answer(res, 'bad_request', 400, { error: `not a Kling callback: ${error.message}` });
+      }
+      throw error;
+    }
+    try {
+      const task = await tasks.find(taskId);
+      if (task === null) return answer(res, 'unauthorized', 401, { error: 'unknown task or bad token' });
+      const contradicts =
+        (task.upstreamTaskId !== null && payload.taskId !== task.upstreamTaskId) ||
+        (payload.externalTaskId !== null && payload.externalTaskId !== task.id);
+      if (contradicts) {
+        logger.warn({ taskId, upstreamTaskId: payload.taskId }, 'webhook names another task; ignored');
+        return answer(res, 'bad_request', 400, { error: 'the body describes another task' });
+      }
+      const result = await tasks.apply(taskId, transitionFromUpstream(payload, 'webhook'));
+      const changed = result?.changed ?? false;
+      return answer(res, changed ? 'applied' : 'unchanged', 200, { ok: true, changed });
+    } catch (error) {
+      // The upstream retries callbacks that fail; a 503 asks it to, without revealing internals.
+      logger.error({ err: error, taskId }, 'webhook could not be applied');
+      return answer(res, 'unavailable', 503, { error: 'temporarily unavailable' });
+    }
+  };
+}

@@ -5,6 +5,7 @@ import type { Config } from '../../src/config.ts';
 import { createKlingClient } from '../../src/kling/client.ts';
 import { createSimulator } from '../../src/kling/simulator.ts';
 import type { Simulator } from '../../src/kling/simulator.ts';
+import type { Reconciler } from '../../src/tasks/reconciler.ts';
 import { createLogger } from '../../src/logger.ts';
 import { connectPostgres } from '../../src/db/database.ts';
 import { createTestDatabase } from './database.ts';
@@ -26,6 +27,8 @@ export type TestGateway = {
   database: TestDatabase;
   simulator: Simulator;
   simulatorUrl: string;
+  /** The instance's reconciler (fails the test if this instance has none, i.e. ROLE=api). */
+  reconciler(): Reconciler;
   /** Every HTTP request the gateway's upstream client sent, in order. */
   upstreamRequests: UpstreamRequest[];
   /** POSTs an operation; `token` null sends no Authorization header. */
@@ -96,6 +99,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     simulator,
     simulatorUrl,
     upstreamRequests,
+    reconciler() {
+      if (app.reconciler === null) throw new Error('this gateway runs no reconciler');
+      return app.reconciler;
+    },
     async graphql(query, variables, token = ADMIN_KEY) {
       const response = await fetch(`${url}/graphql`, {
         method: 'POST',

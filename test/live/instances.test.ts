@@ -1,0 +1,89 @@
+import { sql } from 'drizzle-orm';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/database.ts';
+import { serverUrl } from '../support/database.ts';
+import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
+import type { TestTenant } from '../support/fixtures.ts';
+import { startGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../support/gateway.ts';
+import { subscribeWs, wsClient } from '../support/subscriptions.ts';
+
+const WATCH = 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status version } }';
+
+describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL database', () => {
+  let first: TestGateway;
+  let second: TestGateway;
+  let tenant: TestTenant;
+
+  beforeAll(async () => {
+    // Quiet upstream: every status change comes from callbacks the tests send.
+    second = await startGateway({ delays: { processingMs: 600_000, finishMs: 1_200_000 }, env: { RECONCILER_INTERVAL_MS: '600000' } });
+    second.simulator.settings.callbacks = false;
+    // The first instance tells the upstream to call back the second one.
+    first = await startGateway({
+      databaseUrl: second.database.url!,
+      simulator: { instance: second.simulator, url: second.simulatorUrl },
+      env: { PUBLIC_BASE_URL: second.url, RECONCILER_INTERVAL_MS: '600000' },
+    });
+    tenant = await createTenant(first, 'Scaled');
+  });
+  afterAll(async () => {
+    await first?.stop();
+    await second?.stop();
+  });
+
+  it('a subscriber on instance 1 sees a task finish whose callbacks arrive at instance 2', async () => {
+    const task = await createTask(first, tenant, TEXT_TO_VIDEO);
+    const callbackUrl = callbackUrlOf(first, task.id);
+    expect(callbackUrl.startsWith(`${second.url}/webhooks/kling/`)).toBe(true);
+    const client = wsClient(first.url, tenant.apiKey);
+    try {
+      const watch = await subscribeWs(client, WATCH, { id: task.id });
+      await watch.collector.untilCount(1);
+      expect(await postJson(callbackUrl, callbackBody(task, 'processing'))).toMatchObject({ status: 200 });
+      expect(await postJson(callbackUrl, callbackBody(task, 'succeed'))).toMatchObject({ status: 200 });
+      await watch.collector.untilDone();
+      expect(watch.collector.items.map((item) => item.data?.omniTaskUpdated.status)).toEqual(['SUBMITTED', 'PROCESSING', 'SUCCEEDED']);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it('a due task is polled by exactly one instance', async () => {
+    const tasks = await Promise.all(Array.from({ length: 8 }, () => createTask(first, tenant, TEXT_TO_VIDEO)));
+    const ids = tasks.map((task) => taskUuid(task.id));
+    await queryRows(first.database.db, sql`update omni_tasks set next_check_at = now() where id in ${ids}`);
+    const polls = () =>
+      [...first.upstreamRequests, ...second.upstreamRequests].filter(
+        (request) => request.method === 'GET' && tasks.some((task) => request.path.endsWith(`/${task.upstreamTaskId}`)),
+      ).length;
+    expect(polls()).toBe(0);
+    const handled = await Promise.all([first.reconciler().tick(), second.reconciler().tick(), first.reconciler().tick(), second.reconciler().tick()]);
+    expect(handled.reduce((sum, count) => sum + count, 0)).toBe(8);
+    expect(polls()).toBe(8);
+  });
+
+  it('after the change-feed connection is lost, a waiting subscriber still receives the final state', async () => {
+    const task = await createTask(first, tenant, TEXT_TO_VIDEO);
+    const client = wsClient(first.url, tenant.apiKey);
+    const admin = postgres(first.database.url!, { max: 1, onnotice: () => {} });
+    try {
+      const watch = await subscribeWs(client, WATCH, { id: task.id });
+      await watch.collector.untilCount(1);
+      // The task finishes while the feed hears nothing of it (its notification is lost, as in a
+      // database restart), then the listening connection is killed: only the resync can tell.
+      await admin`update omni_tasks set status = 'SUCCEEDED', version = version + 1, updated_at = now(), completed_at = now()
+                  where id = ${taskUuid(task.id)}`;
+      const listeners = await admin`select pid from pg_stat_activity
+                                    where datname = current_database() and query ilike 'listen%' and pid <> pg_backend_pid()`;
+      expect(listeners.length).toBeGreaterThanOrEqual(2); // one per instance
+      for (const { pid } of listeners) await admin`select pg_terminate_backend(${pid}::int, 5000)`;
+      await watch.collector.untilDone(15_000);
+      expect(watch.collector.items.map((item) => item.data?.omniTaskUpdated.status)).toEqual(['SUBMITTED', 'SUCCEEDED']);
+    } finally {
+      await admin.end();
+      await client.dispose();
+    }
+  });
+});

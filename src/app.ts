@@ -16,6 +16,8 @@ import { sendJson } from './http/respond.ts';
 import type { KlingClient } from './kling/client.ts';
 import type { Logger } from './logger.ts';
 import { createTaskFeed } from './pubsub/task-feed.ts';
+import { createUsageExportHandler, USAGE_EXPORT_PATH } from './metering/export-route.ts';
+import { createMeteringService } from './metering/metering.ts';
 import { createReconciler } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
 import { createTaskService } from './tasks/tasks.ts';
@@ -62,15 +64,18 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
   const publicBaseUrl = () => config.publicBaseUrl ?? boundUrl ?? `http://localhost:${config.port}`;
 
   const tenants = createTenantService(database.db, { adminApiKey: config.adminApiKey });
+  const metering = createMeteringService({ db: database.db, prices: config.prices });
   const tasks = createTaskService({
     db: database.db,
     upstream,
     logger,
+    admit: metering.admit,
+    onFinal: metering.record,
     taskDeadlineMinutes: config.taskDeadlineMinutes,
     callbackUrl: (taskId) => `${publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(webhookSecret, taskId)}`,
   });
   const feed = await createTaskFeed(database, logger);
-  const services: Services = { tenants, tasks, watch: createWatchService({ feed, tasks, logger }) };
+  const services: Services = { tenants, tasks, metering, watch: createWatchService({ feed, tasks, logger }) };
   const reconciler = runsJobs
     ? createReconciler({
         db: database.db,
@@ -82,6 +87,7 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
       })
     : null;
   const receiveWebhook = createWebhookReceiver({ secret: webhookSecret, tasks, logger });
+  const exportUsage = createUsageExportHandler({ metering, authenticate: viewerFor, logger });
   let draining = false;
 
   async function viewerFor(authorization: unknown): Promise<Viewer> {
@@ -130,6 +136,13 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
     }
     if (!servesApi && !HEALTH_PATHS.has(path)) return sendJson(res, 404, { error: 'not found (ROLE=worker)' });
     if (path === '/graphql') return yoga(req, res);
+    if (path === USAGE_EXPORT_PATH) {
+      exportUsage(req, res).catch((error: unknown) => {
+        logger.error({ err: error }, 'usage export failed');
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      });
+      return;
+    }
     if (isWebhookPath(path)) {
       receiveWebhook(req, res, path).catch((error: unknown) => {
         logger.error({ err: error }, 'webhook handler failed');

@@ -47,6 +47,25 @@ const environmentModel = z
       .optional(),
     TASK_DEADLINE_MINUTES: z.coerce.number().int().min(1, 'must be at least 1').default(30),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+    PRICE_TABLE: z
+      .string()
+      .transform((value, ctx) => {
+        try {
+          return JSON.parse(value) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be JSON' });
+          return z.NEVER;
+        }
+      })
+      .pipe(
+        z.object({
+          STD: z.number().nonnegative(),
+          PRO: z.number().nonnegative(),
+          STD_VIDEO: z.number().nonnegative(),
+          PRO_VIDEO: z.number().nonnegative(),
+        }),
+      )
+      .optional(),
     RECONCILER_INTERVAL_MS: z.coerce.number().int().min(10, 'must be at least 10').default(1_000),
   })
   .superRefine((env, ctx) => {
@@ -54,6 +73,11 @@ const environmentModel = z
       ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when VIDEO_STORE=s3' });
     }
   });
+
+export type PriceTable = { STD: number; PRO: number; STD_VIDEO: number; PRO_VIDEO: number };
+
+/** Kling's own units per second for O1 (reference §5): 720p/1080p, and with a video input. */
+export const DEFAULT_PRICES: PriceTable = { STD: 0.6, PRO: 0.8, STD_VIDEO: 0.9, PRO_VIDEO: 1.2 };
 
 export type Config = {
   port: number;
@@ -74,6 +98,8 @@ export type Config = {
   corsOrigins: string[] | null;
   taskDeadlineMinutes: number;
   shutdownTimeoutMs: number;
+  /** Units per output second by mode, and with a video input. */
+  prices: PriceTable;
   /** Pause of the reconciler between ticks when nothing was due. */
   reconcilerIntervalMs: number;
 };
@@ -126,5 +152,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     taskDeadlineMinutes: e.TASK_DEADLINE_MINUTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     reconcilerIntervalMs: e.RECONCILER_INTERVAL_MS,
+    prices: e.PRICE_TABLE ?? DEFAULT_PRICES,
   };
 }

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { boolean, check, doublePrecision, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 // Every timestamp keeps milliseconds, the precision of a JS Date, so that a value read into
 // JavaScript and written back (e.g. in a keyset cursor) compares equal to the stored one.
@@ -104,6 +104,8 @@ export const omniTasks = pgTable(
   (table) => [
     // Ascending: a backward scan serves the newest-first pages, a forward scan the `last` pages.
     index('omni_tasks_tenant_created_idx').on(table.tenantId, table.createdAt, table.id),
+    // Quota checks count a tenant's in-flight tasks.
+    index('omni_tasks_tenant_status_idx').on(table.tenantId, table.status),
     // Resync of tenant-wide subscribers after a feed outage: "what changed since".
     index('omni_tasks_tenant_updated_idx').on(table.tenantId, table.updatedAt),
     uniqueIndex('omni_tasks_upstream_task_id_unique').on(table.upstreamTaskId),
@@ -146,4 +148,43 @@ export const taskEvents = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
   (table) => [index('task_events_task_id_created_idx').on(table.taskId, table.createdAt)],
+);
+
+export const USAGE_KINDS = ['video', 'failure'] as const;
+
+/**
+ * The usage ledger: append-only, one row per billable event, unique per (task, kind), so that a
+ * repeated callback, a poll and a webhook for the same task can never count twice. `id` is the
+ * stable event id that billing systems de-duplicate on.
+ */
+export const usageEvents = pgTable(
+  'usage_events',
+  {
+    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    taskId: uuid('task_id')
+      .notNull()
+      .references(() => omniTasks.id, { onDelete: 'cascade' }),
+    kind: text('kind', { enum: USAGE_KINDS }).notNull(),
+    mode: text('mode', { enum: ['STD', 'PRO'] }).notNull(),
+    hasVideoInput: boolean('has_video_input').notNull(),
+    /** Output seconds: 0 for a failure. */
+    videoSeconds: doublePrecision('video_seconds').notNull(),
+    /** Where the seconds came from: the result's duration, the requested duration, or the 10 s cap of an edit. */
+    secondsSource: text('seconds_source', { enum: ['result', 'requested', 'assumed_max', 'none'] }).notNull(),
+    /** Units per second of the price table at the time of the event. */
+    rate: doublePrecision('rate').notNull(),
+    units: doublePrecision('units').notNull(),
+    /** The upstream's own `final_unit_deduction`, when it reported one. */
+    upstreamUnits: text('upstream_units'),
+    occurredAt: timestamp('occurred_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (table) => [
+    uniqueIndex('usage_events_task_kind_unique').on(table.taskId, table.kind),
+    index('usage_events_tenant_occurred_idx').on(table.tenantId, table.occurredAt, table.id),
+    // The admin's export of every tenant's events.
+    index('usage_events_occurred_idx').on(table.occurredAt, table.id),
+  ],
 );

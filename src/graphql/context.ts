@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { MeteringService } from '../metering/metering.ts';
 import type { TaskService } from '../tasks/tasks.ts';
 import type { WatchService } from '../tasks/watch.ts';
 import type { TenantService, Viewer } from '../tenants/tenants.ts';
@@ -6,6 +7,7 @@ import type { TenantService, Viewer } from '../tenants/tenants.ts';
 export type Services = {
   tenants: TenantService;
   tasks: TaskService;
+  metering: MeteringService;
   watch: WatchService;
 };
 

@@ -47,7 +47,12 @@ export type Transition = {
   source: string;
   /** The raw upstream payload, kept in the audit trail whether or not it changes anything. */
   payload?: unknown;
+  /** The upstream's `final_unit_deduction`, for the usage ledger. */
+  upstreamUnits?: string | null;
 };
+
+/** Runs inside the transaction in which a task reaches a final state (metering). */
+export type OnFinal = (tx: Tx, task: TaskRow, transition: Transition) => Promise<void>;
 
 /**
  * Moves a task forward under a row lock. Statuses only move forward (PENDING → SUBMITTED →
@@ -58,7 +63,7 @@ export async function transitionTask(
   tx: Tx,
   taskId: string,
   next: Transition,
-  onFinal?: (tx: Tx, task: TaskRow) => Promise<void>,
+  onFinal?: OnFinal,
 ): Promise<{ task: TaskRow; changed: boolean } | null> {
   const [current] = await tx.select().from(omniTasks).where(eq(omniTasks.id, taskId)).for('update');
   if (current === undefined) return null;
@@ -105,7 +110,7 @@ export async function transitionTask(
     version: updated.version,
   });
   if (updated.status !== 'PENDING') await tx.delete(taskSubmissions).where(eq(taskSubmissions.taskId, taskId));
-  if (final && onFinal !== undefined) await onFinal(tx, updated);
+  if (final && onFinal !== undefined) await onFinal(tx, updated, next);
   await announceChange(tx, updated);
   return { task: updated, changed: true };
 }
@@ -123,5 +128,6 @@ export function transitionFromUpstream(upstream: KlingTask, source: string): Tra
         : undefined,
     source,
     payload: upstream.raw,
+    upstreamUnits: upstream.finalUnitDeduction,
   };
 }

@@ -18,7 +18,7 @@ import {
   transitionFromUpstream,
   transitionTask,
 } from './state.ts';
-import type { TaskRow, Transition } from './state.ts';
+import type { OnFinal, TaskRow, Transition } from './state.ts';
 
 export type { TaskRow };
 
@@ -36,8 +36,7 @@ export type TaskServiceDeps = {
   logger: Logger;
   /** Runs inside the creating transaction, after the tenant's row lock: throws to refuse (quotas). */
   admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
-  /** Runs inside the transaction in which a task reaches a final state (metering). */
-  onFinal?: (tx: Tx, task: TaskRow) => Promise<void>;
+  onFinal?: OnFinal;
 };
 
 function storedRequest(request: NormalizedOmniRequest): StoredRequest {

@@ -1,6 +1,8 @@
 import { builder } from '../builder.ts';
 import './scalars.ts';
+import './enums.ts';
 import './errors.ts';
+import './usage.ts';
 import './tenant.ts';
 
 export const schema = builder.toSchema();

@@ -7,15 +7,9 @@ import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
 import { fromGlobalId } from '../ids.ts';
+import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType } from './enums.ts';
 import { ErrorInterface } from './errors.ts';
 
-export const OmniTaskStatus = builder.enumType('OmniTaskStatus', {
-  values: ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'] as const,
-});
-const OmniMode = builder.enumType('OmniMode', { values: ['STD', 'PRO'] as const });
-const AspectRatio = builder.enumType('AspectRatio', { values: ['RATIO_16_9', 'RATIO_9_16', 'RATIO_1_1'] as const });
-const FrameType = builder.enumType('FrameType', { values: ['FIRST_FRAME', 'END_FRAME'] as const });
-const ReferType = builder.enumType('ReferType', { values: ['FEATURE', 'BASE'] as const });
 
 /** The caller's tenant id; the scope check has already refused anyone without one. */
 export function tenantOf(context: GraphQLContext): string {

@@ -4,6 +4,7 @@ import type { Tenant } from '../../tenants/tenants.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
 import { fromGlobalId, toGlobalId } from '../ids.ts';
+import { UsageSummaryRef, usageOf } from './usage.ts';
 
 const limitModel = z
   .number()
@@ -27,6 +28,12 @@ builder.node(TenantRef, {
     monthlyVideoSecondsLimit: t.exposeInt('monthlyVideoSecondsLimit', { nullable: true }),
     maxConcurrentTasks: t.exposeInt('maxConcurrentTasks', { nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    usage: t.field({
+      type: UsageSummaryRef,
+      description: 'Defaults to the current calendar month (UTC).',
+      args: { from: t.arg({ type: 'DateTime' }), to: t.arg({ type: 'DateTime' }) },
+      resolve: (tenant, args, context) => usageOf(context, tenant.id, args),
+    }),
   }),
 });
 
@@ -40,6 +47,12 @@ const ViewerRef = builder.objectRef<{ tenantId: string }>('Viewer').implement({
         if (tenant === null) throw new NotFoundError('The tenant of this API key no longer exists.');
         return tenant;
       },
+    }),
+    usage: t.field({
+      type: UsageSummaryRef,
+      description: 'Your usage; defaults to the current calendar month (UTC).',
+      args: { from: t.arg({ type: 'DateTime' }), to: t.arg({ type: 'DateTime' }) },
+      resolve: ({ tenantId }, args, context) => usageOf(context, tenantId, args),
     }),
   }),
 });

@@ -1,0 +1,184 @@
+import { and, asc, eq, gt, gte, inArray, lt, or, sql } from 'drizzle-orm';
+import type { PriceTable } from '../config.ts';
+import type { Db, Tx } from '../db/database.ts';
+import { queryRows } from '../db/database.ts';
+import { omniTasks, tenants, usageEvents } from '../db/schema.ts';
+import { QuotaExceededError } from '../errors.ts';
+import type { NormalizedOmniRequest } from '../kling/input.ts';
+import type { TaskRow, Transition } from '../tasks/state.ts';
+
+export type UsageEvent = typeof usageEvents.$inferSelect;
+export type Mode = 'STD' | 'PRO';
+
+export type UsageSummary = {
+  succeededTasks: number;
+  failedTasks: number;
+  videoSeconds: number;
+  units: number;
+  byMode: { mode: Mode; tasks: number; videoSeconds: number; units: number }[];
+};
+
+/** A base-video edit's output is as long as its input, which Kling caps at 10 s. */
+const MAX_EDIT_SECONDS = 10;
+const IN_FLIGHT = ['PENDING', 'SUBMITTED', 'PROCESSING'] as const;
+
+export function rateFor(prices: PriceTable, mode: Mode, hasVideoInput: boolean): number {
+  if (hasVideoInput) return mode === 'STD' ? prices.STD_VIDEO : prices.PRO_VIDEO;
+  return mode === 'STD' ? prices.STD : prices.PRO;
+}
+
+/** The seconds a request may produce, reserved against the monthly limit while it is in flight. */
+function reservedSeconds(durationSeconds: number | null): number {
+  return durationSeconds ?? MAX_EDIT_SECONDS;
+}
+
+/** Output seconds of a finished task: the result's duration, else the requested one, else the edit cap. */
+function outputSeconds(task: TaskRow): { seconds: number; source: 'result' | 'requested' | 'assumed_max' } {
+  const durations = task.videos.map((video) => video.durationSeconds);
+  if (durations.length > 0 && durations.every((d): d is number => d !== null && Number.isFinite(d) && d > 0)) {
+    return { seconds: durations.reduce((sum, d) => sum + d, 0), source: 'result' };
+  }
+  if (task.durationSeconds !== null) return { seconds: task.durationSeconds, source: 'requested' };
+  return { seconds: MAX_EDIT_SECONDS, source: 'assumed_max' };
+}
+
+/** [start of this month, start of next month) in UTC. */
+export function currentMonth(now = new Date()): { from: Date; to: Date } {
+  return {
+    from: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)),
+    to: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)),
+  };
+}
+
+export function createMeteringService(deps: { db: Db; prices: PriceTable }) {
+  const { db, prices } = deps;
+
+  return {
+    /**
+     * Admits a create or throws QuotaExceededError. Runs inside the creating transaction and takes
+     * the tenant's row lock first, so concurrent creates of one tenant are checked one at a time
+     * and can never overshoot together.
+     */
+    async admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest): Promise<void> {
+      const [tenant] = await tx
+        .select({ seconds: tenants.monthlyVideoSecondsLimit, concurrent: tenants.maxConcurrentTasks })
+        .from(tenants)
+        .where(eq(tenants.id, tenantId))
+        .for('update');
+      if (tenant === undefined || (tenant.seconds === null && tenant.concurrent === null)) return;
+      const [inFlight] = await queryRows<{ count: number; reserved: number }>(
+        tx,
+        sql`select count(*)::int as count,
+                   coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 as reserved
+            from ${omniTasks}
+            where ${omniTasks.tenantId} = ${tenantId} and ${inArray(omniTasks.status, [...IN_FLIGHT])}`,
+      );
+      const count = Number(inFlight?.count ?? 0);
+      if (tenant.concurrent !== null && count >= tenant.concurrent) {
+        throw new QuotaExceededError(
+          `Concurrent task limit reached: ${count} of ${tenant.concurrent} tasks are in flight; ` +
+            'a new task is admitted once one of them finishes.',
+        );
+      }
+      if (tenant.seconds !== null) {
+        const month = currentMonth();
+        const [used] = await queryRows<{ seconds: number }>(
+          tx,
+          sql`select coalesce(sum(${usageEvents.videoSeconds}), 0)::float8 as seconds from ${usageEvents}
+              where ${usageEvents.tenantId} = ${tenantId} and ${usageEvents.kind} = 'video'
+                and ${usageEvents.occurredAt} >= ${month.from.toISOString()}::timestamptz
+                and ${usageEvents.occurredAt} < ${month.to.toISOString()}::timestamptz`,
+        );
+        const committed = Number(used?.seconds ?? 0) + Number(inFlight?.reserved ?? 0);
+        const wanted = reservedSeconds(request.durationSeconds);
+        if (committed + wanted > tenant.seconds) {
+          const left = Math.max(0, tenant.seconds - committed);
+          throw new QuotaExceededError(
+            `Monthly video seconds limit reached: ${tenant.seconds} s per month, ${committed} s used or reserved ` +
+              `by tasks in flight, this request needs ${wanted} s; ${left} s left this month.`,
+          );
+        }
+      }
+    },
+
+    /** Records the final state of a task in the ledger, in the same transaction; a repeat is a no-op. */
+    async record(tx: Tx, task: TaskRow, transition: Transition): Promise<void> {
+      const rate = rateFor(prices, task.mode, task.hasVideoInput);
+      const common = {
+        tenantId: task.tenantId,
+        taskId: task.id,
+        mode: task.mode,
+        hasVideoInput: task.hasVideoInput,
+        rate,
+        upstreamUnits: transition.upstreamUnits ?? null,
+      };
+      const values =
+        task.status === 'SUCCEEDED'
+          ? (() => {
+              const { seconds, source } = outputSeconds(task);
+              return { ...common, kind: 'video' as const, videoSeconds: seconds, secondsSource: source, units: seconds * rate };
+            })()
+          : { ...common, kind: 'failure' as const, videoSeconds: 0, secondsSource: 'none' as const, units: 0 };
+      await tx.insert(usageEvents).values(values).onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
+    },
+
+    async summary(tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
+      const rows = await queryRows<{ kind: string; mode: Mode; tasks: number; seconds: number; units: number }>(
+        db,
+        sql`select ${usageEvents.kind} as kind, ${usageEvents.mode} as mode, count(*)::int as tasks,
+                   sum(${usageEvents.videoSeconds})::float8 as seconds, sum(${usageEvents.units})::float8 as units
+            from ${usageEvents}
+            where ${usageEvents.tenantId} = ${tenantId}
+              and ${usageEvents.occurredAt} >= ${range.from.toISOString()}::timestamptz
+              and ${usageEvents.occurredAt} < ${range.to.toISOString()}::timestamptz
+            group by 1, 2`,
+      );
+      const video = rows.filter((row) => row.kind === 'video');
+      const round = (value: number) => Math.round(value * 1e6) / 1e6;
+      return {
+        succeededTasks: video.reduce((sum, row) => sum + Number(row.tasks), 0),
+        failedTasks: rows.filter((row) => row.kind === 'failure').reduce((sum, row) => sum + Number(row.tasks), 0),
+        videoSeconds: round(video.reduce((sum, row) => sum + Number(row.seconds), 0)),
+        units: round(video.reduce((sum, row) => sum + Number(row.units), 0)),
+        byMode: (['STD', 'PRO'] as const).map((mode) => {
+          const row = video.find((candidate) => candidate.mode === mode);
+          return {
+            mode,
+            tasks: Number(row?.tasks ?? 0),
+            videoSeconds: round(Number(row?.seconds ?? 0)),
+            units: round(Number(row?.units ?? 0)),
+          };
+        }),
+      };
+    },
+
+    /** One page of ledger rows in (occurred_at, id) order; null tenant means every tenant (admin). */
+    async events(
+      tenantId: string | null,
+      range: { from: Date; to: Date },
+      after: { occurredAt: Date; id: string } | null,
+      limit: number,
+    ): Promise<UsageEvent[]> {
+      return db
+        .select()
+        .from(usageEvents)
+        .where(
+          and(
+            tenantId === null ? undefined : eq(usageEvents.tenantId, tenantId),
+            gte(usageEvents.occurredAt, range.from),
+            lt(usageEvents.occurredAt, range.to),
+            after === null
+              ? undefined
+              : or(
+                  gt(usageEvents.occurredAt, after.occurredAt),
+                  and(eq(usageEvents.occurredAt, after.occurredAt), gt(usageEvents.id, after.id)),
+                ),
+          ),
+        )
+        .orderBy(asc(usageEvents.occurredAt), asc(usageEvents.id))
+        .limit(limit);
+    },
+  };
+}
+
+export type MeteringService = ReturnType<typeof createMeteringService>;

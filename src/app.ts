@@ -1,23 +1,37 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { ExecutionArgs } from 'graphql';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { sql } from 'drizzle-orm';
+import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
+import { Kind } from 'graphql';
+import type { ExecutionArgs, OperationDefinitionNode } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga } from 'graphql-yoga';
+import type { Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import { z } from 'zod';
 import { bearerToken } from './auth/api-keys.ts';
+import { createRateLimiter } from './auth/rate-limiter.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
+import { queryRows } from './db/database.ts';
 import { sharedSecret } from './db/settings.ts';
-import { ServiceUnavailableError, UnauthenticatedError } from './errors.ts';
+import { AppError, RateLimitedError, ServiceUnavailableError, SubscriptionLimitError, UnauthenticatedError } from './errors.ts';
 import type { GraphQLContext, Services } from './graphql/context.ts';
+import { useHiddenSuggestions, useQueryLimits } from './graphql/limits.ts';
 import { schema } from './graphql/schema/index.ts';
 import { sendJson } from './http/respond.ts';
 import type { KlingClient } from './kling/client.ts';
 import type { Logger } from './logger.ts';
-import { createTaskFeed } from './pubsub/task-feed.ts';
 import { createUsageExportHandler, USAGE_EXPORT_PATH } from './metering/export-route.ts';
 import { createMeteringService } from './metering/metering.ts';
+import { createMetrics } from './metrics/metrics.ts';
+import type { Metrics } from './metrics/metrics.ts';
+import { createTaskFeed } from './pubsub/task-feed.ts';
 import { createReconciler } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
 import { createTaskService } from './tasks/tasks.ts';
@@ -32,31 +46,70 @@ export type AppDeps = {
   database: Database;
   logger: Logger;
   upstream: KlingClient;
+  /** The instance's metrics; pass the same registry the upstream client reports to. */
+  metrics?: Metrics;
 };
 
 export type App = {
   /** Listens on config.host:config.port (0 picks a free port) and resolves with the bound base URL. */
   start(): Promise<{ url: string }>;
   /**
-   * Drains: readyz turns 503, background work stops after the jobs in hand, WebSockets close with
-   * 1001, in-flight requests finish (bounded by SHUTDOWN_TIMEOUT_MS), yoga is disposed. The caller
-   * closes the database afterwards.
+   * Drains: readyz turns 503, background work stops after the jobs in hand, subscriptions end
+   * (WebSockets close with 1001, SSE streams complete), in-flight requests finish (bounded by
+   * SHUTDOWN_TIMEOUT_MS), yoga is disposed. The caller closes the database afterwards.
    */
   stop(): Promise<void>;
   readonly server: Server;
   readonly services: Services;
+  readonly metrics: Metrics;
   /** The reconciler of this instance; null when ROLE=api. */
   readonly reconciler: Reconciler | null;
   /** PUBLIC_BASE_URL, or the bound address once started. */
   publicBaseUrl(): string;
 };
 
-type WsExtra = { request: IncomingMessage; viewer?: Viewer };
+type WsExtra = { request: IncomingMessage; viewer?: Viewer; requestId?: string };
 type ServerContext = { req?: IncomingMessage; res?: ServerResponse; extra?: WsExtra };
 
-const HEALTH_PATHS = new Set(['/healthz', '/readyz']);
+const HEALTH_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const persistedOperationsModel = z.record(z.string().min(1), z.string().min(1));
 
-export async function createApp({ config, database, logger, upstream }: AppDeps): Promise<App> {
+/** A bounded label for metrics: the route, never the raw path (which carries ids and tokens). */
+function routeOf(path: string): string {
+  if (path === '/graphql' || HEALTH_PATHS.has(path) || path === USAGE_EXPORT_PATH) return path;
+  if (isWebhookPath(path)) return '/webhooks/kling/:taskId/:token';
+  if (path.startsWith('/files/videos/')) return '/files/videos/:key';
+  return 'other';
+}
+
+/** The operation's type and first root field, a bounded set for metric labels. */
+function operationLabels(document: unknown, operationName: string | null | undefined): { type: string; field: string } {
+  const definitions = (document as { definitions?: readonly { kind: string }[] } | undefined)?.definitions ?? [];
+  const operations = definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  const operation = operations.find((o) => !operationName || o.name?.value === operationName) ?? operations[0];
+  const first = operation?.selectionSet.selections.find((s) => s.kind === Kind.FIELD);
+  return { type: operation?.operation ?? 'unknown', field: first?.kind === Kind.FIELD ? first.name.value : 'unknown' };
+}
+
+function useOperationMetrics(metrics: Metrics): Plugin {
+  const observe = (args: { document: unknown; operationName?: string | null }, started: number, ok: boolean) => {
+    const labels = operationLabels(args.document, args.operationName);
+    metrics.graphql(labels.type, labels.field, ok ? 'ok' : 'error', (performance.now() - started) / 1000);
+  };
+  return {
+    onExecute({ args }) {
+      const started = performance.now();
+      return { onExecuteDone: ({ result }) => observe(args, started, !('errors' in result && result.errors?.length)) };
+    },
+    onSubscribe({ args }) {
+      const started = performance.now();
+      return { onSubscribeResult: ({ result }) => observe(args, started, !('errors' in result && result.errors?.length)) };
+    },
+  };
+}
+
+export async function createApp({ config, database, logger, upstream, metrics = createMetrics() }: AppDeps): Promise<App> {
   const webhookSecret = await sharedSecret(database.db, 'webhook_secret', config.webhookSecret);
   const servesApi = config.role !== 'worker';
   const runsJobs = config.role !== 'api';
@@ -72,10 +125,45 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
     admit: metering.admit,
     onFinal: metering.record,
     taskDeadlineMinutes: config.taskDeadlineMinutes,
+    pendingRecheckSeconds: config.pendingRecheckSeconds,
     callbackUrl: (taskId) => `${publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(webhookSecret, taskId)}`,
   });
   const feed = await createTaskFeed(database, logger);
-  const services: Services = { tenants, tasks, metering, watch: createWatchService({ feed, tasks, logger }) };
+  const limiter = createRateLimiter();
+  const services: Services = {
+    tenants,
+    tasks,
+    metering,
+    watch: createWatchService({ feed, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant }),
+    /** Throws RateLimitedError when the tenant is over its createOmniVideo rate. */
+    admitCreate(viewer) {
+      if (viewer.kind !== 'tenant') return;
+      const perMinute = viewer.rates.createsPerMinute ?? config.rateLimits.createsPerMinute;
+      if (perMinute <= 0) return;
+      const wait = limiter.take(`create:${viewer.tenantId}`, { perSecond: perMinute / 60, burst: Math.max(1, Math.ceil(perMinute / 6)) });
+      if (wait > 0) {
+        metrics.rateLimited('create');
+        throw new RateLimitedError(`Too many creates: the limit is ${perMinute} per minute; retry in ${wait} s.`, wait);
+      }
+    },
+  };
+  metrics.setSources({
+    async tasksByStatus() {
+      const rows = await queryRows<{ status: string; count: number }>(
+        database.db,
+        sql`select status, count(*)::int as count from omni_tasks group by status`,
+      );
+      return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
+    },
+    activeSubscriptions: () => feed.size(),
+    async reconcilerLagSeconds() {
+      const [row] = await queryRows<{ lag: number | null }>(
+        database.db,
+        sql`select extract(epoch from now() - min(next_check_at))::float8 as lag from omni_tasks where next_check_at <= now()`,
+      );
+      return Math.max(0, Number(row?.lag ?? 0));
+    },
+  });
   const reconciler = runsJobs
     ? createReconciler({
         db: database.db,
@@ -84,10 +172,15 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
         logger,
         taskDeadlineMinutes: config.taskDeadlineMinutes,
         intervalMs: config.reconcilerIntervalMs,
+        onCheck: (outcome) => metrics.reconcilerCheck(outcome),
       })
     : null;
-  const receiveWebhook = createWebhookReceiver({ secret: webhookSecret, tasks, logger });
-  const exportUsage = createUsageExportHandler({ metering, authenticate: viewerFor, logger });
+  const receiveWebhook = createWebhookReceiver({
+    secret: webhookSecret,
+    tasks,
+    logger,
+    onOutcome: (outcome) => metrics.webhook(outcome),
+  });
   let draining = false;
 
   async function viewerFor(authorization: unknown): Promise<Viewer> {
@@ -104,11 +197,43 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
     return viewer;
   }
 
+  /** The per-tenant request rate: an HTTP 429 (GraphQL error body) with Retry-After when exceeded. */
+  function admitRequest(viewer: Viewer): void {
+    if (viewer.kind !== 'tenant') return;
+    const perSecond = viewer.rates.requestsPerSecond ?? config.rateLimits.requestsPerSecond;
+    if (perSecond <= 0) return;
+    const wait = limiter.take(`request:${viewer.tenantId}`, { perSecond, burst: Math.max(1, perSecond * 2) });
+    if (wait > 0) {
+      metrics.rateLimited('request');
+      throw new AppError(`Too many requests: the limit is ${perSecond} per second; retry in ${wait} s.`, 'RATE_LIMITED', 429, {
+        retryAfterSeconds: wait,
+        headers: { 'retry-after': String(wait) },
+      });
+    }
+  }
+
+  const requestIds = new WeakMap<IncomingMessage, string>();
+  const plugins: Plugin[] = [
+    useQueryLimits(config.queryLimits),
+    useHiddenSuggestions(),
+    useCSRFPrevention({ requestHeaders: ['authorization', 'x-graphql-yoga-csrf'] }),
+    useOperationMetrics(metrics),
+  ];
+  if (config.persistedOperationsFile !== null) {
+    const store = new Map(Object.entries(persistedOperationsModel.parse(JSON.parse(readFileSync(config.persistedOperationsFile, 'utf8')))));
+    plugins.push(usePersistedOperations({ getPersistedOperation: (key) => store.get(key) ?? null, allowArbitraryOperations: false }));
+  }
+
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
     maskedErrors: true,
+    cors:
+      config.corsOrigins === null
+        ? false
+        : { origin: config.corsOrigins, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'x-request-id'] },
+    plugins,
     logging: {
       debug: (...args) => logger.debug(args.map(String).join(' ')),
       info: (...args) => logger.info(args.map(String).join(' ')),
@@ -118,13 +243,33 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
     context: async (initial): Promise<GraphQLContext> => {
       // WebSocket operations were authenticated once, at connection_init.
       const viewer = initial.extra?.viewer ?? (await viewerFor(initial.request.headers.get('authorization')));
-      return { viewer, services, logger };
+      admitRequest(viewer);
+      const requestId = initial.extra?.requestId ?? (initial.req ? requestIds.get(initial.req) : undefined);
+      const requestLogger = logger.child({
+        requestId,
+        tenantId: viewer.kind === 'tenant' ? viewer.tenantId : undefined,
+        admin: viewer.kind === 'admin' || undefined,
+      });
+      return { viewer, services, logger: requestLogger };
     },
   });
 
+  const exportUsage = createUsageExportHandler({ metering, authenticate: viewerFor, logger });
   const openSockets = new Set<Socket>();
+
   const server = createServer((req, res) => {
+    const started = performance.now();
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const given = req.headers['x-request-id'];
+    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    requestIds.set(req, requestId);
+    res.setHeader('x-request-id', requestId);
+    res.once('finish', () => {
+      const seconds = (performance.now() - started) / 1000;
+      metrics.http(routeOf(path), req.method ?? 'GET', res.statusCode, seconds);
+      logger.debug({ requestId, method: req.method, route: routeOf(path), status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+    });
+
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       if (draining) return sendJson(res, 503, { status: 'draining' });
@@ -134,7 +279,34 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
       );
       return;
     }
-    if (!servesApi && !HEALTH_PATHS.has(path)) return sendJson(res, 404, { error: 'not found (ROLE=worker)' });
+    if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(text);
+        },
+        (error: unknown) => {
+          logger.warn({ err: error }, 'metrics collection failed');
+          sendJson(res, 503, { error: 'metrics unavailable' });
+        },
+      );
+      return;
+    }
+    if (!servesApi) return sendJson(res, 404, { error: 'not found (ROLE=worker serves /healthz, /readyz, /metrics)' });
+
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > config.maxRequestBytes) {
+      return sendJson(res, 413, { error: `request body over ${config.maxRequestBytes} bytes` }, { connection: 'close' });
+    }
+    let received = 0;
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > config.maxRequestBytes && !res.headersSent) {
+        sendJson(res, 413, { error: `request body over ${config.maxRequestBytes} bytes` }, { connection: 'close' });
+        req.destroy();
+      }
+    });
+
     if (path === '/graphql') return yoga(req, res);
     if (path === USAGE_EXPORT_PATH) {
       exportUsage(req, res).catch((error: unknown) => {
@@ -157,28 +329,46 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
     socket.once('close', () => openSockets.delete(socket));
   });
 
-  const wss = new WebSocketServer({ noServer: true });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.ws.maxPayloadBytes });
   const wsServer = useServer<Record<string, unknown> | undefined, WsExtra>(
     {
+      connectionInitWaitTimeout: config.ws.connectionInitTimeoutMs,
       onConnect: async (ctx) => {
         try {
           ctx.extra.viewer = await viewerFor(ctx.connectionParams?.authorization);
+          ctx.extra.requestId = randomUUID();
           return true;
         } catch {
           return false; // graphql-ws closes with 4403 Forbidden
         }
       },
       onSubscribe: async (ctx, _id, params) => {
+        const perConnection = config.maxSubscriptions.perConnection;
+        if (perConnection > 0 && Object.keys(ctx.subscriptions).length > perConnection) {
+          return [new SubscriptionLimitError(`Too many subscriptions on this connection (limit ${perConnection}).`)];
+        }
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.request.socket, params });
-        const document = enveloped.parse(params.query);
+        let document;
+        try {
+          document = enveloped.parse(params.query);
+        } catch (error) {
+          return [error instanceof AppError ? error : new AppError(error instanceof Error ? error.message : 'invalid query', 'GRAPHQL_PARSE_FAILED')];
+        }
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length > 0) return errors;
+        let contextValue;
+        try {
+          contextValue = await enveloped.contextFactory();
+        } catch (error) {
+          if (error instanceof AppError) return [error];
+          throw error;
+        }
         const args: ExecutionArgs & { rootValue: unknown } = {
           schema: enveloped.schema,
           operationName: params.operationName ?? null,
           document,
           variableValues: params.variables ?? null,
-          contextValue: await enveloped.contextFactory(),
+          contextValue,
           rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
         };
         return args;
@@ -188,6 +378,27 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
     },
     wss,
   );
+  // Keep-alive: a socket that does not answer a ping within one interval is dead (e.g. a vanished mobile client).
+  const alive = new WeakMap<WebSocket, boolean>();
+  wss.on('connection', (socket) => {
+    alive.set(socket, true);
+    socket.on('pong', () => alive.set(socket, true));
+  });
+  const keepalive =
+    config.ws.keepaliveMs > 0
+      ? setInterval(() => {
+          for (const socket of wss.clients) {
+            if (alive.get(socket) === false) {
+              socket.terminate();
+              continue;
+            }
+            alive.set(socket, false);
+            socket.ping();
+          }
+        }, config.ws.keepaliveMs)
+      : null;
+  keepalive?.unref();
+
   server.on('upgrade', (req, socket, head) => {
     const path = (req.url ?? '/').split('?')[0];
     if (!servesApi || path !== '/graphql' || draining) {
@@ -200,6 +411,7 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
   return {
     server,
     services,
+    metrics,
     reconciler,
     publicBaseUrl,
     async start() {
@@ -220,6 +432,9 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await reconciler?.stop();
+      if (keepalive !== null) clearInterval(keepalive);
+      // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
+      await feed.close();
       for (const client of wss.clients) client.close(1001, 'server shutting down');
       await wsServer.dispose();
       server.closeIdleConnections();
@@ -232,7 +447,6 @@ export async function createApp({ config, database, logger, upstream }: AppDeps)
         await closed;
       }
       await yoga.dispose();
-      await feed.close();
     },
   };
 }

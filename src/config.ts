@@ -1,4 +1,9 @@
 import { z } from 'zod';
+import { DEFAULT_QUERY_LIMITS } from './graphql/limits.ts';
+import type { QueryLimits } from './graphql/limits.ts';
+
+/** Seven 10 MB images in base64 (4/3 of the bytes) plus room for the rest of the request. */
+export const DEFAULT_MAX_REQUEST_BYTES = 7 * 4 * Math.ceil((10 * 1024 * 1024) / 3) + 1024 * 1024;
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -67,6 +72,22 @@ const environmentModel = z
       )
       .optional(),
     RECONCILER_INTERVAL_MS: z.coerce.number().int().min(10, 'must be at least 10').default(1_000),
+    RATE_LIMIT_REQUESTS_PER_SECOND: z.coerce.number().min(0).default(20),
+    RATE_LIMIT_CREATES_PER_MINUTE: z.coerce.number().min(0).default(60),
+    MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_MAX_REQUEST_BYTES),
+    WS_MAX_PAYLOAD_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+    WS_CONNECTION_INIT_TIMEOUT_MS: z.coerce.number().int().min(10).default(10_000),
+    WS_KEEPALIVE_MS: z.coerce.number().int().min(0).default(30_000),
+    MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(0).default(100),
+    MAX_SUBSCRIPTIONS_PER_TENANT: z.coerce.number().int().min(0).default(2_000),
+    QUERY_MAX_DEPTH: z.coerce.number().int().min(1).default(DEFAULT_QUERY_LIMITS.depth),
+    QUERY_MAX_ALIASES: z.coerce.number().int().min(0).default(DEFAULT_QUERY_LIMITS.aliases),
+    QUERY_MAX_TOKENS: z.coerce.number().int().min(10).default(DEFAULT_QUERY_LIMITS.tokens),
+    QUERY_MAX_DIRECTIVES: z.coerce.number().int().min(0).default(DEFAULT_QUERY_LIMITS.directives),
+    QUERY_MAX_COST: z.coerce.number().int().min(1).default(DEFAULT_QUERY_LIMITS.cost),
+    QUERY_MAX_LENGTH: z.coerce.number().int().min(100).default(DEFAULT_QUERY_LIMITS.length),
+    PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
+    PENDING_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
   })
   .superRefine((env, ctx) => {
     if (env.VIDEO_STORE === 's3' && env.S3_BUCKET === undefined) {
@@ -102,6 +123,16 @@ export type Config = {
   prices: PriceTable;
   /** Pause of the reconciler between ticks when nothing was due. */
   reconcilerIntervalMs: number;
+  /** When the reconciler first looks at a task whose create has not been answered (crash safety net). */
+  pendingRecheckSeconds: number;
+  /** Default per-tenant rates (0 = off); a tenant's own values override them. */
+  rateLimits: { requestsPerSecond: number; createsPerMinute: number };
+  maxRequestBytes: number;
+  ws: { maxPayloadBytes: number; connectionInitTimeoutMs: number; keepaliveMs: number };
+  /** 0 = no cap. */
+  maxSubscriptions: { perConnection: number; perTenant: number };
+  queryLimits: QueryLimits;
+  persistedOperationsFile: string | null;
 };
 
 export class ConfigError extends Error {
@@ -152,6 +183,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     taskDeadlineMinutes: e.TASK_DEADLINE_MINUTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     reconcilerIntervalMs: e.RECONCILER_INTERVAL_MS,
+    pendingRecheckSeconds: e.PENDING_RECHECK_SECONDS,
+    rateLimits: { requestsPerSecond: e.RATE_LIMIT_REQUESTS_PER_SECOND, createsPerMinute: e.RATE_LIMIT_CREATES_PER_MINUTE },
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+    ws: {
+      maxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
+      connectionInitTimeoutMs: e.WS_CONNECTION_INIT_TIMEOUT_MS,
+      keepaliveMs: e.WS_KEEPALIVE_MS,
+    },
+    maxSubscriptions: { perConnection: e.MAX_SUBSCRIPTIONS_PER_CONNECTION, perTenant: e.MAX_SUBSCRIPTIONS_PER_TENANT },
+    queryLimits: {
+      depth: e.QUERY_MAX_DEPTH,
+      aliases: e.QUERY_MAX_ALIASES,
+      tokens: e.QUERY_MAX_TOKENS,
+      directives: e.QUERY_MAX_DIRECTIVES,
+      cost: e.QUERY_MAX_COST,
+      length: e.QUERY_MAX_LENGTH,
+    },
+    persistedOperationsFile: e.PERSISTED_OPERATIONS_FILE ?? null,
     prices: e.PRICE_TABLE ?? DEFAULT_PRICES,
   };
 }

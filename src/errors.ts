@@ -6,8 +6,19 @@ import { GraphQLError } from 'graphql';
  */
 export class AppError extends GraphQLError {
   readonly code: string;
-  constructor(message: string, code: string, httpStatus?: number) {
-    super(message, { extensions: httpStatus === undefined ? { code } : { code, http: { status: httpStatus } } });
+  constructor(
+    message: string,
+    code: string,
+    httpStatus?: number,
+    extra: { retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+  ) {
+    super(message, {
+      extensions: {
+        code,
+        ...(extra.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: extra.retryAfterSeconds }),
+        ...(httpStatus === undefined ? {} : { http: { status: httpStatus, ...(extra.headers ? { headers: extra.headers } : {}) } }),
+      },
+    });
     this.name = new.target.name;
     this.code = code;
   }
@@ -52,6 +63,13 @@ export class RateLimitedError extends AppError {
   constructor(message: string, retryAfterSeconds: number) {
     super(message, 'RATE_LIMITED');
     this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** A cap on live subscriptions (per connection or per tenant) was reached. */
+export class SubscriptionLimitError extends AppError {
+  constructor(message: string) {
+    super(message, 'SUBSCRIPTION_LIMIT');
   }
 }
 

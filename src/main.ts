@@ -7,6 +7,7 @@ import type { KlingClient } from './kling/client.ts';
 import { createSimulator } from './kling/simulator.ts';
 import type { Simulator } from './kling/simulator.ts';
 import { createLogger } from './logger.ts';
+import { createMetrics } from './metrics/metrics.ts';
 
 function configOrExit(): Config {
   try {
@@ -33,19 +34,20 @@ logger.info(
 await database.migrate();
 logger.info('migrations applied');
 
+const metrics = createMetrics();
 let upstream: KlingClient;
 let simulator: Simulator | null = null;
 if (config.cometApiKey === null) {
   simulator = createSimulator();
   const { url: simulatorUrl } = await simulator.listen(0, '127.0.0.1');
-  upstream = createKlingClient({ baseUrl: simulatorUrl, apiKey: 'simulator' });
+  upstream = createKlingClient({ baseUrl: simulatorUrl, apiKey: 'simulator', onCall: metrics.upstreamCall });
   logger.warn({ simulatorUrl }, `no COMETAPI_KEY: serving the built-in upstream simulator at ${simulatorUrl}`);
 } else {
-  upstream = createKlingClient({ baseUrl: config.cometApiBaseUrl, apiKey: config.cometApiKey });
+  upstream = createKlingClient({ baseUrl: config.cometApiBaseUrl, apiKey: config.cometApiKey, onCall: metrics.upstreamCall });
   logger.info({ upstream: config.cometApiBaseUrl }, 'upstream: CometAPI');
 }
 
-const app = await createApp({ config, database, logger, upstream });
+const app = await createApp({ config, database, logger, upstream, metrics });
 const { url } = await app.start();
 logger.info({ url, role: config.role }, `omni gateway listening on ${url}`);
 

@@ -14,6 +14,9 @@ export const tenants = pgTable('tenants', {
   name: text('name').notNull(),
   monthlyVideoSecondsLimit: integer('monthly_video_seconds_limit'),
   maxConcurrentTasks: integer('max_concurrent_tasks'),
+  /** Per-tenant overrides of the request and create rate limits; null means the configured default. */
+  requestsPerSecond: integer('requests_per_second'),
+  createsPerMinute: integer('creates_per_minute'),
   ...timestamps,
 });
 

@@ -9,6 +9,8 @@ export type Services = {
   tasks: TaskService;
   metering: MeteringService;
   watch: WatchService;
+  /** Throws RateLimitedError when the caller is over its createOmniVideo rate. */
+  admitCreate(viewer: Viewer): void;
 };
 
 export type GraphQLContext = {

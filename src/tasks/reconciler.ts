@@ -19,7 +19,11 @@ export type ReconcilerOptions = {
   batchSize?: number;
   /** How long a lease keeps other instances off a task, should this one die while handling it. */
   leaseSeconds?: number;
+  /** Told how each leased task was handled (metrics). */
+  onCheck?: (outcome: ReconcilerOutcome | 'error') => void;
 };
+
+type ReconcilerOutcome = 'changed' | 'unchanged' | 'deadline' | 'submitted' | 'failed';
 
 export type Reconciler = {
   start(): void;
@@ -63,15 +67,15 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     });
   }
 
-  async function handle(task: TaskRow): Promise<void> {
-    if (isFinal(task.status)) return;
+  async function handle(task: TaskRow): Promise<ReconcilerOutcome> {
+    if (isFinal(task.status)) return 'unchanged';
     if (task.deadlineAt.getTime() <= Date.now()) {
       await tasks.apply(task.id, {
         status: 'FAILED',
         statusMessage: `The upstream gave no final state within ${options.taskDeadlineMinutes} minutes; the gateway gave the task up.`,
         source: 'deadline',
       });
-      return;
+      return 'deadline';
     }
     // Ask by our id (the external task id) while the upstream id is unknown: a create whose answer
     // was lost is found this way instead of being submitted a second time.
@@ -80,13 +84,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     );
     if (answer !== null) {
       const result = await tasks.apply(task.id, transitionFromUpstream(answer, 'poll'));
-      if (result !== null && !result.changed) await tasks.backOff(task.id);
-      return;
+      if (result?.changed) return 'changed';
+      await tasks.backOff(task.id);
+      return 'unchanged';
     }
     if (task.status !== 'PENDING') {
       logger.warn({ taskId: task.id, upstreamTaskId: task.upstreamTaskId }, 'the upstream does not know a submitted task');
       await tasks.backOff(task.id);
-      return;
+      return 'unchanged';
     }
     const body = await tasks.submission(task.id);
     if (body === null) {
@@ -95,22 +100,30 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         statusMessage: 'The task never reached the upstream and its request is no longer available.',
         source: 'reconciler',
       });
-      return;
+      return 'failed';
     }
     // submit() records the answer, fails the task on a definite refusal, or backs off.
-    await tasks.submit(task, body, 'reconciler').catch((error: unknown) => {
+    try {
+      await tasks.submit(task, body, 'reconciler');
+      return 'submitted';
+    } catch (error) {
       logger.info({ taskId: task.id, err: error }, 'a retried create was refused upstream');
-    });
+      return 'failed';
+    }
   }
 
   async function tick(): Promise<number> {
     const leased = await lease();
     await Promise.all(
       leased.map((task) =>
-        handle(task).catch(async (error: unknown) => {
-          logger.warn({ err: error, taskId: task.id }, 'reconciler: task check failed; backing off');
-          await tasks.backOff(task.id).catch(() => {});
-        }),
+        handle(task).then(
+          (outcome) => options.onCheck?.(outcome),
+          async (error: unknown) => {
+            options.onCheck?.('error');
+            logger.warn({ err: error, taskId: task.id }, 'reconciler: task check failed; backing off');
+            await tasks.backOff(task.id).catch(() => {});
+          },
+        ),
       ),
     );
     return leased.length;

@@ -33,6 +33,8 @@ export type TaskServiceDeps = {
   /** The callback URL the upstream is given for a task, or null to send none. */
   callbackUrl: (taskId: string) => string | null;
   taskDeadlineMinutes: number;
+  /** When the reconciler first looks at a task whose create is still unanswered (this process may die). */
+  pendingRecheckSeconds: number;
   logger: Logger;
   /** Runs inside the creating transaction, after the tenant's row lock: throws to refuse (quotas). */
   admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
@@ -169,7 +171,7 @@ export function createTaskService(deps: TaskServiceDeps) {
               idempotencyKey: request.idempotencyKey,
               deadlineAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
               // Should this process die before the upstream answers, the reconciler picks the task up.
-              nextCheckAt: sql`now() + make_interval(secs => 30)`,
+              nextCheckAt: sql`now() + make_interval(secs => ${deps.pendingRecheckSeconds})`,
             })
             .returning();
           if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');

@@ -1,5 +1,5 @@
 import { Repeater } from 'graphql-yoga';
-import { NotFoundError } from '../errors.ts';
+import { NotFoundError, SubscriptionLimitError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { FeedSignal, TaskFeed } from '../pubsub/task-feed.ts';
 import { isFinal } from './state.ts';
@@ -40,8 +40,34 @@ function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSign
   };
 }
 
-export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; logger: Logger }) {
+export function createWatchService(deps: {
+  feed: TaskFeed;
+  tasks: TaskService;
+  logger: Logger;
+  /** Live subscriptions a tenant may hold on this instance; 0 = no cap. */
+  maxPerTenant?: number;
+}) {
   const { feed, tasks, logger } = deps;
+  const active = new Map<string, number>();
+
+  /** Counts a tenant's live subscription; the returned function releases it. */
+  function claim(tenantId: string): () => void {
+    const current = active.get(tenantId) ?? 0;
+    if (deps.maxPerTenant && current >= deps.maxPerTenant) {
+      throw new SubscriptionLimitError(
+        `Too many live subscriptions: this tenant already has ${current} on this gateway instance (limit ${deps.maxPerTenant}).`,
+      );
+    }
+    active.set(tenantId, current + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (active.get(tenantId) ?? 1) - 1;
+      if (left <= 0) active.delete(tenantId);
+      else active.set(tenantId, left);
+    };
+  }
 
   /** Reads a task, treating a database outage as "no news yet": a resync follows the reconnect. */
   async function read(tenantId: string, taskId: string): Promise<TaskRow | null | 'unavailable'> {
@@ -60,6 +86,7 @@ export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; l
      * for an id that is not the tenant's.
      */
     async task(tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
+      const release = claim(tenantId);
       const queue = signalQueue(
         feed,
         tenantId,
@@ -70,10 +97,12 @@ export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; l
         current = await tasks.get(tenantId, taskId);
       } catch (error) {
         queue.unsubscribe();
+        release();
         throw error;
       }
       if (current === null) {
         queue.unsubscribe();
+        release();
         throw new NotFoundError('No task has this id.');
       }
       const first = current;
@@ -94,6 +123,7 @@ export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; l
           }
         } finally {
           queue.unsubscribe();
+          release();
           stop();
         }
       });
@@ -101,6 +131,7 @@ export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; l
 
     /** Every change of every task of the tenant, creations included, from now on. */
     tenant(tenantId: string): AsyncIterable<TaskRow> {
+      const release = claim(tenantId);
       return new Repeater<TaskRow>(async (push, stop) => {
         const queue = signalQueue(feed, tenantId, () => true);
         const delivered = new Map<string, number>();
@@ -133,6 +164,7 @@ export function createWatchService(deps: { feed: TaskFeed; tasks: TaskService; l
           }
         } finally {
           queue.unsubscribe();
+          release();
           stop();
         }
       });

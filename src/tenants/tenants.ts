@@ -7,9 +7,20 @@ export type Tenant = typeof tenants.$inferSelect;
 
 export type Viewer =
   | { kind: 'admin' }
-  | { kind: 'tenant'; tenantId: string; apiKeyId: string };
+  | {
+      kind: 'tenant';
+      tenantId: string;
+      apiKeyId: string;
+      /** The tenant's own rate limits; null means the configured default. */
+      rates: { requestsPerSecond: number | null; createsPerMinute: number | null };
+    };
 
-export type TenantLimits = { monthlyVideoSecondsLimit?: number | null; maxConcurrentTasks?: number | null };
+export type TenantLimits = {
+  monthlyVideoSecondsLimit?: number | null;
+  maxConcurrentTasks?: number | null;
+  requestsPerSecond?: number | null;
+  createsPerMinute?: number | null;
+};
 
 // Writing last_used_at on every request would turn every read into a write; a minute is precise enough.
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -20,8 +31,15 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
     async authenticate(token: string): Promise<Viewer | null> {
       if (options.adminApiKey !== null && secretsEqual(token, options.adminApiKey)) return { kind: 'admin' };
       const [key] = await db
-        .select({ id: apiKeys.id, tenantId: apiKeys.tenantId, lastUsedAt: apiKeys.lastUsedAt })
+        .select({
+          id: apiKeys.id,
+          tenantId: apiKeys.tenantId,
+          lastUsedAt: apiKeys.lastUsedAt,
+          requestsPerSecond: tenants.requestsPerSecond,
+          createsPerMinute: tenants.createsPerMinute,
+        })
         .from(apiKeys)
+        .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
         .where(and(eq(apiKeys.keyHash, hashApiKey(token)), isNull(apiKeys.revokedAt)))
         .limit(1);
       if (key === undefined) return null;
@@ -36,7 +54,12 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
             ),
           );
       }
-      return { kind: 'tenant', tenantId: key.tenantId, apiKeyId: key.id };
+      return {
+        kind: 'tenant',
+        tenantId: key.tenantId,
+        apiKeyId: key.id,
+        rates: { requestsPerSecond: key.requestsPerSecond, createsPerMinute: key.createsPerMinute },
+      };
     },
 
     async createTenant(input: { name: string } & TenantLimits): Promise<{ tenant: Tenant; apiKey: string }> {
@@ -47,6 +70,8 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
             name: input.name,
             monthlyVideoSecondsLimit: input.monthlyVideoSecondsLimit ?? null,
             maxConcurrentTasks: input.maxConcurrentTasks ?? null,
+            requestsPerSecond: input.requestsPerSecond ?? null,
+            createsPerMinute: input.createsPerMinute ?? null,
           })
           .returning();
         if (tenant === undefined) throw new Error('insert into tenants returned no row');
@@ -106,6 +131,8 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
       const changes: Partial<typeof tenants.$inferInsert> = {};
       if (limits.monthlyVideoSecondsLimit !== undefined) changes.monthlyVideoSecondsLimit = limits.monthlyVideoSecondsLimit;
       if (limits.maxConcurrentTasks !== undefined) changes.maxConcurrentTasks = limits.maxConcurrentTasks;
+      if (limits.requestsPerSecond !== undefined) changes.requestsPerSecond = limits.requestsPerSecond;
+      if (limits.createsPerMinute !== undefined) changes.createsPerMinute = limits.createsPerMinute;
       const [tenant] = await db
         .update(tenants)
         .set({ ...changes, updatedAt: sql`now()` })

@@ -7,6 +7,8 @@ import { createSimulator } from '../../src/kling/simulator.ts';
 import type { Simulator } from '../../src/kling/simulator.ts';
 import type { Reconciler } from '../../src/tasks/reconciler.ts';
 import { createLogger } from '../../src/logger.ts';
+import type { Logger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics/metrics.ts';
 import { connectPostgres } from '../../src/db/database.ts';
 import { createTestDatabase } from './database.ts';
 import type { TestDatabase } from './database.ts';
@@ -48,6 +50,8 @@ export type GatewayOptions = {
   client?: { timeoutMs?: number; maxAttempts?: number };
   /** Share another gateway's database (PostgreSQL) instead of creating a fresh one. */
   databaseUrl?: string;
+  /** A logger of the test's own, e.g. to read what the gateway logs. */
+  logger?: Logger;
   /** Share another gateway's simulator instead of starting one. */
   simulator?: { instance: Simulator; url: string };
 };
@@ -72,7 +76,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     });
     return fetch(input, init);
   };
+  const metrics = createMetrics();
   const upstream = createKlingClient({
+    onCall: metrics.upstreamCall,
     fetch: recordingFetch,
     baseUrl: simulatorUrl,
     apiKey: 'test-upstream-key',
@@ -87,9 +93,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     LOG_LEVEL: 'silent',
     ALLOW_PRIVATE_URLS: 'true',
     RECONCILER_INTERVAL_MS: '50',
+    // Functional tests drive many requests; the rate-limit tests switch limits on explicitly.
+    RATE_LIMIT_REQUESTS_PER_SECOND: '0',
+    RATE_LIMIT_CREATES_PER_MINUTE: '0',
     ...options.env,
   });
-  const app = await createApp({ config, database, logger: createLogger(config.logLevel), upstream });
+  const app = await createApp({ config, database, logger: options.logger ?? createLogger(config.logLevel), upstream, metrics });
   const { url } = await app.start();
   return {
     url,

@@ -208,7 +208,15 @@ builder.mutationFields((t) => ({
       { input: t.arg({ type: CreateOmniVideoInput, required: true }) },
       z.object({ input: createOmniVideoInputSchema }),
     ),
-    resolve: (_root, { input }, context) => context.services.tasks.create(tenantOf(context), input),
+    resolve: async (_root, { input }, context) => {
+      context.services.admitCreate(context.viewer);
+      const task = await context.services.tasks.create(tenantOf(context), input);
+      context.logger.info(
+        { taskId: task.id, status: task.status, mode: task.mode, images: input.referenceImages.length, videos: input.referenceVideos.length },
+        'omni task created',
+      );
+      return task;
+    },
   }),
   refreshOmniTask: t.field({
     type: OmniTaskRef,

@@ -13,6 +13,13 @@ const limitModel = z
   .max(1_000_000_000, 'is too large')
   .nullish();
 
+const rateModel = z
+  .number()
+  .int('must be a whole number')
+  .min(1, 'must be at least 1; use null for the default')
+  .max(1_000_000, 'is too large')
+  .nullish();
+
 export const TenantRef = builder.objectRef<Tenant>('Tenant');
 
 builder.node(TenantRef, {
@@ -27,6 +34,14 @@ builder.node(TenantRef, {
     name: t.exposeString('name'),
     monthlyVideoSecondsLimit: t.exposeInt('monthlyVideoSecondsLimit', { nullable: true }),
     maxConcurrentTasks: t.exposeInt('maxConcurrentTasks', { nullable: true }),
+    requestsPerSecond: t.exposeInt('requestsPerSecond', {
+      nullable: true,
+      description: 'This tenant\'s request rate limit per gateway instance; null means the default.',
+    }),
+    createsPerMinute: t.exposeInt('createsPerMinute', {
+      nullable: true,
+      description: 'This tenant\'s createOmniVideo rate limit per gateway instance; null means the default.',
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     usage: t.field({
       type: UsageSummaryRef,
@@ -103,6 +118,8 @@ const CreateTenantInput = builder.inputType('CreateTenantInput', {
     name: t.string({ required: true, validate: z.string().trim().min(1, 'must not be empty').max(200, 'is too long') }),
     monthlyVideoSecondsLimit: t.int({ validate: limitModel }),
     maxConcurrentTasks: t.int({ validate: limitModel }),
+    requestsPerSecond: t.int({ validate: rateModel }),
+    createsPerMinute: t.int({ validate: rateModel }),
   }),
 });
 
@@ -125,6 +142,8 @@ const UpdateTenantLimitsInput = builder.inputType('UpdateTenantLimitsInput', {
     tenantId: t.id({ required: true }),
     monthlyVideoSecondsLimit: t.int({ validate: limitModel }),
     maxConcurrentTasks: t.int({ validate: limitModel }),
+    requestsPerSecond: t.int({ validate: rateModel }),
+    createsPerMinute: t.int({ validate: rateModel }),
   }),
 });
 
@@ -138,6 +157,8 @@ builder.mutationFields((t) => ({
         name: input.name.trim(),
         monthlyVideoSecondsLimit: input.monthlyVideoSecondsLimit,
         maxConcurrentTasks: input.maxConcurrentTasks,
+        requestsPerSecond: input.requestsPerSecond,
+        createsPerMinute: input.createsPerMinute,
       }),
   }),
   createApiKey: t.field({
@@ -173,6 +194,8 @@ builder.mutationFields((t) => ({
           : await context.services.tenants.updateLimits(id, {
               monthlyVideoSecondsLimit: input.monthlyVideoSecondsLimit,
               maxConcurrentTasks: input.maxConcurrentTasks,
+              requestsPerSecond: input.requestsPerSecond,
+              createsPerMinute: input.createsPerMinute,
             });
       if (tenant === null) throw new NotFoundError('No tenant has this id.');
       return tenant;

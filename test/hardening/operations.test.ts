@@ -1,0 +1,118 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/database.ts';
+import { createLogger } from '../../src/logger.ts';
+import { png } from '../kling/image-fixtures.ts';
+import { serverUrl } from '../support/database.ts';
+import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
+import { startGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../support/gateway.ts';
+import { subscribeWs, wsClient } from '../support/subscriptions.ts';
+
+describe('metrics and logs', () => {
+  let gateway: TestGateway;
+  const lines: string[] = [];
+  beforeAll(async () => {
+    gateway = await startGateway({
+      delays: { processingMs: 600_000, finishMs: 1_200_000 },
+      // The background reconciler ticks once at start, then waits: the test ticks it by hand.
+      env: { LOG_LEVEL: 'info', RECONCILER_INTERVAL_MS: '600000' },
+      logger: createLogger('info', { write: (line: string) => void lines.push(line) }),
+    });
+    gateway.simulator.settings.callbacks = false;
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('/metrics exposes the listed series after a task life cycle', async () => {
+    const tenant = await createTenant(gateway, 'Measured');
+    const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    const client = wsClient(gateway.url, tenant.apiKey);
+    try {
+      const watch = await subscribeWs(client, 'subscription ($id: ID) { omniTaskUpdated(id: $id) { status } }', { id: task.id });
+      await watch.collector.untilCount(1);
+      const live = await (await fetch(`${gateway.url}/metrics`)).text();
+      expect(live).toMatch(/^omni_gateway_active_subscriptions 1$/m);
+      await postJson(callbackUrlOf(gateway, task.id), callbackBody(task, 'succeed'));
+      await watch.collector.untilDone();
+    } finally {
+      await client.dispose();
+    }
+    const waiting = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    await queryRows(gateway.database.db, sql`update omni_tasks set next_check_at = now() - interval '3 seconds' where id = ${taskUuid(waiting.id)}`);
+    expect(await (await fetch(`${gateway.url}/metrics`)).text()).toMatch(/^omni_gateway_reconciler_lag_seconds [3-9]/m);
+    expect(await gateway.reconciler().tick()).toBe(1);
+    const response = await fetch(`${gateway.url}/metrics`);
+    expect(response.headers.get('content-type')).toContain('text/plain');
+    const text = await response.text();
+    for (const series of [
+      /^omni_gateway_http_request_duration_seconds_count\{route="\/graphql",method="POST",status="200"\} \d+$/m,
+      /^omni_gateway_graphql_operation_duration_seconds_count\{type="mutation",field="createOmniVideo",outcome="ok"\} \d+$/m,
+      /^omni_gateway_graphql_operation_duration_seconds_count\{type="subscription",field="omniTaskUpdated",outcome="ok"\} 1$/m,
+      /^omni_gateway_upstream_call_duration_seconds_count\{op="create",outcome="ok"\} \d+$/m,
+      /^omni_gateway_webhooks_total\{outcome="applied"\} 1$/m,
+      /^omni_gateway_tasks\{status="SUCCEEDED"\} 1$/m,
+      /^omni_gateway_tasks\{status="SUBMITTED"\} 1$/m,
+      /^omni_gateway_rate_limited_total|^# TYPE omni_gateway_rate_limited_total counter$/m,
+      /^omni_gateway_active_subscriptions 0$/m,
+      /^omni_gateway_reconciler_lag_seconds 0$/m,
+      /^omni_gateway_reconciler_checks_total\{outcome="unchanged"\} 1$/m,
+      /^# TYPE omni_gateway_archive_jobs_total counter$/m,
+      /^omni_gateway_process_resident_memory_bytes \d+/m,
+    ]) {
+      expect(text).toMatch(series);
+    }
+    // Routes are labels, never raw paths: no task id or token leaks into a series.
+    expect(text).not.toContain(taskUuid(task.id));
+  });
+
+  it('a create logs the tenant id and never the API key or base64 image data', async () => {
+    const tenant = await createTenant(gateway, 'Logged');
+    const base64 = png(640, 480).toString('base64');
+    const task = await createTask(gateway, tenant, { ...TEXT_TO_VIDEO, referenceImages: [{ base64 }] });
+    const created = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => entry.msg === 'omni task created' && entry.taskId === taskUuid(task.id));
+    expect(created).toMatchObject({ tenantId: taskUuid(tenant.id), requestId: expect.any(String), mode: 'STD', images: 1 });
+    const all = lines.join('\n');
+    expect(all).not.toContain(tenant.apiKey);
+    expect(all).not.toContain(base64.slice(0, 64));
+    expect(all).not.toContain('test-admin-key');
+  });
+});
+
+describe.skipIf(serverUrl === null)('roles', () => {
+  it('ROLE=api alone does not poll; with a ROLE=worker beside it tasks finish; the worker serves no API', async () => {
+    const api = await startGateway({ delays: { processingMs: 20, finishMs: 40 }, env: { ROLE: 'api' } });
+    api.simulator.settings.callbacks = false;
+    let worker: TestGateway | null = null;
+    try {
+      expect(api.app.reconciler).toBeNull();
+      const tenant = await createTenant(api, 'Roles');
+      const task = await createTask(api, tenant, TEXT_TO_VIDEO);
+      await queryRows(api.database.db, sql`update omni_tasks set next_check_at = now() where id = ${taskUuid(task.id)}`);
+      const client = wsClient(api.url, tenant.apiKey);
+      try {
+        const watch = await subscribeWs(client, 'subscription ($id: ID) { omniTaskUpdated(id: $id) { status } }', { id: task.id });
+        await watch.collector.untilCount(1);
+        worker = await startGateway({
+          databaseUrl: api.database.url!,
+          simulator: { instance: api.simulator, url: api.simulatorUrl },
+          env: { ROLE: 'worker' },
+        });
+        await watch.collector.untilDone(15_000);
+        expect(watch.collector.items.at(-1)?.data?.omniTaskUpdated.status).toBe('SUCCEEDED');
+      } finally {
+        await client.dispose();
+      }
+      // Only the worker asked the upstream; the api instance never polled.
+      expect(api.upstreamRequests.filter((request) => request.method === 'GET')).toEqual([]);
+      expect(worker.upstreamRequests.filter((request) => request.method === 'GET').length).toBeGreaterThan(0);
+      expect((await fetch(`${worker.url}/graphql`, { method: 'POST' })).status).toBe(404);
+      expect((await fetch(`${worker.url}/readyz`)).status).toBe(200);
+      expect((await fetch(`${worker.url}/metrics`)).status).toBe(200);
+    } finally {
+      await worker?.stop();
+      await api.stop();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { resolve } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
@@ -14,6 +15,8 @@ import type { Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
+import { createArchiver, enqueueArchive } from './archive/archiver.ts';
+import type { Archiver } from './archive/archiver.ts';
 import { bearerToken } from './auth/api-keys.ts';
 import { createRateLimiter } from './auth/rate-limiter.ts';
 import type { Config } from './config.ts';
@@ -32,6 +35,10 @@ import { createMeteringService } from './metering/metering.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import type { Metrics } from './metrics/metrics.ts';
 import { createTaskFeed } from './pubsub/task-feed.ts';
+import { createVideoFileHandler, isVideoFilePath } from './storage/file-route.ts';
+import { createLocalVideoStore, sweepStaleWrites } from './storage/local-video-store.ts';
+import { createS3VideoStore } from './storage/s3-video-store.ts';
+import type { VideoStore } from './storage/video-store.ts';
 import { createReconciler } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
 import { createTaskService } from './tasks/tasks.ts';
@@ -48,6 +55,8 @@ export type AppDeps = {
   upstream: KlingClient;
   /** The instance's metrics; pass the same registry the upstream client reports to. */
   metrics?: Metrics;
+  /** Where finished videos are copied; by default built from VIDEO_STORE (null: none). */
+  store?: VideoStore | null;
 };
 
 export type App = {
@@ -64,6 +73,8 @@ export type App = {
   readonly metrics: Metrics;
   /** The reconciler of this instance; null when ROLE=api. */
   readonly reconciler: Reconciler | null;
+  /** The video archiver of this instance; null when ROLE=api or VIDEO_STORE=none. */
+  readonly archiver: Archiver | null;
   /** PUBLIC_BASE_URL, or the bound address once started. */
   publicBaseUrl(): string;
 };
@@ -109,12 +120,49 @@ function useOperationMetrics(metrics: Metrics): Plugin {
   };
 }
 
-export async function createApp({ config, database, logger, upstream, metrics = createMetrics() }: AppDeps): Promise<App> {
+function storeFromConfig(config: Config, publicBaseUrl: () => string, secret: string): VideoStore | null {
+  switch (config.videoStore) {
+    case 'none':
+      return null;
+    case 'local':
+      return createLocalVideoStore({ dir: localVideoDir(config), publicBaseUrl, secret });
+    case 's3':
+      return createS3VideoStore({
+        bucket: config.s3.bucket ?? '',
+        region: config.s3.region,
+        endpoint: config.s3.endpoint,
+        forcePathStyle: config.s3.forcePathStyle,
+      });
+  }
+}
+
+function localVideoDir(config: Config): string {
+  return resolve(config.dataDir, 'videos');
+}
+
+export async function createApp({ config, database, logger, upstream, metrics = createMetrics(), ...deps }: AppDeps): Promise<App> {
   const webhookSecret = await sharedSecret(database.db, 'webhook_secret', config.webhookSecret);
   const servesApi = config.role !== 'worker';
   const runsJobs = config.role !== 'api';
   let boundUrl: string | null = null;
   const publicBaseUrl = () => config.publicBaseUrl ?? boundUrl ?? `http://localhost:${config.port}`;
+  const store = deps.store === undefined ? storeFromConfig(config, publicBaseUrl, webhookSecret) : deps.store;
+  const archiver =
+    runsJobs && store !== null
+      ? createArchiver({
+          db: database.db,
+          store,
+          logger,
+          intervalMs: config.reconcilerIntervalMs,
+          maxBytes: config.archive.maxBytes,
+          timeoutMs: config.archive.timeoutMs,
+          maxAttempts: config.archive.maxAttempts,
+          allowPrivateUrls: config.allowPrivateUrls ?? false,
+          onOutcome: (outcome) => metrics.archiveJob(outcome),
+        })
+      : null;
+  const serveVideoFile =
+    store?.kind === 'local' ? createVideoFileHandler({ dir: localVideoDir(config), secret: webhookSecret }) : null;
 
   const tenants = createTenantService(database.db, { adminApiKey: config.adminApiKey });
   const metering = createMeteringService({ db: database.db, prices: config.prices });
@@ -123,7 +171,12 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     upstream,
     logger,
     admit: metering.admit,
-    onFinal: metering.record,
+    async onFinal(tx, task, transition) {
+      await metering.record(tx, task, transition);
+      // The archive job is queued with the final state, in its transaction: it cannot be lost.
+      // Without an archiver on this instance (ROLE=api) it is still queued for the workers.
+      if (store !== null && task.status === 'SUCCEEDED') await enqueueArchive(tx, task);
+    },
     taskDeadlineMinutes: config.taskDeadlineMinutes,
     pendingRecheckSeconds: config.pendingRecheckSeconds,
     callbackUrl: (taskId) => `${publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(webhookSecret, taskId)}`,
@@ -135,6 +188,10 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     tasks,
     metering,
     watch: createWatchService({ feed, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant }),
+    async videoUrl(video) {
+      if (!video.archive || store === null) return video.upstreamUrl;
+      return store.url(video.archive.key, new Date(Date.now() + config.videoUrlTtlSeconds * 1000));
+    },
     /** Throws RateLimitedError when the tenant is over its createOmniVideo rate. */
     admitCreate(viewer) {
       if (viewer.kind !== 'tenant') return;
@@ -315,6 +372,13 @@ export async function createApp({ config, database, logger, upstream, metrics = 
       });
       return;
     }
+    if (serveVideoFile !== null && isVideoFilePath(path)) {
+      serveVideoFile(req, res, path).catch((error: unknown) => {
+        logger.error({ err: error }, 'video file handler failed');
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      });
+      return;
+    }
     if (isWebhookPath(path)) {
       receiveWebhook(req, res, path).catch((error: unknown) => {
         logger.error({ err: error }, 'webhook handler failed');
@@ -413,6 +477,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     services,
     metrics,
     reconciler,
+    archiver,
     publicBaseUrl,
     async start() {
       await new Promise<void>((resolve, reject) => {
@@ -426,12 +491,17 @@ export async function createApp({ config, database, logger, upstream, metrics = 
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       boundUrl = `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${address.port}`;
       reconciler?.start();
+      if (archiver !== null && store?.kind === 'local') {
+        const swept = await sweepStaleWrites(localVideoDir(config), 2 * config.archive.timeoutMs);
+        if (swept > 0) logger.info({ swept }, 'removed partial video writes left by a crash');
+      }
+      archiver?.start();
       return { url: boundUrl };
     },
     async stop() {
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await reconciler?.stop();
+      await Promise.all([reconciler?.stop(), archiver?.stop()]);
       if (keepalive !== null) clearInterval(keepalive);
       // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
       await feed.close();

@@ -40,7 +40,11 @@ const environmentModel = z
     S3_REGION: z.string().min(1).optional(),
     S3_ENDPOINT: httpUrl.optional(),
     S3_FORCE_PATH_STYLE: booleanFlag.default(false),
-    ALLOW_PRIVATE_URLS: booleanFlag.default(false),
+    ALLOW_PRIVATE_URLS: booleanFlag.optional(),
+    ARCHIVE_MAX_BYTES: z.coerce.number().int().min(1024).default(500 * 1024 * 1024),
+    ARCHIVE_TIMEOUT_MS: z.coerce.number().int().min(100).default(10 * 60_000),
+    ARCHIVE_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
+    VIDEO_URL_TTL_SECONDS: z.coerce.number().int().min(10).default(3600),
     CORS_ORIGINS: z
       .string()
       .transform((value) =>
@@ -115,7 +119,11 @@ export type Config = {
   role: 'all' | 'api' | 'worker';
   videoStore: 'local' | 's3' | 'none';
   s3: { bucket: string | null; region: string | null; endpoint: string | null; forcePathStyle: boolean };
-  allowPrivateUrls: boolean;
+  /** Null when unset: main allows private addresses for the built-in simulator only. */
+  allowPrivateUrls: boolean | null;
+  archive: { maxBytes: number; timeoutMs: number; maxAttempts: number };
+  /** How long a stored video's signed (or presigned) URL stays valid. */
+  videoUrlTtlSeconds: number;
   corsOrigins: string[] | null;
   taskDeadlineMinutes: number;
   shutdownTimeoutMs: number;
@@ -178,7 +186,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       endpoint: e.S3_ENDPOINT ?? null,
       forcePathStyle: e.S3_FORCE_PATH_STYLE,
     },
-    allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
+    allowPrivateUrls: e.ALLOW_PRIVATE_URLS ?? null,
+    archive: { maxBytes: e.ARCHIVE_MAX_BYTES, timeoutMs: e.ARCHIVE_TIMEOUT_MS, maxAttempts: e.ARCHIVE_MAX_ATTEMPTS },
+    videoUrlTtlSeconds: e.VIDEO_URL_TTL_SECONDS,
     corsOrigins: e.CORS_ORIGINS ?? null,
     taskDeadlineMinutes: e.TASK_DEADLINE_MINUTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -47,7 +47,9 @@ if (config.cometApiKey === null) {
   logger.info({ upstream: config.cometApiBaseUrl }, 'upstream: CometAPI');
 }
 
-const app = await createApp({ config, database, logger, upstream, metrics });
+// The built-in simulator serves results on loopback: archiving them needs private addresses.
+const effectiveConfig = { ...config, allowPrivateUrls: config.allowPrivateUrls ?? simulator !== null };
+const app = await createApp({ config: effectiveConfig, database, logger, upstream, metrics });
 const { url } = await app.start();
 logger.info({ url, role: config.role }, `omni gateway listening on ${url}`);
 

@@ -16,7 +16,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       role: 'all',
       videoStore: 'local',
-      allowPrivateUrls: false,
+      allowPrivateUrls: null,
       corsOrigins: null,
       taskDeadlineMinutes: 30,
       shutdownTimeoutMs: 10_000,

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { boolean, check, doublePrecision, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, check, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 // Every timestamp keeps milliseconds, the precision of a JS Date, so that a value read into
 // JavaScript and written back (e.g. in a keyset cursor) compares equal to the stored one.
@@ -56,6 +56,8 @@ export type StoredVideo = {
   id: string;
   upstreamUrl: string;
   durationSeconds: number | null;
+  /** Set once the video is copied into our own store. */
+  archive?: { key: string; sizeBytes: number; sha256: string } | null;
 };
 
 /** What the client asked for, normalised; an inline image is kept as its hash and size, never its bytes. */
@@ -141,7 +143,7 @@ export const taskEvents = pgTable(
     taskId: uuid('task_id')
       .notNull()
       .references(() => omniTasks.id, { onDelete: 'cascade' }),
-    kind: text('kind', { enum: ['status', 'upstream'] }).notNull(),
+    kind: text('kind', { enum: ['status', 'upstream', 'archive'] }).notNull(),
     /** Where the news came from: create, webhook, poll, refresh, reconciler. */
     source: text('source').notNull(),
     fromStatus: text('from_status', { enum: TASK_STATUSES }),
@@ -189,5 +191,41 @@ export const usageEvents = pgTable(
     index('usage_events_tenant_occurred_idx').on(table.tenantId, table.occurredAt, table.id),
     // The admin's export of every tenant's events.
     index('usage_events_occurred_idx').on(table.occurredAt, table.id),
+  ],
+);
+
+/**
+ * One job per result video to copy into our own store. Leased like the reconciler's tasks
+ * (FOR UPDATE SKIP LOCKED on next_attempt_at); the stored key is deterministic, so a job re-run
+ * after a crash overwrites the same object instead of making a second one.
+ */
+export const videoArchives = pgTable(
+  'video_archives',
+  {
+    taskId: uuid('task_id')
+      .notNull()
+      .references(() => omniTasks.id, { onDelete: 'cascade' }),
+    /** 1-based, as OmniVideo appears in the task's videos. */
+    videoIndex: integer('video_index').notNull(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    sourceUrl: text('source_url').notNull(),
+    status: text('status', { enum: ['pending', 'done', 'failed'] }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, precision: 3 }),
+    lastError: text('last_error'),
+    storedKey: text('stored_key'),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }),
+    sha256: text('sha256'),
+    createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    archivedAt: timestamp('archived_at', { withTimezone: true, precision: 3 }),
+  },
+  (table) => [
+    primaryKey({ name: 'video_archives_pkey', columns: [table.taskId, table.videoIndex] }),
+    index('video_archives_tenant_id_idx').on(table.tenantId),
+    index('video_archives_next_attempt_idx')
+      .on(table.nextAttemptAt)
+      .where(sql`${table.status} = 'pending'`),
   ],
 );

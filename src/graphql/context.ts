@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { StoredVideo } from '../db/schema.ts';
 import type { MeteringService } from '../metering/metering.ts';
 import type { TaskService } from '../tasks/tasks.ts';
 import type { WatchService } from '../tasks/watch.ts';
@@ -9,6 +10,8 @@ export type Services = {
   tasks: TaskService;
   metering: MeteringService;
   watch: WatchService;
+  /** Where a client fetches a video: a signed URL of our copy once archived, else the upstream's. */
+  videoUrl(video: StoredVideo): Promise<string>;
   /** Throws RateLimitedError when the caller is over its createOmniVideo rate. */
   admitCreate(viewer: Viewer): void;
 };

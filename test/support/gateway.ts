@@ -5,6 +5,7 @@ import type { Config } from '../../src/config.ts';
 import { createKlingClient } from '../../src/kling/client.ts';
 import { createSimulator } from '../../src/kling/simulator.ts';
 import type { Simulator } from '../../src/kling/simulator.ts';
+import type { Archiver } from '../../src/archive/archiver.ts';
 import type { Reconciler } from '../../src/tasks/reconciler.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { Logger } from '../../src/logger.ts';
@@ -31,6 +32,8 @@ export type TestGateway = {
   simulatorUrl: string;
   /** The instance's reconciler (fails the test if this instance has none, i.e. ROLE=api). */
   reconciler(): Reconciler;
+  /** The instance's archiver (fails the test if it has none). */
+  archiver(): Archiver;
   /** Every HTTP request the gateway's upstream client sent, in order. */
   upstreamRequests: UpstreamRequest[];
   /** POSTs an operation; `token` null sends no Authorization header. */
@@ -46,6 +49,8 @@ export type GatewayOptions = {
   env?: Record<string, string>;
   /** Simulator step delays; small by default so that tasks finish within a test. */
   delays?: { processingMs: number; finishMs: number };
+  /** Size of the simulator's result videos. */
+  videoBytes?: number;
   /** Client tuning, e.g. a short timeout for fault tests. */
   client?: { timeoutMs?: number; maxAttempts?: number };
   /** Share another gateway's database (PostgreSQL) instead of creating a fresh one. */
@@ -64,7 +69,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
       : Object.assign(connectPostgres(options.databaseUrl), { url: options.databaseUrl, drop: async () => {} });
   const ownsSimulator = options.simulator === undefined;
   const simulator =
-    options.simulator?.instance ?? createSimulator({ delays: options.delays ?? { processingMs: 50, finishMs: 150 } });
+    options.simulator?.instance ??
+    createSimulator({
+      delays: options.delays ?? { processingMs: 50, finishMs: 150 },
+      ...(options.videoBytes === undefined ? {} : { videoBytes: options.videoBytes }),
+    });
   const simulatorUrl = options.simulator?.url ?? (await simulator.listen(0, '127.0.0.1')).url;
   const upstreamRequests: UpstreamRequest[] = [];
   const recordingFetch: typeof fetch = async (input, init) => {
@@ -93,6 +102,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     LOG_LEVEL: 'silent',
     ALLOW_PRIVATE_URLS: 'true',
     RECONCILER_INTERVAL_MS: '50',
+    // Archiving bumps versions after SUCCEEDED; the archive tests switch it on with their own DATA_DIR.
+    VIDEO_STORE: 'none',
     // Functional tests drive many requests; the rate-limit tests switch limits on explicitly.
     RATE_LIMIT_REQUESTS_PER_SECOND: '0',
     RATE_LIMIT_CREATES_PER_MINUTE: '0',
@@ -111,6 +122,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     reconciler() {
       if (app.reconciler === null) throw new Error('this gateway runs no reconciler');
       return app.reconciler;
+    },
+    archiver() {
+      if (app.archiver === null) throw new Error('this gateway runs no archiver');
+      return app.archiver;
     },
     async graphql(query, variables, token = ADMIN_KEY) {
       const response = await fetch(`${url}/graphql`, {

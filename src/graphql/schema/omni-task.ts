@@ -48,12 +48,15 @@ const OmniVideoRef = builder.objectRef<StoredVideo>('OmniVideo').implement({
   fields: (t) => ({
     id: t.exposeString('id'),
     url: t.string({
-      description: 'Where to fetch the video: the upstream URL until the gateway has archived its own copy.',
-      resolve: (video) => video.upstreamUrl,
+      description:
+        'Where to fetch the video: a signed, expiring URL of the gateway\'s own copy once archived, the upstream URL until then.',
+      resolve: (video, _args, context) => context.services.videoUrl(video),
     }),
     durationSeconds: t.exposeFloat('durationSeconds', { nullable: true }),
     upstreamUrl: t.exposeString('upstreamUrl', { description: 'The upstream URL; it expires after about 30 days.' }),
-    archived: t.boolean({ resolve: () => false }),
+    archived: t.boolean({ resolve: (video) => Boolean(video.archive) }),
+    sizeBytes: t.float({ nullable: true, description: 'Size of the archived copy.', resolve: (video) => video.archive?.sizeBytes ?? null }),
+    sha256: t.string({ nullable: true, description: 'SHA-256 of the archived copy, hex.', resolve: (video) => video.archive?.sha256 ?? null }),
   }),
 });
 

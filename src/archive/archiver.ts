@@ -1,0 +1,192 @@
+import { and, eq, isNotNull, lte, sql } from 'drizzle-orm';
+import type { Db, Tx } from '../db/database.ts';
+import { omniTasks, taskEvents, videoArchives } from '../db/schema.ts';
+import type { Logger } from '../logger.ts';
+import { DownloadError, downloadVideo } from '../storage/download.ts';
+import type { VideoStore } from '../storage/video-store.ts';
+import { announceChange } from '../tasks/state.ts';
+import type { TaskRow } from '../tasks/state.ts';
+
+type ArchiveJob = typeof videoArchives.$inferSelect;
+export type ArchiveOutcome = 'archived' | 'retry' | 'failed';
+
+export type ArchiverOptions = {
+  db: Db;
+  store: VideoStore;
+  logger: Logger;
+  intervalMs: number;
+  maxBytes: number;
+  /** Bound on one whole download; the lease outlives it, so a live job is never taken twice. */
+  timeoutMs: number;
+  allowPrivateUrls: boolean;
+  maxAttempts: number;
+  batchSize?: number;
+  onOutcome?: (outcome: ArchiveOutcome) => void;
+};
+
+export type Archiver = {
+  start(): void;
+  /** Stops the loop and waits for the jobs in hand. */
+  stop(): Promise<void>;
+  /** Leases the due jobs and runs them; resolves with how many it ran. */
+  tick(): Promise<number>;
+};
+
+/** Where a task's video lives in the store: deterministic, so a retried job replaces, never duplicates. */
+export function archiveKey(job: { tenantId: string; taskId: string; videoIndex: number }): string {
+  return `${job.tenantId}/${job.taskId}/${job.videoIndex}.mp4`;
+}
+
+/** Queues a copy of each result video of a task that just succeeded, inside that transaction. */
+export async function enqueueArchive(tx: Tx, task: TaskRow): Promise<void> {
+  const jobs = task.videos.map((video, i) => ({
+    taskId: task.id,
+    videoIndex: i + 1,
+    tenantId: task.tenantId,
+    sourceUrl: video.upstreamUrl,
+    nextAttemptAt: sql`now()`,
+  }));
+  if (jobs.length > 0) await tx.insert(videoArchives).values(jobs).onConflictDoNothing();
+}
+
+function retryDelaySeconds(attempts: number): number {
+  return Math.min(600, 5 * 2 ** Math.max(0, attempts - 1));
+}
+
+export function createArchiver(options: ArchiverOptions): Archiver {
+  const { db, store, logger } = options;
+  const batchSize = options.batchSize ?? 4;
+  const leaseSeconds = Math.ceil(options.timeoutMs / 1000) + 5;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<number> | null = null;
+  let stopped = true;
+
+  async function lease(): Promise<ArchiveJob[]> {
+    return db.transaction(async (tx) => {
+      const due = await tx
+        .select({ taskId: videoArchives.taskId, videoIndex: videoArchives.videoIndex })
+        .from(videoArchives)
+        .where(
+          and(eq(videoArchives.status, 'pending'), isNotNull(videoArchives.nextAttemptAt), lte(videoArchives.nextAttemptAt, sql`now()`)),
+        )
+        .orderBy(videoArchives.nextAttemptAt)
+        .limit(batchSize)
+        .for('update', { skipLocked: true });
+      const leased: ArchiveJob[] = [];
+      for (const job of due) {
+        const [row] = await tx
+          .update(videoArchives)
+          .set({
+            nextAttemptAt: sql`now() + make_interval(secs => ${leaseSeconds})`,
+            attempts: sql`${videoArchives.attempts} + 1`,
+          })
+          .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex)))
+          .returning();
+        if (row !== undefined) leased.push(row);
+      }
+      return leased;
+    });
+  }
+
+  /** Records the copy on the job and on the task (one version), and tells the subscribers. */
+  async function complete(job: ArchiveJob, stored: { key: string; size: number; sha256: string }): Promise<void> {
+    await db.transaction(async (tx) => {
+      const [done] = await tx
+        .update(videoArchives)
+        .set({ status: 'done', storedKey: stored.key, sizeBytes: stored.size, sha256: stored.sha256, archivedAt: sql`now()`, nextAttemptAt: null, lastError: null })
+        .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex), eq(videoArchives.status, 'pending')))
+        .returning();
+      if (done === undefined) return; // another run finished it first
+      const [task] = await tx.select().from(omniTasks).where(eq(omniTasks.id, job.taskId)).for('update');
+      if (task === undefined) return;
+      const videos = task.videos.map((video, i) =>
+        i === job.videoIndex - 1 ? { ...video, archive: { key: stored.key, sizeBytes: stored.size, sha256: stored.sha256 } } : video,
+      );
+      const [updated] = await tx
+        .update(omniTasks)
+        .set({ videos, version: sql`${omniTasks.version} + 1`, updatedAt: sql`now()` })
+        .where(eq(omniTasks.id, job.taskId))
+        .returning();
+      if (updated === undefined) return;
+      await tx.insert(taskEvents).values({
+        taskId: job.taskId,
+        kind: 'archive',
+        source: 'archiver',
+        version: updated.version,
+        payload: { videoIndex: job.videoIndex, key: stored.key, sizeBytes: stored.size, sha256: stored.sha256 },
+      });
+      await announceChange(tx, updated);
+    });
+  }
+
+  async function fail(job: ArchiveJob, error: unknown): Promise<ArchiveOutcome> {
+    const retryable = error instanceof DownloadError ? error.retryable : true; // store errors: try again
+    const message = error instanceof Error ? error.message : String(error);
+    const final = !retryable || job.attempts >= options.maxAttempts;
+    await db
+      .update(videoArchives)
+      .set(
+        final
+          ? { status: 'failed', lastError: message, nextAttemptAt: null }
+          : { lastError: message, nextAttemptAt: sql`now() + make_interval(secs => ${retryDelaySeconds(job.attempts)})` },
+      )
+      .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex)));
+    logger.warn({ taskId: job.taskId, videoIndex: job.videoIndex, attempts: job.attempts, final, err: message }, 'video archive attempt failed');
+    return final ? 'failed' : 'retry';
+  }
+
+  async function run(job: ArchiveJob): Promise<ArchiveOutcome> {
+    try {
+      const stored = await downloadVideo({
+        url: job.sourceUrl,
+        store,
+        key: archiveKey(job),
+        maxBytes: options.maxBytes,
+        timeoutMs: options.timeoutMs,
+        allowPrivate: options.allowPrivateUrls,
+      });
+      await complete(job, stored);
+      return 'archived';
+    } catch (error) {
+      return fail(job, error);
+    }
+  }
+
+  async function tick(): Promise<number> {
+    const jobs = await lease();
+    const outcomes = await Promise.all(jobs.map(run));
+    for (const outcome of outcomes) options.onOutcome?.(outcome);
+    return jobs.length;
+  }
+
+  function schedule(delayMs: number): void {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      timer = null;
+      running = tick()
+        .catch((error: unknown) => {
+          logger.warn({ err: error }, 'archiver tick failed');
+          return 0;
+        })
+        .finally(() => {
+          running = null;
+        });
+      void running.then((count) => schedule(count >= batchSize ? 0 : options.intervalMs));
+    }, delayMs);
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule(0);
+    },
+    async stop() {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      await running;
+    },
+    tick,
+  };
+}

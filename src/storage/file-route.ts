@@ -1,0 +1,116 @@
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { sendJson } from '../http/respond.ts';
+import { videoFilePath } from './local-video-store.ts';
+import { VIDEO_PATH_PREFIX, verifyVideoSignature } from './signed-url.ts';
+import { isValidVideoKey } from './video-store.ts';
+
+/*
+ * `GET|HEAD /files/videos/<key>?expires=&sig=`: serves locally stored videos by signed link, with
+ * single byte ranges so that browsers can seek. A request for several ranges gets the whole file
+ * with 200 (RFC 9110 allows ignoring Range; players only ever ask for one range).
+ */
+
+/**
+ * `path` is the request's pathname with any PUBLIC_BASE_URL prefix already stripped. Rejects only
+ * on an unexpected file system error before anything was sent; the caller answers 500 then.
+ */
+export type VideoFileHandler = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
+
+export function isVideoFilePath(path: string): boolean {
+  return path.startsWith(VIDEO_PATH_PREFIX) && path.length > VIDEO_PATH_PREFIX.length;
+}
+
+type ByteRange = { start: number; end: number };
+
+/** A single `bytes=` range; null means "ignore the header and send everything". */
+function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | null {
+  const match = header === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return null;
+  if (match[1] === '') {
+    const suffix = Number(match[2]);
+    if (suffix === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(match[1]);
+  const last = match[2] === '' ? Number.POSITIVE_INFINITY : Number(match[2]);
+  if (last < start) return null; // syntactically invalid: RFC 9110 says to ignore it
+  if (start >= size) return 'unsatisfiable';
+  return { start, end: Math.min(last, size - 1) };
+}
+
+function isMissingFile(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}
+
+export function createVideoFileHandler(opts: { dir: string; secret: string; now?: () => Date }): VideoFileHandler {
+  const now = opts.now ?? (() => new Date());
+
+  return async function serveVideoFile(req, res, path) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: 'method_not_allowed', message: 'Use GET or HEAD.' }, { allow: 'GET, HEAD' });
+      return;
+    }
+    const key = path.slice(VIDEO_PATH_PREFIX.length);
+    const query = new URL(req.url ?? '/', 'http://gateway').searchParams;
+    const expires = query.get('expires');
+    const at = now();
+    // The signature is checked before the file system is touched: a refused link reveals nothing.
+    if (!isVideoFilePath(path) || !verifyVideoSignature(opts.secret, key, expires, query.get('sig'), at)) {
+      sendJson(res, 403, { error: 'forbidden', message: 'The link is invalid or has expired.' }, { 'cache-control': 'no-store' });
+      return;
+    }
+    if (!isValidVideoKey(key)) {
+      sendJson(res, 404, { error: 'not_found', message: 'No such video.' });
+      return;
+    }
+
+    let file: FileHandle;
+    try {
+      file = await open(videoFilePath(opts.dir, key), 'r');
+    } catch (error) {
+      if (!isMissingFile(error)) throw error;
+      sendJson(res, 404, { error: 'not_found', message: 'No such video.' });
+      return;
+    }
+    let streaming = false;
+    try {
+      // Size from the open descriptor: a concurrent replace (a rename) cannot change what we send.
+      const info = await file.stat();
+      if (!info.isFile()) {
+        sendJson(res, 404, { error: 'not_found', message: 'No such video.' });
+        return;
+      }
+      const size = info.size;
+      const range = parseRange(req.headers.range, size);
+      if (range === 'unsatisfiable') {
+        res.writeHead(416, { 'content-range': `bytes */${size}`, 'content-length': 0 });
+        res.end();
+        return;
+      }
+      const { start, end } = range ?? { start: 0, end: size - 1 };
+      const maxAge = Math.max(0, Number(expires) - Math.floor(at.getTime() / 1000));
+      res.writeHead(range ? 206 : 200, {
+        'content-type': 'video/mp4',
+        'accept-ranges': 'bytes',
+        'content-length': end - start + 1,
+        'cache-control': `private, max-age=${maxAge}`,
+        'x-content-type-options': 'nosniff',
+        ...(range ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
+      });
+      if (req.method === 'HEAD' || size === 0) {
+        res.end();
+        return;
+      }
+      streaming = true;
+      // The stream owns the handle from here and closes it when it ends or is destroyed; a client
+      // that goes away mid-transfer is not an error worth reporting.
+      await pipeline(file.createReadStream({ start, end }), res).catch(() => {});
+    } finally {
+      if (!streaming) await file.close();
+    }
+  };
+}

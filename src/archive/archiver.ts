@@ -1,6 +1,7 @@
 import { and, eq, isNotNull, lte, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
 import { omniTasks, taskEvents, videoArchives } from '../db/schema.ts';
+import { createJobLoop } from '../jobs/loop.ts';
 import type { Logger } from '../logger.ts';
 import { DownloadError, downloadVideo } from '../storage/download.ts';
 import type { VideoStore } from '../storage/video-store.ts';
@@ -57,9 +58,6 @@ export function createArchiver(options: ArchiverOptions): Archiver {
   const { db, store, logger } = options;
   const batchSize = options.batchSize ?? 4;
   const leaseSeconds = Math.ceil(options.timeoutMs / 1000) + 5;
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<number> | null = null;
-  let stopped = true;
 
   async function lease(): Promise<ArchiveJob[]> {
     return db.transaction(async (tx) => {
@@ -159,34 +157,8 @@ export function createArchiver(options: ArchiverOptions): Archiver {
     return jobs.length;
   }
 
-  function schedule(delayMs: number): void {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      running = tick()
-        .catch((error: unknown) => {
-          logger.warn({ err: error }, 'archiver tick failed');
-          return 0;
-        })
-        .finally(() => {
-          running = null;
-        });
-      void running.then((count) => schedule(count >= batchSize ? 0 : options.intervalMs));
-    }, delayMs);
-  }
-
   return {
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule(0);
-    },
-    async stop() {
-      stopped = true;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      await running;
-    },
+    ...createJobLoop({ name: 'archiver', tick, batchSize, intervalMs: options.intervalMs, logger }),
     tick,
   };
 }

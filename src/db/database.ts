@@ -60,6 +60,14 @@ async function appliedMigrationCount(db: Db): Promise<number> {
   return Number(rows[0]?.count ?? 0);
 }
 
+async function migrationsApplied(db: Db): Promise<boolean> {
+  try {
+    return (await appliedMigrationCount(db)) >= (await expectedMigrationCount());
+  } catch {
+    return false;
+  }
+}
+
 function redact(url: string): string {
   const parsed = new URL(url);
   if (parsed.password) parsed.password = '***';
@@ -96,13 +104,7 @@ export function connectPostgres(url: string, options: { max?: number } = {}): Da
         await lockClient.end();
       }
     },
-    async isReady() {
-      try {
-        return (await appliedMigrationCount(db)) >= (await expectedMigrationCount());
-      } catch {
-        return false;
-      }
-    },
+    isReady: () => migrationsApplied(db),
     async close() {
       await client.end({ timeout: 5 });
     },
@@ -134,13 +136,7 @@ export async function connectPglite(dataDir: string | null): Promise<Database> {
         await client.query(`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
       }
     },
-    async isReady() {
-      try {
-        return (await appliedMigrationCount(db)) >= (await expectedMigrationCount());
-      } catch {
-        return false;
-      }
-    },
+    isReady: () => migrationsApplied(db),
     async close() {
       await client.close();
     },

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
+import { BodyTooLargeError, readBody } from '../http/body.ts';
 
 /*
  * An in-process stand-in for CometAPI's Kling Omni endpoints that speaks the same HTTP contract
@@ -234,19 +235,6 @@ function emptyStats(): SimulatorStats {
   };
 }
 
-class BodyTooLarge extends Error {}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req) {
-    total += (chunk as Buffer).length;
-    if (total > MAX_BODY_BYTES) throw new BodyTooLarge();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
@@ -454,9 +442,9 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     if (account === null) return;
     let raw: unknown;
     try {
-      raw = JSON.parse((await readBody(req)).toString('utf8'));
+      raw = JSON.parse((await readBody(req, MAX_BODY_BYTES)).toString('utf8'));
     } catch (error) {
-      if (error instanceof BodyTooLarge) sendJson(res, 413, klingError(1200, 'request body too large'));
+      if (error instanceof BodyTooLargeError) sendJson(res, 413, klingError(1200, 'request body too large'));
       else sendJson(res, 400, klingError(1200, 'request body is not valid JSON'));
       return;
     }
@@ -596,7 +584,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     }
     let body: unknown;
     try {
-      body = JSON.parse((await readBody(req)).toString('utf8') || '{}');
+      body = JSON.parse((await readBody(req, MAX_BODY_BYTES)).toString('utf8') || '{}');
     } catch {
       return sendJson(res, 400, { error: 'body is not JSON' });
     }

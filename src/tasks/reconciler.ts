@@ -2,6 +2,7 @@ import { and, inArray, isNotNull, lte, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.ts';
 import { omniTasks } from '../db/schema.ts';
 import type { KlingClient } from '../kling/client.ts';
+import { createJobLoop } from '../jobs/loop.ts';
 import type { Logger } from '../logger.ts';
 import { isFinal, transitionFromUpstream } from './state.ts';
 import type { TaskRow } from './state.ts';
@@ -42,9 +43,6 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const { db, tasks, upstream, logger } = options;
   const batchSize = options.batchSize ?? 20;
   const leaseSeconds = options.leaseSeconds ?? 60;
-  let timer: NodeJS.Timeout | null = null;
-  let running: Promise<number> | null = null;
-  let stopped = true;
 
   async function lease(): Promise<TaskRow[]> {
     return db.transaction(async (tx) => {
@@ -129,34 +127,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return leased.length;
   }
 
-  function schedule(delayMs: number): void {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      running = tick()
-        .catch((error: unknown) => {
-          logger.warn({ err: error }, 'reconciler tick failed');
-          return 0;
-        })
-        .finally(() => {
-          running = null;
-        });
-      void running.then((handled) => schedule(handled >= batchSize ? 0 : options.intervalMs));
-    }, delayMs);
-  }
-
   return {
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule(0);
-    },
-    async stop() {
-      stopped = true;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      await running;
-    },
+    ...createJobLoop({ name: 'reconciler', tick, batchSize, intervalMs: options.intervalMs, logger }),
     tick,
   };
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KlingPayloadError, parseKlingCallback } from '../kling/client.ts';
 import type { KlingTask } from '../kling/client.ts';
 import type { Logger } from '../logger.ts';
+import { BodyTooLargeError, readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
 import { transitionFromUpstream } from '../tasks/state.ts';
 import type { TaskService } from '../tasks/tasks.ts';
@@ -12,21 +13,6 @@ export const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
 const ROUTE = /^\/webhooks\/kling\/([0-9a-f-]{36})\/([A-Za-z0-9_-]+)$/i;
 
 export type WebhookOutcome = 'applied' | 'unchanged' | 'unauthorized' | 'bad_request' | 'too_large' | 'unavailable';
-
-class BodyTooLarge extends Error {}
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw new BodyTooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BodyTooLarge();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
 
 /** True when `path` is a webhook route (so the caller can hand the request over). */
 export function isWebhookPath(path: string): boolean {
@@ -63,7 +49,7 @@ export function createWebhookReceiver(deps: {
     try {
       raw = await readBody(req, MAX_WEBHOOK_BODY_BYTES);
     } catch (error) {
-      if (error instanceof BodyTooLarge) {
+      if (error instanceof BodyTooLargeError) {
         return answer(res, 'too_large', 413, { error: `body over ${MAX_WEBHOOK_BODY_BYTES} bytes` });
       }
       throw error;

@@ -14,21 +14,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     await database.migrate();
     return Object.assign(database, { url: null, drop: () => database.close() });
   }
-  const name = `og_test_${randomBytes(6).toString('hex')}`;
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  const database = connectPostgres(url.toString());
+  const empty = await createEmptyPostgresDatabase();
+  if (empty === null) throw new Error('unreachable: DATABASE_URL is set');
+  const database = connectPostgres(empty.url);
   await database.migrate();
   return Object.assign(database, {
-    url: url.toString(),
+    url: empty.url,
     async drop() {
       await database.close().catch(() => {});
-      const cleanup = postgres(serverUrl, { max: 1, onnotice: () => {} });
-      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
-      await cleanup.end();
+      await empty.drop();
     },
   });
 }

@@ -252,6 +252,8 @@ function checkRules(v: Fields, ctx: z.RefinementCtx): void {
     for (const i of ends.slice(0, 1)) {
       if (firsts.length === 0) issue(typePath(i), 'an END_FRAME image needs a FIRST_FRAME image');
       if (images.length > 2) issue(typePath(i), 'an END_FRAME image is only allowed with at most two images');
+      // Reference §1 (O1 input limits): first + last frame generation takes no elements.
+      if (elements.length > 0) issue(['elements'], 'elements cannot be combined with a FIRST_FRAME and END_FRAME pair');
     }
   }
 

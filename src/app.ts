@@ -4,7 +4,9 @@ import { createServer } from 'node:http';
 import { resolve } from 'node:path';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { useOpenTelemetry } from '@envelop/opentelemetry';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { trace } from '@opentelemetry/api';
 import { sql } from 'drizzle-orm';
 import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
 import { Kind } from 'graphql';
@@ -276,6 +278,13 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     useCSRFPrevention({ requestHeaders: ['authorization', 'x-graphql-yoga-csrf'] }),
     useOperationMetrics(metrics),
   ];
+  if (config.otelTracing) {
+    // Spans go to whatever SDK the operator registered globally (e.g. `node --import
+    // @opentelemetry/auto-instrumentations-node/register`). Variables and results stay out of
+    // spans: they may hold inline images and other tenants' data must never reach a shared backend.
+    // An envelop plugin: yoga runs it as is, only its context type parameter differs.
+    plugins.push(useOpenTelemetry({ resolvers: false, variables: false, result: false }, trace.getTracerProvider()) as Plugin);
+  }
   if (config.persistedOperationsFile !== null) {
     const store = new Map(Object.entries(persistedOperationsModel.parse(JSON.parse(readFileSync(config.persistedOperationsFile, 'utf8')))));
     plugins.push(usePersistedOperations({ getPersistedOperation: (key) => store.get(key) ?? null, allowArbitraryOperations: false }));

@@ -91,6 +91,7 @@ const environmentModel = z
     QUERY_MAX_COST: z.coerce.number().int().min(1).default(DEFAULT_QUERY_LIMITS.cost),
     QUERY_MAX_LENGTH: z.coerce.number().int().min(100).default(DEFAULT_QUERY_LIMITS.length),
     PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
+    OTEL_TRACING: booleanFlag.default(false),
     PENDING_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
   })
   .superRefine((env, ctx) => {
@@ -141,6 +142,8 @@ export type Config = {
   maxSubscriptions: { perConnection: number; perTenant: number };
   queryLimits: QueryLimits;
   persistedOperationsFile: string | null;
+  /** Trace GraphQL operations through the global OpenTelemetry tracer provider. */
+  otelTracing: boolean;
 };
 
 export class ConfigError extends Error {
@@ -211,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       length: e.QUERY_MAX_LENGTH,
     },
     persistedOperationsFile: e.PERSISTED_OPERATIONS_FILE ?? null,
+    otelTracing: e.OTEL_TRACING,
     prices: e.PRICE_TABLE ?? DEFAULT_PRICES,
   };
 }

@@ -360,20 +360,18 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     }
     if (!servesApi) return sendJson(res, 404, { error: 'not found (ROLE=worker serves /healthz, /readyz, /metrics)' });
 
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > config.maxRequestBytes) {
-      return sendJson(res, 413, { error: `request body over ${config.maxRequestBytes} bytes` }, { connection: 'close' });
-    }
-    let received = 0;
-    req.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > config.maxRequestBytes && !res.headersSent) {
-        sendJson(res, 413, { error: `request body over ${config.maxRequestBytes} bytes` }, { connection: 'close' });
-        req.destroy();
+    if (path === '/graphql') {
+      // The body limit is enforced on the declared length: Node's parser never reads past it, and
+      // yoga reads the body itself, so a body without a declared length (chunked) is refused.
+      const declared = req.headers['content-length'];
+      if (declared === undefined && req.headers['transfer-encoding'] !== undefined) {
+        return sendJson(res, 411, { error: 'send the request body with a Content-Length' }, { connection: 'close' });
       }
-    });
-
-    if (path === '/graphql') return yoga(req, res);
+      if (Number(declared) > config.maxRequestBytes) {
+        return sendJson(res, 413, { error: `request body over ${config.maxRequestBytes} bytes` }, { connection: 'close' });
+      }
+      return yoga(req, res);
+    }
     if (path === USAGE_EXPORT_PATH) {
       exportUsage(req, res).catch((error: unknown) => {
         logger.error({ err: error }, 'usage export failed');

@@ -1,4 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -172,6 +173,23 @@ describe('transport limits', () => {
       body: JSON.stringify({ query: VIEWER, variables: { pad: 'x'.repeat(2 * 1024 * 1024) } }),
     });
     expect(response.status).toBe(413);
+  });
+
+  it('refuses a chunked body without a Content-Length with 411', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${gateway.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${tenant.apiKey}`, 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.write(JSON.stringify({ query: VIEWER }));
+      req.end();
+    });
+    expect(status).toBe(411);
   });
 
   it('answers CORS preflights for allowed origins only', async () => {

@@ -54,6 +54,19 @@ function codePointLength(value: string): number {
   return n;
 }
 
+/**
+ * PostgreSQL stores no NUL in text or jsonb, and jsonb refuses lone surrogates: such strings are
+ * refused here, at the boundary, instead of failing (or being altered) at the insert.
+ */
+function isStorableText(value: string): boolean {
+  return value.isWellFormed() && !value.includes('\u0000');
+}
+
+const TEXT_MESSAGE = 'must be valid Unicode text without NUL (U+0000) characters';
+
+/** A client string that can be stored and returned verbatim. */
+const text = () => z.string().refine(isStorableText, { message: TEXT_MESSAGE });
+
 function isHttpUrl(value: string): boolean {
   if (!URL.canParse(value)) return false;
   const { protocol } = new URL(value);
@@ -61,8 +74,7 @@ function isHttpUrl(value: string): boolean {
 }
 
 const clientId = (field: string) =>
-  z
-    .string()
+  text()
     .refine((v) => codePointLength(v) >= 1 && codePointLength(v) <= MAX_CLIENT_ID_CODE_POINTS, {
       message: `${field} must be 1 to ${MAX_CLIENT_ID_CODE_POINTS} characters`,
     })
@@ -113,7 +125,11 @@ function inspectImage(input: {
   }
   if (input.url != null) {
     image.url = input.url;
-    const problems = isHttpUrl(input.url) ? [] : [{ path: ['url'], message: 'url must be an http or https URL' }];
+    const problems = !isStorableText(input.url)
+      ? [{ path: ['url'], message: TEXT_MESSAGE }]
+      : isHttpUrl(input.url)
+        ? []
+        : [{ path: ['url'], message: 'url must be an http or https URL' }];
     return { image, problems };
   }
   const { base64, problems, decoded } = inspectBase64(input.base64 ?? '');
@@ -155,14 +171,12 @@ const referenceImageInput = z
   .transform(inspectImage);
 
 const fields = z.object({
-  prompt: z
-    .string()
+  prompt: text()
     .refine((v) => v.trim().length > 0, { message: 'prompt must not be empty or only whitespace' })
     .refine((v) => codePointLength(v) <= MAX_PROMPT_CODE_POINTS, {
       message: `prompt must be at most ${MAX_PROMPT_CODE_POINTS} characters`,
     }),
-  modelName: z
-    .string()
+  modelName: text()
     .refine((v) => (ALLOWED_MODEL_NAMES as readonly string[]).includes(v), {
       message: `modelName must be one of: ${ALLOWED_MODEL_NAMES.join(', ')}`,
     })
@@ -177,8 +191,7 @@ const fields = z.object({
   elements: z
     .array(
       z.object({
-        elementId: z
-          .string()
+        elementId: text()
           .refine((v) => /^\d{1,19}$/.test(v) && BigInt(v) <= INT64_MAX, {
             message: 'elementId must be a non-empty string of digits (Kling element ids are 64-bit integers)',
           }),
@@ -188,7 +201,7 @@ const fields = z.object({
   referenceVideos: z
     .array(
       z.object({
-        url: z.string().refine(isHttpUrl, { message: 'url must be an http or https URL' }),
+        url: text().refine(isHttpUrl, { message: 'url must be an http or https URL' }),
         referType: z.enum(['FEATURE', 'BASE']),
         keepOriginalSound: z.boolean().nullish(),
       }),

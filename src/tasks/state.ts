@@ -2,6 +2,7 @@ import { eq, sql } from 'drizzle-orm';
 import type { Tx } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
+import { storable } from '../db/storable.ts';
 import type { KlingTask } from '../kling/client.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
@@ -118,7 +119,7 @@ export async function transitionTask(
 /** The transition that an upstream answer (query, callback or create) asks for. */
 export function transitionFromUpstream(upstream: KlingTask, source: string): Transition {
   const status = statusFromUpstream(upstream.status);
-  return {
+  return storable({
     status,
     statusMessage: status === 'FAILED' ? upstream.statusMessage || 'The upstream reported the task as failed.' : null,
     upstreamTaskId: upstream.taskId,
@@ -129,5 +130,5 @@ export function transitionFromUpstream(upstream: KlingTask, source: string): Tra
     source,
     payload: upstream.raw,
     upstreamUnits: upstream.finalUnitDeduction,
-  };
+  });
 }

@@ -3,6 +3,7 @@ import { and, asc, desc, eq, gte, inArray, lte, or, sql } from 'drizzle-orm';
 import type { SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
 import { uniqueViolation } from '../db/errors.ts';
+import { storable } from '../db/storable.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredRequest, TaskStatus } from '../db/schema.ts';
 import { InvalidInputError, UpstreamError } from '../errors.ts';
@@ -120,7 +121,7 @@ export function createTaskService(deps: TaskServiceDeps) {
         .update(omniTasks)
         .set({
           nextCheckAt: nextCheckAfterAttempts,
-          statusMessage: `Waiting to reach the upstream: ${error.message}`,
+          statusMessage: storable(`Waiting to reach the upstream: ${error.message}`),
         })
         .where(and(eq(omniTasks.id, taskId), eq(omniTasks.status, 'PENDING')))
         .returning();
@@ -128,7 +129,7 @@ export function createTaskService(deps: TaskServiceDeps) {
         taskId,
         kind: 'upstream',
         source: 'create',
-        payload: { error: error.code, message: error.message, ambiguous: error.ambiguous },
+        payload: storable({ error: error.code, message: error.message, ambiguous: error.ambiguous }),
       });
       return task ?? null;
     });
@@ -205,12 +206,15 @@ export function createTaskService(deps: TaskServiceDeps) {
       } catch (error) {
         if (!(error instanceof KlingError)) throw error;
         if (!error.retryable && !error.ambiguous) {
-          await apply(task.id, {
-            status: 'FAILED',
-            statusMessage: `The upstream refused the task (${error.code}): ${error.message}`,
-            source,
-            payload: { error: error.code, message: error.message, upstreamCode: error.upstreamCode },
-          });
+          await apply(
+            task.id,
+            storable({
+              status: 'FAILED' as const,
+              statusMessage: `The upstream refused the task (${error.code}): ${error.message}`,
+              source,
+              payload: { error: error.code, message: error.message, upstreamCode: error.upstreamCode },
+            }),
+          );
           throw new UpstreamError(error.message, error.code, false);
         }
         logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');

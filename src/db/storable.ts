@@ -1,0 +1,13 @@
+/**
+ * A copy of `value` that PostgreSQL can store: text and jsonb take no NUL, and jsonb refuses lone
+ * surrogates, so both become U+FFFD. For data we do not control (upstream payloads and messages);
+ * client input with such characters is refused instead, so that it is never silently altered.
+ */
+export function storable<T>(value: T): T {
+  if (typeof value === 'string') return value.toWellFormed().replaceAll('\u0000', '\uFFFD') as T;
+  if (Array.isArray(value)) return value.map((item) => storable(item)) as T;
+  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [storable(key), storable(item)])) as T;
+  }
+  return value;
+}

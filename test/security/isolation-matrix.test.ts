@@ -1,0 +1,272 @@
+import { randomUUID } from 'node:crypto';
+import { decodeGlobalID, encodeGlobalID } from '@pothos/plugin-relay';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO } from '../support/fixtures.ts';
+import type { TestTenant } from '../support/fixtures.ts';
+import { expectData, startGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../support/gateway.ts';
+import { Collector, wsClient } from '../support/subscriptions.ts';
+import type { Received } from '../support/subscriptions.ts';
+import { NO_RATE_LIMITS } from './load.ts';
+
+/** DESIGN.md §4: the operations of the admin scope. */
+const ADMIN_FIELDS = ['Mutation.createApiKey', 'Mutation.createTenant', 'Mutation.revokeApiKey', 'Mutation.updateTenantLimits', 'Query.tenants'];
+
+// --- a schema model from a shallow introspection (deep enough for [T!]!, within the depth limit) ---
+
+type TypeRef = { kind: string; name: string | null; ofType: TypeRef | null };
+type InputValue = { name: string; type: TypeRef; defaultValue: string | null };
+type Field = { name: string; args: InputValue[]; type: TypeRef };
+type FullType = {
+  kind: string;
+  name: string;
+  fields: Field[] | null;
+  inputFields: InputValue[] | null;
+  possibleTypes: { name: string }[] | null;
+  enumValues: { name: string }[] | null;
+};
+type Schema = { roots: Record<'Query' | 'Mutation' | 'Subscription', string | null>; types: Map<string, FullType> };
+
+const TYPE_REF = 'kind name ofType { kind name ofType { kind name ofType { kind name } } }';
+const INTROSPECTION = `{
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types {
+      kind name
+      fields { name args { name defaultValue type { ${TYPE_REF} } } type { ${TYPE_REF} } }
+      inputFields { name defaultValue type { ${TYPE_REF} } }
+      possibleTypes { name }
+      enumValues { name }
+    }
+  }
+}`;
+
+async function introspect(gateway: TestGateway, apiKey: string): Promise<Schema> {
+  type Answer = {
+    __schema: {
+      queryType: { name: string } | null;
+      mutationType: { name: string } | null;
+      subscriptionType: { name: string } | null;
+      types: FullType[];
+    };
+  };
+  const data = expectData(await gateway.graphql<Answer>(INTROSPECTION, {}, apiKey), INTROSPECTION).__schema;
+  return {
+    roots: { Query: data.queryType?.name ?? null, Mutation: data.mutationType?.name ?? null, Subscription: data.subscriptionType?.name ?? null },
+    types: new Map(data.types.map((type) => [type.name, type])),
+  };
+}
+
+function named(ref: TypeRef): TypeRef {
+  let at = ref;
+  while (at.kind === 'NON_NULL' || at.kind === 'LIST') {
+    if (at.ofType === null) throw new Error('type reference nested deeper than the introspection query reads');
+    at = at.ofType;
+  }
+  return at;
+}
+
+function containsId(schema: Schema, ref: TypeRef, seen = new Set<string>()): boolean {
+  const type = named(ref);
+  if (type.kind === 'SCALAR') return type.name === 'ID';
+  if (type.kind !== 'INPUT_OBJECT' || seen.has(type.name!)) return false;
+  seen.add(type.name!);
+  return (schema.types.get(type.name!)?.inputFields ?? []).some((field) => containsId(schema, field.type, seen));
+}
+
+const required = (value: InputValue) => value.type.kind === 'NON_NULL' && value.defaultValue === null;
+
+/** A GraphQL literal of the given type: `id` in every ID position, the simplest valid value elsewhere. */
+function literal(schema: Schema, ref: TypeRef, id: string): string {
+  if (ref.kind === 'NON_NULL') return literal(schema, ref.ofType!, id);
+  if (ref.kind === 'LIST') return `[${literal(schema, ref.ofType!, id)}]`;
+  const type = schema.types.get(ref.name!)!;
+  switch (type.kind) {
+    case 'ENUM':
+      return type.enumValues![0]!.name;
+    case 'INPUT_OBJECT': {
+      const fields = type.inputFields!.filter((field) => required(field) || containsId(schema, field.type));
+      return `{ ${fields.map((field) => `${field.name}: ${literal(schema, field.type, id)}`).join(', ')} }`;
+    }
+    default: {
+      const scalars: Record<string, string> = {
+        ID: JSON.stringify(id),
+        String: '"isolation"',
+        Int: '1',
+        Float: '1',
+        Boolean: 'false',
+        DateTime: '"2020-01-01T00:00:00.000Z"',
+      };
+      const value = scalars[type.name];
+      if (value === undefined) throw new Error(`no literal for scalar ${type.name}: teach the isolation matrix one`);
+      return value;
+    }
+  }
+}
+
+function possibleTypes(schema: Schema, name: string): Set<string> {
+  const type = schema.types.get(name)!;
+  return new Set(type.kind === 'OBJECT' ? [name] : (type.possibleTypes ?? []).map((t) => t.name));
+}
+
+/** Scalars only, `__typename`, and for abstract types `... on Error { message }` / `... on Node { id }` where they apply. */
+function selection(schema: Schema, ref: TypeRef): string {
+  const type = schema.types.get(named(ref).name!)!;
+  if (type.kind === 'SCALAR' || type.kind === 'ENUM') return '';
+  if (type.kind === 'OBJECT') {
+    const leaves = type.fields!.filter((field) => {
+      const kind = schema.types.get(named(field.type).name!)!.kind;
+      return (kind === 'SCALAR' || kind === 'ENUM') && !field.args.some(required);
+    });
+    return `{ __typename ${leaves.map((field) => field.name).join(' ')} }`;
+  }
+  const members = possibleTypes(schema, type.name);
+  const fragments = [
+    ['Error', 'message'],
+    ['Node', 'id'],
+  ]
+    .filter(([iface]) => schema.types.has(iface!) && [...possibleTypes(schema, iface!)].some((name) => members.has(name)))
+    .map(([iface, field]) => `... on ${iface} { ${field} }`);
+  return `{ __typename ${fragments.join(' ')} }`;
+}
+
+type RootKind = 'Query' | 'Mutation' | 'Subscription';
+type Probe = { root: RootKind; field: Field; operation: (id: string) => string };
+
+function probes(schema: Schema): Probe[] {
+  const all: Probe[] = [];
+  for (const root of ['Query', 'Mutation', 'Subscription'] as const) {
+    const name = schema.roots[root];
+    if (name === null) continue;
+    for (const field of schema.types.get(name)!.fields!) {
+      const args = field.args.filter((arg) => required(arg) || containsId(schema, arg.type));
+      const keyword = root.toLowerCase();
+      all.push({
+        root,
+        field,
+        operation: (id) =>
+          `${keyword} { ${field.name}${args.length > 0 ? `(${args.map((arg) => `${arg.name}: ${literal(schema, arg.type, id)}`).join(', ')})` : ''} ${selection(schema, field.type)} }`,
+      });
+    }
+  }
+  return all;
+}
+
+// --- running operations ------------------------------------------------------------------------
+
+let gateway: TestGateway;
+let a: TestTenant;
+let b: TestTenant;
+/** Tenant A's ids, by type. */
+const idsOfA: Record<string, string> = {};
+/** A's second API key, whose id B tries to revoke. */
+let secondKeyOfA: string;
+
+beforeAll(async () => {
+  gateway = await startGateway({ delays: { processingMs: 600_000, finishMs: 1_200_000 }, env: NO_RATE_LIMITS });
+  gateway.simulator.settings.callbacks = false;
+  a = await createTenant(gateway, 'Tenant A', { monthlyVideoSecondsLimit: 1000, maxConcurrentTasks: 10 });
+  b = await createTenant(gateway, 'Tenant B');
+  // A's task is final, so that A's own per-task subscription (the positive control) completes.
+  const task = await createTask(gateway, a, TEXT_TO_VIDEO);
+  expect((await postJson(callbackUrlOf(gateway, task.id), callbackBody(task, 'succeed'))).status).toBe(200);
+  const query = 'mutation ($tenantId: ID!) { createApiKey(tenantId: $tenantId) { id apiKey } }';
+  const key = expectData(await gateway.graphql<{ createApiKey: { id: string; apiKey: string } }>(query, { tenantId: a.id }), query).createApiKey;
+  secondKeyOfA = key.apiKey;
+  idsOfA.OmniTask = task.id;
+  idsOfA.Tenant = a.id;
+  idsOfA.ApiKey = key.id;
+});
+afterAll(async () => {
+  await gateway?.stop();
+});
+
+const unknownLike = (id: string) => encodeGlobalID(decodeGlobalID(id).typename, randomUUID());
+
+/** What a caller observes: the HTTP status and body, or every graphql-ws message until the end. */
+async function run(probe: Probe, id: string, apiKey: string): Promise<unknown> {
+  const operation = probe.operation(id);
+  if (probe.root !== 'Subscription') {
+    const response = await gateway.graphql(operation, {}, apiKey);
+    return { status: response.status, body: response.body };
+  }
+  const client = wsClient(gateway.url, apiKey);
+  const collector = new Collector();
+  try {
+    client.subscribe(
+      { query: operation },
+      {
+        next: (value) => collector.push(value as Received),
+        error: (error) => collector.finish(Array.isArray(error) ? error : String(error)),
+        complete: () => collector.finish(),
+      },
+    );
+    await collector.untilDone(5_000);
+    return { items: collector.items, error: collector.error };
+  } finally {
+    await client.dispose();
+  }
+}
+
+function forbidden(answer: unknown): boolean {
+  const body = (answer as { body?: { data?: Record<string, unknown> | null; errors?: { extensions?: { code?: string } }[] } }).body;
+  return body?.errors?.some((error) => error.extensions?.code === 'FORBIDDEN') === true && Object.values(body.data ?? {}).every((v) => v === null);
+}
+
+describe('tenant isolation over every root field with ID arguments', () => {
+  it("answers B using A's ids exactly as it answers unknown ids; admin fields are FORBIDDEN either way", { timeout: 60_000 }, async () => {
+    const schema = await introspect(gateway, b.apiKey);
+    const all = probes(schema);
+    const withIds = all.filter((probe) => probe.field.args.some((arg) => containsId(schema, arg.type)));
+    const key = (probe: Probe) => `${probe.root}.${probe.field.name}`;
+    // The parser found what the contract names (so a silent introspection failure cannot pass).
+    expect(withIds.map(key)).toEqual(
+      expect.arrayContaining(['Query.node', 'Query.omniTask', 'Mutation.refreshOmniTask', 'Subscription.omniTaskUpdated', 'Mutation.createApiKey']),
+    );
+    expect(all.map(key)).toEqual(expect.arrayContaining(ADMIN_FIELDS));
+
+    const covered = new Set<string>();
+    for (const probe of withIds) {
+      const name = key(probe);
+      const admin = ADMIN_FIELDS.includes(name);
+      let aSeesMore = false;
+      for (const [typename, idOfA] of Object.entries(idsOfA)) {
+        const unknown = unknownLike(idOfA);
+        const asB = await run(probe, idOfA, b.apiKey);
+        const asBUnknown = await run(probe, unknown, b.apiKey);
+        const asBOtherUnknown = await run(probe, unknownLike(idOfA), b.apiKey);
+        const context = `${name} with A's ${typename} id\n${probe.operation(idOfA)}\nB with A's id: ${JSON.stringify(asB)}\nB with an unknown id: ${JSON.stringify(asBUnknown)}`;
+        // Two unknown ids answer alike: nothing request-specific needs normalising.
+        expect(asBOtherUnknown, `${context}\nanother unknown id: ${JSON.stringify(asBOtherUnknown)}`).toEqual(asBUnknown);
+        expect(asB, context).toEqual(asBUnknown);
+        if (admin) {
+          expect(forbidden(asB), context).toBe(true);
+          continue;
+        }
+        const asA = await run(probe, idOfA, a.apiKey);
+        expect(forbidden(asA), `${name} is FORBIDDEN to tenants but not listed as admin in DESIGN §4\n${JSON.stringify(asA)}`).toBe(false);
+        if (JSON.stringify(asA) !== JSON.stringify(await run(probe, unknown, a.apiKey))) aSeesMore = true;
+      }
+      // Positive control: A itself gets something for one of its ids, so the probe reached real data.
+      if (!admin) expect(aSeesMore, `${name}: A's own ids answer like unknown ids, so the probe proves nothing`).toBe(true);
+      covered.add(name);
+    }
+    expect([...covered].sort(), 'every root field with ID arguments is covered').toEqual(withIds.map(key).sort());
+
+    // Admin fields without ID arguments are refused to a tenant too.
+    for (const probe of all.filter((p) => ADMIN_FIELDS.includes(key(p)) && !covered.has(key(p)))) {
+      const answer = await run(probe, unknownLike(idsOfA.Tenant!), b.apiKey);
+      expect(forbidden(answer), `${key(probe)} as B: ${JSON.stringify(answer)}`).toBe(true);
+      covered.add(key(probe));
+    }
+    expect(ADMIN_FIELDS.every((name) => covered.has(name))).toBe(true);
+
+    // Nothing B sent changed A: A's second key still works, its limits stand, no tenant was added.
+    const check = '{ viewer { tenant { id monthlyVideoSecondsLimit maxConcurrentTasks } } }';
+    const viewers = await gateway.graphql<{ viewer: { tenant: Record<string, unknown> } }>(check, {}, secondKeyOfA);
+    expect(expectData(viewers, check).viewer.tenant).toEqual({ id: a.id, monthlyVideoSecondsLimit: 1000, maxConcurrentTasks: 10 });
+    const list = '{ tenants(first: 50) { edges { node { id } } } }';
+    const tenants = expectData(await gateway.graphql<{ tenants: { edges: { node: { id: string } }[] } }>(list), list);
+    expect(tenants.tenants.edges.map((edge) => edge.node.id).sort()).toEqual([a.id, b.id].sort());
+  });
+});

@@ -1,0 +1,649 @@
+import { randomUUID } from 'node:crypto';
+import { toGlobalId } from '../src/graphql/ids.ts';
+import { webhookToken } from '../src/webhooks/tokens.ts';
+import type { Seed, WatchableTask } from './support/database.ts';
+import { loadProblem, measureHttp } from './support/load.ts';
+import type { HttpLoad, LoadResult } from './support/load.ts';
+import { rssKiB } from './support/processes.ts';
+import { figure } from './support/report.ts';
+import type { Figure } from './support/report.ts';
+import { median, percentiles, sleep } from './support/stats.ts';
+import type { Percentiles } from './support/stats.ts';
+import { openSwarm } from './support/subscribers.ts';
+import type { NextPayload, Operation } from './support/subscribers.ts';
+
+export type Plan = {
+  mode: 'quick' | 'full';
+  rows: { small: number; large: number; usageEvents: number };
+  throughput: { connections: number; warmupSeconds: number; seconds: number };
+  latency: { connections: number; warmupSeconds: number; seconds: number };
+  /** Delivery: live subscribers, measured fan-out rounds, measured per-task callbacks. */
+  delivery: { subscribers: number; rounds: number; callbacks: number };
+  memory: { subscriptions: number };
+};
+
+/** Probe rounds that may go by before every tenant-wide subscriber is registered, then warm-up rounds. */
+export const FANOUT_PROBES = 5;
+export const FANOUT_WARMUPS = 2;
+const PER_TASK_WARMUPS = 3;
+
+export type BenchContext = {
+  plan: Plan;
+  driver: 'postgres' | 'pglite';
+  gateway: { url: string; pid: number };
+  anchor: { url: string; pid: number };
+  simulatorUrl: string;
+  seed: Seed;
+  /** The key of a tenant created through the admin mutation: it creates tasks. */
+  liveApiKey: string;
+  webhookSecret: string;
+  /** Marks the measured part of a scenario, so a CPU profile can be cut to it. */
+  window<T>(id: string, run: () => Promise<T>): Promise<T>;
+  log(message: string): void;
+};
+
+export type ScenarioResult = { figures: Figure[]; details: Record<string, unknown> };
+
+export type Scenario = { id: string; title: string; run(ctx: BenchContext): Promise<ScenarioResult> };
+
+// --- operations -------------------------------------------------------------------------------
+
+const TASK_QUERY = `query Task($id: ID!) {
+  omniTask(id: $id) { id status version prompt mode aspectRatio durationSeconds createdAt updatedAt completedAt videos { id url durationSeconds } }
+}`;
+const LIST_QUERY = `query Tasks($first: Int!, $after: String) {
+  omniTasks(first: $first, after: $after) {
+    edges { cursor node { id status prompt createdAt videos { url } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+const USAGE_QUERY = `{ viewer { usage { succeededTasks failedTasks videoSeconds units byMode { mode tasks videoSeconds units } } } }`;
+const CREATE_MUTATION = `mutation Create($input: CreateOmniVideoInput!) {
+  createOmniVideo(input: $input) {
+    __typename
+    ... on CreateOmniVideoSuccess { task { id status version upstreamTaskId } }
+    ... on Error { message }
+  }
+}`;
+const PROMPT = 'A paper boat drifts down a rain-soaked street at dusk, neon reflections, slow dolly shot';
+const TASK_UPDATES = 'subscription Watch($id: ID!) { omniTaskUpdated(id: $id) { id status version updatedAt } }';
+const TENANT_UPDATES = 'subscription Tenant { omniTaskUpdated { id status version updatedAt } }';
+const TICK = 'subscription Tick($key: String) { tick(key: $key) { key seq } }';
+
+const graphqlBody = (query: string, variables: Record<string, unknown> = {}) => JSON.stringify({ query, variables });
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+const okGraphql = (marker: string) => (body: string) => body.includes(marker) && !body.includes('"errors"');
+
+function describeLatency(result: LoadResult): Record<string, unknown> {
+  return {
+    requestsPerSecond: Math.round(result.requestsPerSecond),
+    latencyMs: result.latencyMs,
+    responses: result.responses,
+    seconds: Number(result.seconds.toFixed(2)),
+    connections: result.connections,
+    problems: loadProblem(result),
+  };
+}
+
+function problemOf(...results: LoadResult[]): string | undefined {
+  const problems = results.map(loadProblem).filter((problem): problem is string => problem !== null);
+  return problems.length > 0 ? problems.join(' | ') : undefined;
+}
+
+function latencyFigures(
+  id: string,
+  name: string,
+  measured: Percentiles,
+  anchorName: string,
+  anchor: Percentiles,
+  extra: { note?: (which: 'p50' | 'p99') => string | undefined; error?: string } = {},
+): Figure[] {
+  return (['p50', 'p99'] as const).map((which) => {
+    const note = extra.note?.(which);
+    const error = extra.error;
+    return figure({
+      id: `${id}.${which}`,
+      figure: `${name} ${which}`,
+      metric: 'ms',
+      value: measured[which],
+      anchor: `${anchorName} ${which}`,
+      anchorValue: anchor[which],
+      ...(note === undefined ? {} : { note }),
+      ...(error === undefined ? {} : { error }),
+    });
+  });
+}
+
+// --- webhooks ---------------------------------------------------------------------------------
+
+/** A Kling "succeed" callback for a seeded task, posted to the URL the gateway gave the upstream. */
+async function postSucceeded(ctx: BenchContext, task: WatchableTask): Promise<void> {
+  const url = `${ctx.gateway.url}/webhooks/kling/${task.id}/${webhookToken(ctx.webhookSecret, task.id)}`;
+  const now = Date.now();
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      task_id: task.upstreamTaskId,
+      task_status: 'succeed',
+      task_status_msg: '',
+      created_at: now - 60_000,
+      updated_at: now,
+      final_unit_deduction: '4',
+      task_info: { external_task_id: task.id },
+      task_result: { videos: [{ id: `video-${task.id}`, url: `${ctx.simulatorUrl}/results/${task.upstreamTaskId}.mp4`, duration: '5.0' }] },
+    }),
+  });
+  const text = await response.text();
+  if (response.status !== 200 || !text.includes('"changed":true')) {
+    throw new Error(`webhook for ${task.id} answered ${response.status} ${text}`);
+  }
+}
+
+async function publishTick(ctx: BenchContext, key: string, seq: number): Promise<void> {
+  const response = await fetch(`${ctx.anchor.url}/publish?key=${encodeURIComponent(key)}&seq=${seq}`, { method: 'POST' });
+  await response.arrayBuffer();
+  if (response.status !== 200) throw new Error(`anchor publish answered ${response.status}`);
+}
+
+function succeededUpdate(payload: NextPayload, globalId: string): boolean {
+  const update = payload.data?.omniTaskUpdated as { id?: string; status?: string } | undefined;
+  return update?.id === globalId && update.status === 'SUCCEEDED';
+}
+
+function tickOf(payload: NextPayload): { key?: string; seq?: number } | undefined {
+  return payload.data?.tick as { key?: string; seq?: number } | undefined;
+}
+
+// --- memory -----------------------------------------------------------------------------------
+
+async function settledRss(pid: number): Promise<number> {
+  await sleep(1_000);
+  const samples: number[] = [];
+  for (let i = 0; i < 5; i += 1) {
+    samples.push(rssKiB(pid));
+    await sleep(250);
+  }
+  return median(samples);
+}
+
+type MemoryResult = { beforeKiB: number; afterKiB: number; perSubscriptionKiB: number; openSeconds: number; subscriptions: number };
+
+async function idleSubscriptionMemory(
+  pid: number,
+  url: string,
+  authorization: string | null,
+  count: number,
+  operation: (index: number) => Operation,
+): Promise<MemoryResult> {
+  const beforeKiB = await settledRss(pid);
+  const swarm = await openSwarm({ url, authorization, count, operation, untilFirstNext: true, concurrency: 50, timeoutMs: 120_000 });
+  try {
+    await sleep(1_000);
+    const afterKiB = await settledRss(pid);
+    if (swarm.problems.length > 0) throw new Error(`subscribers failed: ${swarm.problems.slice(0, 3).join('; ')}`);
+    return {
+      beforeKiB,
+      afterKiB,
+      perSubscriptionKiB: (afterKiB - beforeKiB) / count,
+      openSeconds: Number((swarm.openMs / 1000).toFixed(2)),
+      subscriptions: count,
+    };
+  } finally {
+    await swarm.close();
+  }
+}
+
+const memory: Scenario = {
+  id: 'memory',
+  title: 'RSS per idle WebSocket subscription',
+  async run(ctx) {
+    const count = ctx.plan.memory.subscriptions;
+    const tasks = ctx.seed.watch.tasks;
+    ctx.log(`memory: opening ${count} per-task subscriptions on the gateway`);
+    const gateway = await ctx.window('memory.gateway', () =>
+      idleSubscriptionMemory(ctx.gateway.pid, `${ctx.gateway.url}/graphql`, `Bearer ${ctx.seed.watch.apiKey}`, count, (i) => ({
+        query: TASK_UPDATES,
+        variables: { id: toGlobalId('OmniTask', tasks[i % tasks.length]!.id) },
+      })),
+    );
+    ctx.log(`memory: opening ${count} subscriptions on the anchor`);
+    const anchor = await idleSubscriptionMemory(ctx.anchor.pid, `${ctx.anchor.url}/graphql`, null, count, (i) => ({
+      query: TICK,
+      variables: { key: `idle-${i}` },
+    }));
+    const mib = (kib: number) => (kib / 1024).toFixed(0);
+    return {
+      figures: [
+        figure({
+          id: 'memory.perSubscription',
+          figure: `RSS per idle WS subscription (${count.toLocaleString('en-US')}, per-task)`,
+          metric: 'KiB',
+          value: gateway.perSubscriptionKiB,
+          anchor: 'bare yoga + graphql-ws subscription',
+          anchorValue: anchor.perSubscriptionKiB,
+          note: `gateway RSS ${mib(gateway.beforeKiB)} → ${mib(gateway.afterKiB)} MiB; one WebSocket each`,
+        }),
+      ],
+      details: { gateway, anchor },
+    };
+  },
+};
+
+// --- delivery: fan-out ------------------------------------------------------------------------
+
+type FanOutTarget = {
+  url: string;
+  authorization: string | null;
+  operation: Operation;
+  /** Causes the change of round `round` and resolves when the trigger request was answered. */
+  trigger(round: number): Promise<void>;
+  matches(payload: NextPayload, round: number): boolean;
+};
+
+type FanOutResult = { latencyMs: Percentiles; triggerMs: Percentiles; missed: number; rounds: number; subscribers: number; openSeconds: number };
+
+async function fanOut(target: FanOutTarget, subscribers: number, rounds: number): Promise<FanOutResult> {
+  const swarm = await openSwarm({
+    url: target.url,
+    authorization: target.authorization,
+    count: subscribers,
+    operation: () => target.operation,
+    untilFirstNext: false,
+    concurrency: 50,
+    timeoutMs: 60_000,
+  });
+  try {
+    const received = new Uint8Array(subscribers);
+    let round = -1;
+    let got = 0;
+    let t0 = 0;
+    let measuring = false;
+    let wake: (() => void) | null = null;
+    const samples: number[] = [];
+    const triggers: number[] = [];
+    swarm.onNext = (index, payload, at) => {
+      if (round < 0 || received[index] === 1 || !target.matches(payload, round)) return;
+      received[index] = 1;
+      got += 1;
+      if (measuring) samples.push(at - t0);
+      if (got === subscribers) wake?.();
+    };
+    const runRound = async (r: number, timeoutMs: number): Promise<number> => {
+      received.fill(0);
+      got = 0;
+      round = r;
+      const everyone = new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      t0 = performance.now();
+      await target.trigger(r);
+      triggers.push(performance.now() - t0);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([everyone, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
+      wake = null;
+      await sleep(20);
+      return got;
+    };
+    // Subscriptions carry no acknowledgement: probe until one round reaches every subscriber.
+    let next = 0;
+    let reachedAll = false;
+    while (!reachedAll && next < FANOUT_PROBES) reachedAll = (await runRound(next++, 5_000)) === subscribers;
+    if (!reachedAll) throw new Error(`after ${FANOUT_PROBES} probes only ${got} of ${subscribers} subscribers receive changes`);
+    for (let i = 0; i < FANOUT_WARMUPS; i += 1) await runRound(next++, 15_000);
+    triggers.length = 0;
+    measuring = true;
+    let missed = 0;
+    for (let i = 0; i < rounds; i += 1) missed += subscribers - (await runRound(next++, 15_000));
+    if (swarm.problems.length > 0) throw new Error(`subscribers failed: ${swarm.problems.slice(0, 3).join('; ')}`);
+    return {
+      latencyMs: percentiles(samples),
+      triggerMs: percentiles(triggers),
+      missed,
+      rounds,
+      subscribers,
+      openSeconds: Number((swarm.openMs / 1000).toFixed(2)),
+    };
+  } finally {
+    await swarm.close();
+  }
+}
+
+const deliveryFanOut: Scenario = {
+  id: 'fanout',
+  title: 'webhook → subscriber delivery, fan-out',
+  async run(ctx) {
+    const { subscribers, rounds } = ctx.plan.delivery;
+    const tasks = ctx.seed.fanout.tasks;
+    ctx.log(`fan-out: ${subscribers} tenant-wide subscribers on the gateway, ${rounds} callbacks`);
+    const gateway = await ctx.window('fanout.gateway', () =>
+      fanOut(
+        {
+          url: `${ctx.gateway.url}/graphql`,
+          authorization: `Bearer ${ctx.seed.fanout.apiKey}`,
+          operation: { query: TENANT_UPDATES },
+          trigger: (round) => postSucceeded(ctx, tasks[round]!),
+          matches: (payload, round) => succeededUpdate(payload, toGlobalId('OmniTask', tasks[round]!.id)),
+        },
+        subscribers,
+        rounds,
+      ),
+    );
+    ctx.log(`fan-out: ${subscribers} subscribers on the anchor`);
+    const anchor = await fanOut(
+      {
+        url: `${ctx.anchor.url}/graphql`,
+        authorization: null,
+        operation: { query: TICK },
+        trigger: (round) => publishTick(ctx, '*', round + 1),
+        matches: (payload, round) => tickOf(payload)?.seq === round + 1,
+      },
+      subscribers,
+      rounds,
+    );
+    const error = gateway.missed > 0 ? `${gateway.missed} deliveries missed` : undefined;
+    return {
+      figures: latencyFigures(
+        'fanout',
+        `webhook → ${subscribers.toLocaleString('en-US')} tenant-wide subscribers`,
+        gateway.latencyMs,
+        'bare yoga publish → same',
+        anchor.latencyMs,
+        {
+          note: (which) => (which === 'p50' ? `${rounds} callbacks × ${subscribers} deliveries; webhook answered in p50 ${gateway.triggerMs.p50.toFixed(1)} ms` : undefined),
+          ...(error === undefined ? {} : { error }),
+        },
+      ),
+      details: { gateway, anchor },
+    };
+  },
+};
+
+// --- delivery: per task -----------------------------------------------------------------------
+
+type PerTaskTarget = {
+  url: string;
+  authorization: string | null;
+  operation(index: number): Operation;
+  trigger(index: number): Promise<void>;
+  matches(payload: NextPayload, index: number): boolean;
+};
+
+type PerTaskResult = { latencyMs: Percentiles; callbacks: number; subscribers: number; openSeconds: number };
+
+/** Every subscriber watches its own task; changes come one at a time, each awaited by its one subscriber. */
+async function perTask(target: PerTaskTarget, subscribers: number, callbacks: number): Promise<PerTaskResult> {
+  const swarm = await openSwarm({
+    url: target.url,
+    authorization: target.authorization,
+    count: subscribers,
+    operation: (index) => target.operation(index),
+    untilFirstNext: true,
+    concurrency: 50,
+    timeoutMs: 60_000,
+  });
+  try {
+    const total = callbacks + PER_TASK_WARMUPS;
+    const samples: number[] = [];
+    let expecting = -1;
+    let arrived: ((at: number) => void) | null = null;
+    swarm.onNext = (index, payload, at) => {
+      if (index === expecting && target.matches(payload, index)) arrived?.(at);
+    };
+    for (let j = 0; j < total; j += 1) {
+      const index = Math.floor((j * subscribers) / total);
+      expecting = index;
+      let timer: NodeJS.Timeout | undefined;
+      const delivered = new Promise<number>((resolve, reject) => {
+        arrived = resolve;
+        timer = setTimeout(() => reject(new Error(`subscriber ${index} got no change within 10 s`)), 10_000);
+      });
+      const t0 = performance.now();
+      await target.trigger(index);
+      const at = await delivered.finally(() => clearTimeout(timer));
+      if (j >= PER_TASK_WARMUPS) samples.push(at - t0);
+      await sleep(5);
+    }
+    if (swarm.problems.length > 0) throw new Error(`subscribers failed: ${swarm.problems.slice(0, 3).join('; ')}`);
+    return { latencyMs: percentiles(samples), callbacks, subscribers, openSeconds: Number((swarm.openMs / 1000).toFixed(2)) };
+  } finally {
+    await swarm.close();
+  }
+}
+
+const deliveryPerTask: Scenario = {
+  id: 'pertask',
+  title: 'webhook → subscriber delivery, per task',
+  async run(ctx) {
+    const { subscribers, callbacks } = ctx.plan.delivery;
+    const tasks = ctx.seed.watch.tasks;
+    ctx.log(`per-task: ${subscribers} per-task subscribers on the gateway, ${callbacks} callbacks one at a time`);
+    const gateway = await ctx.window('pertask.gateway', () =>
+      perTask(
+        {
+          url: `${ctx.gateway.url}/graphql`,
+          authorization: `Bearer ${ctx.seed.watch.apiKey}`,
+          operation: (i) => ({ query: TASK_UPDATES, variables: { id: toGlobalId('OmniTask', tasks[i]!.id) } }),
+          trigger: (i) => postSucceeded(ctx, tasks[i]!),
+          matches: (payload, i) => succeededUpdate(payload, toGlobalId('OmniTask', tasks[i]!.id)),
+        },
+        subscribers,
+        callbacks,
+      ),
+    );
+    ctx.log(`per-task: ${subscribers} per-key subscribers on the anchor`);
+    const anchor = await perTask(
+      {
+        url: `${ctx.anchor.url}/graphql`,
+        authorization: null,
+        operation: (i) => ({ query: TICK, variables: { key: `task-${i}` } }),
+        trigger: (i) => publishTick(ctx, `task-${i}`, 1),
+        matches: (payload) => tickOf(payload)?.seq === 1,
+      },
+      subscribers,
+      callbacks,
+    );
+    return {
+      figures: latencyFigures(
+        'pertask',
+        `webhook → its task's subscriber (${subscribers.toLocaleString('en-US')} live)`,
+        gateway.latencyMs,
+        'bare yoga publish → same',
+        anchor.latencyMs,
+        { note: (which) => (which === 'p50' ? `${callbacks} callbacks, one at a time` : undefined) },
+      ),
+      details: { gateway, anchor },
+    };
+  },
+};
+
+// --- HTTP: throughput -------------------------------------------------------------------------
+
+const throughput: Scenario = {
+  id: 'throughput',
+  title: 'query throughput',
+  async run(ctx) {
+    const { connections, warmupSeconds, seconds } = ctx.plan.throughput;
+    const common = { connections, warmupSeconds, seconds };
+    ctx.log(`throughput: { hello } on the anchor, ${connections} connections × ${seconds} s`);
+    const hello = await measureHttp({
+      ...common,
+      url: `${ctx.anchor.url}/graphql`,
+      body: graphqlBody('{ hello }'),
+      expect: okGraphql('"hello":"world"'),
+    });
+    const small = ctx.seed.small;
+    const taskLoad: HttpLoad = {
+      ...common,
+      url: `${ctx.gateway.url}/graphql`,
+      headers: bearer(small.apiKey),
+      body: graphqlBody(TASK_QUERY, { id: toGlobalId('OmniTask', small.taskId) }),
+      expect: okGraphql('"omniTask":{"id"'),
+    };
+    ctx.log('throughput: omniTask(id) on the gateway');
+    const task = await ctx.window('throughput.omniTask', () => measureHttp(taskLoad));
+    ctx.log('throughput: omniTasks(first: 20) on the gateway');
+    const list = await ctx.window('throughput.omniTasks', () =>
+      measureHttp({ ...taskLoad, body: graphqlBody(LIST_QUERY, { first: 20 }), expect: okGraphql('"edges":[{') }),
+    );
+    const row = (id: string, name: string, result: LoadResult) => {
+      const error = problemOf(result, hello);
+      return figure({
+        id,
+        figure: name,
+        metric: 'req/s',
+        value: result.requestsPerSecond,
+        anchor: 'yoga hello-world { hello }',
+        anchorValue: hello.requestsPerSecond,
+        note: `p50 ${result.latencyMs.p50.toFixed(1)} ms vs ${hello.latencyMs.p50.toFixed(2)} ms at ${connections} connections`,
+        ...(error === undefined ? {} : { error }),
+      });
+    };
+    return {
+      figures: [row('throughput.omniTask', 'omniTask(id) throughput', task), row('throughput.omniTasks', 'omniTasks(first: 20) throughput', list)],
+      details: { hello: describeLatency(hello), omniTask: describeLatency(task), omniTasks: describeLatency(list) },
+    };
+  },
+};
+
+// --- HTTP: latency ----------------------------------------------------------------------------
+
+function latencyLoad(ctx: BenchContext, url: string, headers: Record<string, string>, body: string | (() => string), expect: (body: string) => boolean): HttpLoad {
+  return { ...ctx.plan.latency, url, headers, body, expect };
+}
+
+async function checkedGraphql<T>(ctx: BenchContext, apiKey: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const response = await fetch(`${ctx.gateway.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...bearer(apiKey) },
+    body: graphqlBody(query, variables),
+  });
+  const body = (await response.json()) as { data?: T; errors?: unknown[] };
+  if (response.status !== 200 || body.errors !== undefined || body.data === undefined) {
+    throw new Error(`${query.split('\n')[0]} answered ${response.status}: ${JSON.stringify(body).slice(0, 500)}`);
+  }
+  return body.data;
+}
+
+const paging: Scenario = {
+  id: 'paging',
+  title: 'omniTasks(first: 50) latency, few vs many rows',
+  async run(ctx) {
+    const { small, large } = ctx.seed;
+    const url = `${ctx.gateway.url}/graphql`;
+    const expectPage = okGraphql('"hasNextPage":true');
+    const page = (key: string, after: string | null) =>
+      latencyLoad(ctx, url, bearer(key), graphqlBody(LIST_QUERY, { first: 50, after }), expectPage);
+    type Page = { omniTasks: { edges: unknown[]; pageInfo: { hasNextPage: boolean } } };
+    for (const [key, after] of [[large.apiKey, null], [large.apiKey, large.middleCursor]] as const) {
+      const data = await checkedGraphql<Page>(ctx, key, LIST_QUERY, { first: 50, after });
+      if (data.omniTasks.edges.length !== 50) throw new Error(`a page of the large tenant has ${data.omniTasks.edges.length} edges, not 50`);
+    }
+    const rows = (n: number) => `10^${Math.round(Math.log10(n))}`;
+    ctx.log(`paging: first page at ${rows(small.rows)} and ${rows(large.rows)} rows, 1 connection`);
+    const firstSmall = await ctx.window('paging.first.small', () => measureHttp(page(small.apiKey, null)));
+    const firstLarge = await ctx.window('paging.first.large', () => measureHttp(page(large.apiKey, null)));
+    ctx.log('paging: a page from the middle of each list');
+    const deepSmall = await ctx.window('paging.middle.small', () => measureHttp(page(small.apiKey, small.middleCursor)));
+    const deepLarge = await ctx.window('paging.middle.large', () => measureHttp(page(large.apiKey, large.middleCursor)));
+    const firstError = problemOf(firstSmall, firstLarge);
+    const deepError = problemOf(deepSmall, deepLarge);
+    return {
+      figures: [
+        ...latencyFigures('paging.first', `omniTasks(first: 50) at ${rows(large.rows)} rows`, firstLarge.latencyMs, `same at ${rows(small.rows)} rows`, firstSmall.latencyMs, {
+          note: (which) => (which === 'p50' ? 'must stay near 1×' : undefined),
+          ...(firstError === undefined ? {} : { error: firstError }),
+        }),
+        ...latencyFigures('paging.middle', `omniTasks(first: 50, after: middle) at ${rows(large.rows)}`, deepLarge.latencyMs, `same at ${rows(small.rows)} rows`, deepSmall.latencyMs, {
+          note: (which) => (which === 'p50' ? 'keyset: a deep page costs a first page' : undefined),
+          ...(deepError === undefined ? {} : { error: deepError }),
+        }),
+      ],
+      details: {
+        firstSmall: describeLatency(firstSmall),
+        firstLarge: describeLatency(firstLarge),
+        middleSmall: describeLatency(deepSmall),
+        middleLarge: describeLatency(deepLarge),
+      },
+    };
+  },
+};
+
+/** The issue's bar for the usage report on PostgreSQL. */
+const USAGE_LIMIT_MS = 50;
+
+const usage: Scenario = {
+  id: 'usage',
+  title: 'usage report latency',
+  async run(ctx) {
+    const { small, large } = ctx.seed;
+    const url = `${ctx.gateway.url}/graphql`;
+    type Usage = { viewer: { usage: { succeededTasks: number; failedTasks: number } } };
+    const seen = (await checkedGraphql<Usage>(ctx, large.apiKey, USAGE_QUERY)).viewer.usage;
+    if (seen.succeededTasks + seen.failedTasks !== large.usageEvents) {
+      throw new Error(`the usage report counts ${seen.succeededTasks + seen.failedTasks} events, ${large.usageEvents} were seeded`);
+    }
+    const expectUsage = okGraphql('"succeededTasks"');
+    ctx.log(`usage: viewer.usage over ${large.usageEvents} ledger rows vs an empty ledger, 1 connection`);
+    const empty = await measureHttp(latencyLoad(ctx, url, bearer(small.apiKey), graphqlBody(USAGE_QUERY), expectUsage));
+    const full = await ctx.window('usage.report', () => measureHttp(latencyLoad(ctx, url, bearer(large.apiKey), graphqlBody(USAGE_QUERY), expectUsage)));
+    const error = problemOf(empty, full);
+    const events = `10^${Math.round(Math.log10(large.usageEvents))}`;
+    const verdict = (value: number) =>
+      ctx.driver === 'postgres'
+        ? `limit ${USAGE_LIMIT_MS} ms on PostgreSQL: ${value < USAGE_LIMIT_MS ? 'met' : 'MISSED'}`
+        : `limit ${USAGE_LIMIT_MS} ms applies to PostgreSQL (this run: PGlite)`;
+    return {
+      figures: latencyFigures('usage', `viewer.usage at ${events} usage events`, full.latencyMs, 'same on an empty ledger', empty.latencyMs, {
+        note: (which) => verdict(full.latencyMs[which]),
+        ...(error === undefined ? {} : { error }),
+      }),
+      details: { empty: describeLatency(empty), full: describeLatency(full), limitMs: USAGE_LIMIT_MS },
+    };
+  },
+};
+
+const create: Scenario = {
+  id: 'create',
+  title: 'createOmniVideo latency vs the simulator alone',
+  async run(ctx) {
+    const input = { prompt: PROMPT, mode: 'PRO', aspectRatio: 'RATIO_16_9', durationSeconds: 5 };
+    // What the gateway itself sends upstream for this input: our id as external id, a callback URL.
+    const upstreamBody = () => {
+      const id = randomUUID();
+      return JSON.stringify({
+        model_name: 'kling-video-o1',
+        prompt: PROMPT,
+        mode: 'pro',
+        external_task_id: id,
+        aspect_ratio: '16:9',
+        duration: '5',
+        callback_url: `${ctx.gateway.url}/webhooks/kling/${id}/${webhookToken(ctx.webhookSecret, id)}`,
+      });
+    };
+    ctx.log('create: POST /kling/v1/videos/omni-video on the simulator directly, 1 connection');
+    const direct = await measureHttp(
+      latencyLoad(ctx, `${ctx.simulatorUrl}/kling/v1/videos/omni-video`, { authorization: 'Bearer bench' }, upstreamBody, (body) =>
+        body.includes('"code":0'),
+      ),
+    );
+    ctx.log('create: createOmniVideo on the gateway, 1 connection');
+    const viaGateway = await ctx.window('create.createOmniVideo', () =>
+      measureHttp(
+        latencyLoad(ctx, `${ctx.gateway.url}/graphql`, bearer(ctx.liveApiKey), graphqlBody(CREATE_MUTATION, { input }), okGraphql('"__typename":"CreateOmniVideoSuccess"')),
+      ),
+    );
+    const error = problemOf(direct, viaGateway);
+    return {
+      figures: latencyFigures('create', 'createOmniVideo', viaGateway.latencyMs, 'simulator POST omni-video', direct.latencyMs, {
+        note: (which) => `gateway adds ${(viaGateway.latencyMs[which] - direct.latencyMs[which]).toFixed(1)} ms`,
+        ...(error === undefined ? {} : { error }),
+      }),
+      details: { simulator: describeLatency(direct), gateway: describeLatency(viaGateway) },
+    };
+  },
+};
+
+/** In the order they run: memory first, while the gateway's heap is still small and clean. */
+export const SCENARIOS: Scenario[] = [memory, deliveryFanOut, deliveryPerTask, throughput, paging, usage, create];

@@ -166,7 +166,10 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   const serveVideoFile =
     store?.kind === 'local' ? createVideoFileHandler({ dir: localVideoDir(config), secret: webhookSecret }) : null;
 
-  const tenants = createTenantService(database.db, { adminApiKey: config.adminApiKey });
+  const tenants = createTenantService(database.db, {
+    adminApiKey: config.adminApiKey,
+    authCacheSeconds: config.authCacheSeconds,
+  });
   const metering = createMeteringService({ db: database.db, prices: config.prices });
   const tasks = createTaskService({
     db: database.db,

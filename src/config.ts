@@ -92,6 +92,7 @@ const environmentModel = z
     QUERY_MAX_LENGTH: z.coerce.number().int().min(100).default(DEFAULT_QUERY_LIMITS.length),
     PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
     OTEL_TRACING: booleanFlag.default(false),
+    AUTH_CACHE_SECONDS: z.coerce.number().min(0).max(300).default(5),
     PENDING_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
   })
   .superRefine((env, ctx) => {
@@ -144,6 +145,8 @@ export type Config = {
   persistedOperationsFile: string | null;
   /** Trace GraphQL operations through the global OpenTelemetry tracer provider. */
   otelTracing: boolean;
+  /** How long a resolved API key is trusted before the database is asked again (0 = always ask). */
+  authCacheSeconds: number;
 };
 
 export class ConfigError extends Error {
@@ -215,6 +218,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     persistedOperationsFile: e.PERSISTED_OPERATIONS_FILE ?? null,
     otelTracing: e.OTEL_TRACING,
+    authCacheSeconds: e.AUTH_CACHE_SECONDS,
     prices: e.PRICE_TABLE ?? DEFAULT_PRICES,
   };
 }

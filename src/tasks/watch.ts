@@ -9,6 +9,8 @@ import type { TaskService } from './tasks.ts';
 // Tenant-wide watchers remember the last version they sent per task; beyond this many tasks the
 // oldest entries are forgotten (at worst a task is then re-sent once after a resync).
 const REMEMBERED_TASKS = 10_000;
+// Recent shared reads kept for subscribers that drain their signals a little later than others.
+const SHARED_READS = 2_000;
 // After a feed interruption, tasks changed since this long before the last known change are re-read.
 const RESYNC_MARGIN_MS = 5_000;
 
@@ -49,6 +51,25 @@ export function createWatchService(deps: {
 }) {
   const { feed, tasks, logger } = deps;
   const active = new Map<string, number>();
+  const sharedReads = new Map<string, Promise<TaskRow | null>>();
+
+  /**
+   * One read per task and announced version on this instance, however many subscribers wait for
+   * it: a change watched by 1,000 subscribers costs one query, not 1,000. The row read may be newer
+   * than the version announced, never older.
+   */
+  function readAnnounced(tenantId: string, taskId: string, version: number): Promise<TaskRow | null> {
+    const key = `${tenantId}:${taskId}:${version}`;
+    let read = sharedReads.get(key);
+    if (read === undefined) {
+      read = tasks.get(tenantId, taskId);
+      sharedReads.set(key, read);
+      if (sharedReads.size > SHARED_READS) sharedReads.delete(sharedReads.keys().next().value as string);
+      // A failed read is not shared: the next subscriber tries again.
+      read.catch(() => sharedReads.delete(key));
+    }
+    return read;
+  }
 
   /** Counts a tenant's live subscription; the returned function releases it. */
   function claim(tenantId: string): () => void {
@@ -69,10 +90,17 @@ export function createWatchService(deps: {
     };
   }
 
-  /** Reads a task, treating a database outage as "no news yet": a resync follows the reconnect. */
-  async function read(tenantId: string, taskId: string): Promise<TaskRow | null | 'unavailable'> {
+  /**
+   * Reads a task after `signals`, treating a database outage as "no news yet" (a resync follows
+   * the reconnect). Announced changes share their read; a resync reads afresh.
+   */
+  async function read(tenantId: string, taskId: string, signals: FeedSignal[]): Promise<TaskRow | null | 'unavailable'> {
+    const versions = signals.flatMap((signal) => (signal.kind === 'change' ? [signal.change.version] : []));
+    const resync = signals.some((signal) => signal.kind === 'resync');
     try {
-      return await tasks.get(tenantId, taskId);
+      return resync || versions.length === 0
+        ? await tasks.get(tenantId, taskId)
+        : await readAnnounced(tenantId, taskId, Math.max(...versions));
     } catch (error) {
       logger.warn({ err: error, taskId }, 'watch: task read failed; waiting for the next signal');
       return 'unavailable';
@@ -113,7 +141,7 @@ export function createWatchService(deps: {
           while (!isFinal(last.status)) {
             const signals = await queue.drain(stop);
             if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
-            const fresh = await read(tenantId, taskId);
+            const fresh = await read(tenantId, taskId, signals);
             if (fresh === 'unavailable') continue;
             if (fresh === null) break;
             if (fresh.version > last.version) {
@@ -153,9 +181,14 @@ export function createWatchService(deps: {
               if (signals.some((signal) => signal.kind === 'resync')) {
                 for (const task of await tasks.changedSince(tenantId, since)) await offer(task);
               }
-              const ids = new Set(signals.flatMap((signal) => (signal.kind === 'change' ? [signal.change.taskId] : [])));
-              for (const id of ids) {
-                const task = await tasks.get(tenantId, id);
+              const latest = new Map<string, number>();
+              for (const signal of signals) {
+                if (signal.kind === 'change') {
+                  latest.set(signal.change.taskId, Math.max(signal.change.version, latest.get(signal.change.taskId) ?? 0));
+                }
+              }
+              for (const [id, version] of latest) {
+                const task = await readAnnounced(tenantId, id, version);
                 if (task !== null) await offer(task);
               }
             } catch (error) {

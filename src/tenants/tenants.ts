@@ -25,11 +25,26 @@ export type TenantLimits = {
 // Writing last_used_at on every request would turn every read into a write; a minute is precise enough.
 const LAST_USED_RESOLUTION_MS = 60_000;
 
-export function createTenantService(db: Db, options: { adminApiKey: string | null }) {
+const MAX_CACHED_KEYS = 10_000;
+
+/**
+ * `authCacheSeconds`: how long a resolved key is trusted without asking the database again. A
+ * revoked key (or a changed limit) takes effect at once on the instance that made the change and
+ * within that many seconds on the others; 0 asks the database on every request.
+ */
+export function createTenantService(db: Db, options: { adminApiKey: string | null; authCacheSeconds: number }) {
+  const cache = new Map<string, { viewer: Extract<Viewer, { kind: 'tenant' }>; until: number }>();
+  const forget = (match: (viewer: Extract<Viewer, { kind: 'tenant' }>) => boolean) => {
+    for (const [hash, entry] of cache) if (match(entry.viewer)) cache.delete(hash);
+  };
+
   return {
     /** Resolves a bearer token to the admin scope or a tenant; null when the key is unknown or revoked. */
     async authenticate(token: string): Promise<Viewer | null> {
       if (options.adminApiKey !== null && secretsEqual(token, options.adminApiKey)) return { kind: 'admin' };
+      const hash = hashApiKey(token);
+      const cached = cache.get(hash);
+      if (cached !== undefined && cached.until > Date.now()) return cached.viewer;
       const [key] = await db
         .select({
           id: apiKeys.id,
@@ -40,9 +55,12 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
         })
         .from(apiKeys)
         .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
-        .where(and(eq(apiKeys.keyHash, hashApiKey(token)), isNull(apiKeys.revokedAt)))
+        .where(and(eq(apiKeys.keyHash, hash), isNull(apiKeys.revokedAt)))
         .limit(1);
-      if (key === undefined) return null;
+      if (key === undefined) {
+        cache.delete(hash);
+        return null;
+      }
       if (key.lastUsedAt === null || Date.now() - key.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
         await db
           .update(apiKeys)
@@ -54,12 +72,17 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
             ),
           );
       }
-      return {
-        kind: 'tenant',
+      const viewer = {
+        kind: 'tenant' as const,
         tenantId: key.tenantId,
         apiKeyId: key.id,
         rates: { requestsPerSecond: key.requestsPerSecond, createsPerMinute: key.createsPerMinute },
       };
+      if (options.authCacheSeconds > 0) {
+        if (cache.size >= MAX_CACHED_KEYS) cache.delete(cache.keys().next().value as string);
+        cache.set(hash, { viewer, until: Date.now() + options.authCacheSeconds * 1000 });
+      }
+      return viewer;
     },
 
     async createTenant(input: { name: string } & TenantLimits): Promise<{ tenant: Tenant; apiKey: string }> {
@@ -101,6 +124,7 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
         .set({ revokedAt: sql`now()` })
         .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
         .returning({ id: apiKeys.id });
+      forget((viewer) => viewer.apiKeyId === id);
       return revoked.length > 0;
     },
 
@@ -138,6 +162,7 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
         .set({ ...changes, updatedAt: sql`now()` })
         .where(eq(tenants.id, tenantId))
         .returning();
+      forget((viewer) => viewer.tenantId === tenantId);
       return tenant ?? null;
     },
   };

@@ -50,6 +50,29 @@ describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL
     }
   });
 
+  it('a key revoked through one instance is refused at once by an instance that caches no keys', async () => {
+    const strict = await startGateway({
+      databaseUrl: second.database.url!,
+      simulator: { instance: second.simulator, url: second.simulatorUrl },
+      env: { AUTH_CACHE_SECONDS: '0', RECONCILER_INTERVAL_MS: '600000' },
+    });
+    try {
+      const created = await first.graphql<{ createApiKey: { id: string; apiKey: string } }>(
+        'mutation ($t: ID!) { createApiKey(tenantId: $t) { id apiKey } }',
+        { t: tenant.id },
+      );
+      const key = created.body.data!.createApiKey;
+      const viewer = '{ viewer { tenant { name } } }';
+      expect((await strict.graphql(viewer, {}, key.apiKey)).status).toBe(200);
+      expect((await first.graphql(viewer, {}, key.apiKey)).status).toBe(200); // now cached on the first instance
+      await first.graphql('mutation ($id: ID!) { revokeApiKey(id: $id) }', { id: key.id });
+      expect((await first.graphql(viewer, {}, key.apiKey)).status).toBe(401);
+      expect((await strict.graphql(viewer, {}, key.apiKey)).status).toBe(401);
+    } finally {
+      await strict.stop();
+    }
+  });
+
   it('a due task is polled by exactly one instance', async () => {
     const tasks = await Promise.all(Array.from({ length: 8 }, () => createTask(first, tenant, TEXT_TO_VIDEO)));
     const ids = tasks.map((task) => taskUuid(task.id));

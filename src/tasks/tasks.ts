@@ -91,6 +91,13 @@ function filterConditions(tenantId: string, filter: TaskListFilter): (SQL | unde
 
 export function createTaskService(deps: TaskServiceDeps) {
   const { db, upstream, logger } = deps;
+  // The hottest read (every omniTask, node and subscription update): built once, not per call.
+  const getTask = db
+    .select()
+    .from(omniTasks)
+    .where(and(eq(omniTasks.id, sql.placeholder('id')), eq(omniTasks.tenantId, sql.placeholder('tenantId'))))
+    .limit(1)
+    .prepare('omni_task_by_id');
 
   async function findByIdempotencyKey(tenantId: string, key: string): Promise<TaskRow | null> {
     const [task] = await db
@@ -224,11 +231,7 @@ export function createTaskService(deps: TaskServiceDeps) {
     },
 
     async get(tenantId: string, id: string): Promise<TaskRow | null> {
-      const [task] = await db
-        .select()
-        .from(omniTasks)
-        .where(and(eq(omniTasks.id, id), eq(omniTasks.tenantId, tenantId)))
-        .limit(1);
+      const [task] = await getTask.execute({ id, tenantId });
       return task ?? null;
     },
 

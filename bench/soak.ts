@@ -189,6 +189,8 @@ async function main(): Promise<number> {
       RATE_LIMIT_REQUESTS_PER_SECOND: '0',
       RATE_LIMIT_CREATES_PER_MINUTE: '0',
       MAX_SUBSCRIPTIONS_PER_TENANT: String(subscriberCount * 4),
+      // e.g. SOAK_GATEWAY_NODE_OPTIONS='--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp' to inspect a leak.
+      ...(process.env.SOAK_GATEWAY_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SOAK_GATEWAY_NODE_OPTIONS } : {}),
     });
     cleanups.push(() => gateway.process.kill('SIGKILL'));
     const url = `http://127.0.0.1:${port}`;

@@ -9,10 +9,10 @@ import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { trace } from '@opentelemetry/api';
 import { sql } from 'drizzle-orm';
 import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
-import { Kind } from 'graphql';
+import { GraphQLError, Kind } from 'graphql';
 import type { ExecutionArgs, OperationDefinitionNode } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga } from 'graphql-yoga';
+import { createYoga, maskError } from 'graphql-yoga';
 import type { Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
@@ -24,6 +24,7 @@ import { createRateLimiter } from './auth/rate-limiter.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { queryRows } from './db/database.ts';
+import { isConnectionError } from './db/errors.ts';
 import { sharedSecret } from './db/settings.ts';
 import { AppError, RateLimitedError, ServiceUnavailableError, SubscriptionLimitError, UnauthenticatedError } from './errors.ts';
 import type { GraphQLContext, Services } from './graphql/context.ts';
@@ -297,7 +298,13 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    maskedErrors: true,
+    maskedErrors: {
+      // A database that cannot be reached is a retryable 503, not an "Unexpected error".
+      maskError: (error, message, isDev) =>
+        isConnectionError(error instanceof GraphQLError ? (error.originalError ?? error) : error)
+          ? new ServiceUnavailableError()
+          : maskError(error, message, isDev),
+    },
     cors:
       config.corsOrigins === null
         ? false

@@ -24,6 +24,27 @@ function configOrExit(): Config {
 const config = configOrExit();
 const logger = createLogger(config.logLevel);
 
+/**
+ * postgres.js 3.4.9 can write to a socket it has already torn down while the server is going away
+ * (porsager/postgres issues 1154 and 1208, fixes not released). The write is moot, as the
+ * connection is being replaced; crashing the gateway for it is not. Anything else is fatal.
+ */
+function isKnownDriverFault(error: unknown): boolean {
+  return (
+    error instanceof TypeError &&
+    error.message === "Cannot read properties of null (reading 'write')" &&
+    /postgres[\\/]src[\\/]connection\.js/.test(error.stack ?? '')
+  );
+}
+process.on('uncaughtException', (error) => {
+  if (isKnownDriverFault(error)) {
+    logger.warn({ err: error }, 'ignored a known postgres.js fault on a closing connection');
+    return;
+  }
+  logger.fatal({ err: error }, 'uncaught exception');
+  process.exit(1);
+});
+
 const database = await connectDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
 logger.info(
   { driver: database.driver, location: database.location },

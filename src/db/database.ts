@@ -78,8 +78,10 @@ export function connectPostgres(url: string, options: { max?: number } = {}): Da
   const client = postgres(url, {
     max: options.max ?? 10,
     onnotice: () => {},
-    // Fail fast while the server is down instead of queueing requests for a long time.
+    // Fail fast while the server is down instead of queueing requests for a long time: the
+    // default reconnect backoff grows to 20 s, and queued queries wait through all of it.
     connect_timeout: 5,
+    backoff: (retries: number) => Math.min(0.5, 0.05 * 2 ** retries),
     idle_timeout: 60,
   });
   const db = drizzlePostgres(client, { schema }) as unknown as Db;

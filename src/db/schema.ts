@@ -119,6 +119,10 @@ export const omniTasks = pgTable(
     index('omni_tasks_next_check_idx')
       .on(table.nextCheckAt)
       .where(sql`${table.nextCheckAt} is not null`),
+    // The reconciler also leases unfinished tasks past their deadline, whatever their backoff.
+    index('omni_tasks_deadline_idx')
+      .on(table.deadlineAt)
+      .where(sql`${table.nextCheckAt} is not null`),
     check('omni_tasks_status_check', sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED')`),
   ],
 );

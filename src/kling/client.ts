@@ -436,10 +436,38 @@ export function createKlingClient(opts: KlingClientOptions): KlingClient {
     // Before resubmitting, ask whether the failed attempt reached the upstream after all. If the
     // lookup itself fails, resubmitting is still safe: the upstream refuses a duplicate external id.
     const alreadyCreated = async () => (await getOnce(externalId).catch(() => null)) ?? undefined;
+    let reachedUpstream = false;
+    const attempt = async () => {
+      try {
+        return await send('create', endpoint, body);
+      } catch (error) {
+        if (error instanceof KlingError && error.ambiguous) reachedUpstream = true;
+        throw error;
+      }
+    };
     try {
-      return await withRetries(() => send('create', endpoint, body), alreadyCreated);
+      return await withRetries(attempt, alreadyCreated);
     } catch (error) {
-      if (!(error instanceof KlingError) || !isDuplicateExternalId(error)) throw error;
+      if (!(error instanceof KlingError)) throw error;
+      if (reachedUpstream && !error.retryable && !error.ambiguous && !isDuplicateExternalId(error)) {
+        // A refusal of a retry says nothing of an earlier attempt that may have been accepted: ask.
+        let existing: KlingTask | null;
+        try {
+          existing = await getTask({ externalTaskId: externalId });
+        } catch (lookupError) {
+          throw new KlingError({
+            code: 'UPSTREAM_UNAVAILABLE',
+            message: `a retried create was refused (${error.message}) and whether an earlier attempt was accepted is unknown`,
+            ambiguous: true,
+            httpStatus: error.httpStatus,
+            upstreamCode: error.upstreamCode,
+            cause: lookupError,
+          });
+        }
+        if (existing) return existing;
+        throw error;
+      }
+      if (!isDuplicateExternalId(error)) throw error;
       const existing = await getTask({ externalTaskId: externalId }).catch(() => null);
       if (existing) return existing;
       throw new KlingError({

@@ -1,4 +1,4 @@
-import { and, inArray, isNotNull, lte, sql } from 'drizzle-orm';
+import { and, inArray, isNotNull, lte, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.ts';
 import { omniTasks } from '../db/schema.ts';
 import type { KlingClient } from '../kling/client.ts';
@@ -49,7 +49,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const due = await tx
         .select({ id: omniTasks.id })
         .from(omniTasks)
-        .where(and(isNotNull(omniTasks.nextCheckAt), lte(omniTasks.nextCheckAt, sql`now()`)))
+        // Due for news, or past the deadline whatever the backoff says: the deadline is enforced on time.
+        .where(
+          and(
+            isNotNull(omniTasks.nextCheckAt),
+            or(lte(omniTasks.nextCheckAt, sql`now()`), lte(omniTasks.deadlineAt, sql`now()`)),
+          ),
+        )
         .orderBy(omniTasks.nextCheckAt)
         .limit(batchSize)
         .for('update', { skipLocked: true });

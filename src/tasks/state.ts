@@ -50,6 +50,8 @@ export type Transition = {
   payload?: unknown;
   /** The upstream's `final_unit_deduction`, for the usage ledger. */
   upstreamUnits?: string | null;
+  /** Apply only to a task in one of these states (e.g. a create's refusal only while still PENDING). */
+  onlyFrom?: TaskStatus[];
 };
 
 /** Runs inside the transaction in which a task reaches a final state (metering). */
@@ -76,7 +78,7 @@ export async function transitionTask(
       payload: next.payload as object,
     });
   }
-  if (RANK[next.status] <= RANK[current.status]) {
+  if (RANK[next.status] <= RANK[current.status] || (next.onlyFrom && !next.onlyFrom.includes(current.status))) {
     // Not a change of state, but an upstream id learnt late (e.g. by a lookup) is still worth keeping.
     if (current.upstreamTaskId === null && next.upstreamTaskId) {
       await tx.update(omniTasks).set({ upstreamTaskId: next.upstreamTaskId }).where(eq(omniTasks.id, taskId));

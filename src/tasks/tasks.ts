@@ -213,16 +213,20 @@ export function createTaskService(deps: TaskServiceDeps) {
       } catch (error) {
         if (!(error instanceof KlingError)) throw error;
         if (!error.retryable && !error.ambiguous) {
-          await apply(
+          const refused = await apply(
             task.id,
             storable({
               status: 'FAILED' as const,
               statusMessage: `The upstream refused the task (${error.code}): ${error.message}`,
               source,
               payload: { error: error.code, message: error.message, upstreamCode: error.upstreamCode },
+              // A callback may already have shown the task running upstream: then the refusal was
+              // of a duplicate attempt, not of the task.
+              onlyFrom: ['PENDING'],
             }),
           );
-          throw new UpstreamError(error.message, error.code, false);
+          if (refused?.changed) throw new UpstreamError(error.message, error.code, false);
+          return refused?.task ?? null;
         }
         logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
         return scheduleRetry(task.id, error);

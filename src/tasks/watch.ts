@@ -18,6 +18,7 @@ const RESYNC_MARGIN_MS = 5_000;
 function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSignal) => boolean) {
   let pending: FeedSignal[] = [];
   let wake: (() => void) | null = null;
+  let stopped = false;
   const unsubscribe = feed.subscribe(tenantId, (signal) => {
     if (!accept(signal)) return;
     pending.push(signal);
@@ -25,16 +26,25 @@ function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSign
   });
   return {
     unsubscribe,
+    /**
+     * Makes `drain` return null once `stop` settles. Subscribed to once: a reaction attached on
+     * every drain to a promise that settles only at the end would pile up for a subscription's life.
+     */
+    stopWith(stop: Promise<unknown>): void {
+      void stop.then(() => {
+        stopped = true;
+        wake?.();
+      });
+    },
     /** Every signal received since the last call; waits for one if there is none. Null when stopped. */
-    async drain(stopped: Promise<unknown>): Promise<FeedSignal[] | null> {
-      if (pending.length === 0) {
-        const woken = new Promise<boolean>((resolve) => {
-          wake = () => resolve(true);
+    async drain(): Promise<FeedSignal[] | null> {
+      if (pending.length === 0 && !stopped) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
         });
-        const outcome = await Promise.race([woken, stopped.then(() => false)]);
         wake = null;
-        if (!outcome) return null;
       }
+      if (stopped) return null;
       const signals = pending;
       pending = [];
       return signals;
@@ -135,11 +145,12 @@ export function createWatchService(deps: {
       }
       const first = current;
       return new Repeater<TaskRow>(async (push, stop) => {
+        queue.stopWith(stop);
         try {
           let last = first;
           await push(last);
           while (!isFinal(last.status)) {
-            const signals = await queue.drain(stop);
+            const signals = await queue.drain();
             if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
             const fresh = await read(tenantId, taskId, signals);
             if (fresh === 'unavailable') continue;
@@ -162,6 +173,7 @@ export function createWatchService(deps: {
       const release = claim(tenantId);
       return new Repeater<TaskRow>(async (push, stop) => {
         const queue = signalQueue(feed, tenantId, () => true);
+        queue.stopWith(stop);
         const delivered = new Map<string, number>();
         let since = new Date(Date.now() - RESYNC_MARGIN_MS);
         const offer = async (task: TaskRow) => {
@@ -175,7 +187,7 @@ export function createWatchService(deps: {
         };
         try {
           for (;;) {
-            const signals = await queue.drain(stop);
+            const signals = await queue.drain();
             if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
             try {
               if (signals.some((signal) => signal.kind === 'resync')) {

@@ -1,0 +1,1 @@
+CREATE INDEX "omni_tasks_deadline_idx" ON "omni_tasks" USING btree ("deadline_at") WHERE "omni_tasks"."next_check_at" is not null;

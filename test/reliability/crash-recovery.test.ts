@@ -10,12 +10,11 @@ import { listeningUrl, spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import {
-  ADMIN,
   CREATE,
   CREATE_PATH,
   createTenantAt,
+  gatewayProcessEnv,
   graphqlAt,
-  NO_RATE_LIMITS,
   startUpstream,
   taskGlobalId,
   UPSTREAM_KEY,
@@ -62,19 +61,7 @@ async function inspect<T>(store: Store, query: SQL): Promise<T[]> {
 }
 
 function startGatewayProcess(store: Store, upstream: Upstream): GatewayProcess {
-  const gateway = spawnGateway({
-    PORT: '0',
-    HOST: '127.0.0.1',
-    ADMIN_API_KEY: ADMIN,
-    COMETAPI_KEY: UPSTREAM_KEY,
-    COMETAPI_BASE_URL: upstream.url,
-    PENDING_RECHECK_SECONDS: '1',
-    RECONCILER_INTERVAL_MS: '100',
-    VIDEO_STORE: 'none',
-    LOG_LEVEL: 'info',
-    ...NO_RATE_LIMITS,
-    ...store.env,
-  });
+  const gateway = spawnGateway({ ...gatewayProcessEnv(upstream.url), ...store.env });
   cleanups.push(() => gateway.kill('SIGKILL'));
   return gateway;
 }

@@ -11,13 +11,11 @@ import { listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
 import {
-  ADMIN,
   CREATE,
   createTenantAt,
+  gatewayProcessEnv,
   graphqlAt,
-  NO_RATE_LIMITS,
   startUpstream,
-  UPSTREAM_KEY,
   waitFor,
   WATCH_TASK,
 } from './support.ts';
@@ -100,20 +98,7 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
     cleanups.push(() => upstream.close());
     const dataDir = mkdtempSync(join(tmpdir(), 'omni-outage-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const gateway = spawnGateway({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATABASE_URL: cluster.url,
-      DATA_DIR: dataDir,
-      ADMIN_API_KEY: ADMIN,
-      COMETAPI_KEY: UPSTREAM_KEY,
-      COMETAPI_BASE_URL: upstream.url,
-      PENDING_RECHECK_SECONDS: '1',
-      RECONCILER_INTERVAL_MS: '100',
-      VIDEO_STORE: 'none',
-      LOG_LEVEL: 'info',
-      ...NO_RATE_LIMITS,
-    });
+    const gateway = spawnGateway({ ...gatewayProcessEnv(upstream.url), DATABASE_URL: cluster.url, DATA_DIR: dataDir });
     cleanups.push(() => gateway.kill('SIGKILL'));
     const url = await listeningUrl(gateway);
     const tenant = await createTenantAt(url, 'Outage');

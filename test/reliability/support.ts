@@ -12,6 +12,22 @@ export const UPSTREAM_KEY = 'reliability-upstream-key';
 /** Switches both request-rate limiters off: load tests measure recovery, not throttling. */
 export const NO_RATE_LIMITS = { RATE_LIMIT_REQUESTS_PER_SECOND: '0', RATE_LIMIT_CREATES_PER_MINUTE: '0' };
 
+/** The environment of a gateway process under test: loopback, a given upstream, quick rechecks. */
+export function gatewayProcessEnv(upstreamUrl: string): Record<string, string> {
+  return {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    ADMIN_API_KEY: ADMIN,
+    COMETAPI_KEY: UPSTREAM_KEY,
+    COMETAPI_BASE_URL: upstreamUrl,
+    PENDING_RECHECK_SECONDS: '1',
+    RECONCILER_INTERVAL_MS: '100',
+    VIDEO_STORE: 'none',
+    LOG_LEVEL: 'info',
+    ...NO_RATE_LIMITS,
+  };
+}
+
 /**
  * A bounded poll on an observable condition (simulator stats, a database row, an HTTP status) for
  * the cases where no event tells us; resolves with the first truthy value of `probe`.

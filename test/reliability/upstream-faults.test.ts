@@ -9,6 +9,7 @@ import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
 import { CREATE, CREATE_PATH, graphqlAt, NO_RATE_LIMITS, taskGlobalId, waitFor, WATCH_TASK } from './support.ts';
+import { seededRandom } from '../support/random.ts';
 
 /*
  * Issue 10, item 2: a burst of creates while the upstream answers with every failure it has
@@ -20,17 +21,6 @@ import { CREATE, CREATE_PATH, graphqlAt, NO_RATE_LIMITS, taskGlobalId, waitFor, 
 const TASKS = 200;
 const SEED = Number(process.env.RELIABILITY_SEED ?? Date.now() % 1_000_000);
 
-/** mulberry32: a small seeded generator, so a failing mix can be replayed with RELIABILITY_SEED. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled<T>(items: T[], next: () => number): T[] {
   const copy = [...items];
@@ -103,7 +93,7 @@ describe('creates under upstream faults', () => {
   });
 
   it(`${TASKS} concurrent creates: each ends SUCCEEDED or FAILED with a reason, once upstream, before its deadline (seed ${SEED})`, async () => {
-    const next = random(SEED);
+    const next = seededRandom(SEED);
     const simulator = gateway.simulator;
     simulator.faults.push(...shuffled(CREATE_FAULTS, next), ...shuffled(GET_FAULTS, next));
     const client = wsClient(gateway.url, tenant.apiKey);

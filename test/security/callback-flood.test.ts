@@ -8,7 +8,8 @@ import { expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
-import { mapPool, NO_RATE_LIMITS, seededRandom, shuffle } from './load.ts';
+import { seededRandom } from '../support/random.ts';
+import { mapPool, NO_RATE_LIMITS, shuffle } from './load.ts';
 
 const TASKS = 100;
 const CALLBACKS = 10_000;

@@ -11,8 +11,6 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +19,7 @@ import { createClient } from 'graphql-ws';
 import type { Client } from 'graphql-ws';
 import postgres from 'postgres';
 import WebSocket from 'ws';
+import { freePort } from './support/processes.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ADMIN = `soak-admin-${randomBytes(12).toString('hex')}`;
@@ -95,14 +94,6 @@ function start(script: string, argv: string[], env: Record<string, string>): Chi
         child.once('exit', onExit);
       }),
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function rssMb(pid: number | undefined): number {

@@ -1,13 +1,11 @@
 import { execFile } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { serverUrl } from '../support/database.ts';
-import { listeningUrl, spawnGateway } from '../support/process.ts';
+import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
 import {
@@ -41,14 +39,6 @@ const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 type Cluster = { url: string; stop(): Promise<void>; start(): Promise<void>; log(): string };
 

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -77,4 +79,13 @@ export function spawnGateway(env: Record<string, string>): GatewayProcess {
 export async function listeningUrl(gateway: GatewayProcess): Promise<string> {
   const line = await gateway.waitForLine(/omni gateway listening/);
   return (JSON.parse(line) as { url: string }).url;
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (for a process that cannot take port 0). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

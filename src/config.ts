@@ -3,7 +3,7 @@ import { DEFAULT_QUERY_LIMITS } from './graphql/limits.ts';
 import type { QueryLimits } from './graphql/limits.ts';
 
 /** Seven 10 MB images in base64 (4/3 of the bytes) plus room for the rest of the request. */
-export const DEFAULT_MAX_REQUEST_BYTES = 7 * 4 * Math.ceil((10 * 1024 * 1024) / 3) + 1024 * 1024;
+const DEFAULT_MAX_REQUEST_BYTES = 7 * 4 * Math.ceil((10 * 1024 * 1024) / 3) + 1024 * 1024;
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -104,7 +104,7 @@ const environmentModel = z
 export type PriceTable = { STD: number; PRO: number; STD_VIDEO: number; PRO_VIDEO: number };
 
 /** Kling's own units per second for O1 (reference §5): 720p/1080p, and with a video input. */
-export const DEFAULT_PRICES: PriceTable = { STD: 0.6, PRO: 0.8, STD_VIDEO: 0.9, PRO_VIDEO: 1.2 };
+const DEFAULT_PRICES: PriceTable = { STD: 0.6, PRO: 0.8, STD_VIDEO: 0.9, PRO_VIDEO: 1.2 };
 
 export type Config = {
   port: number;

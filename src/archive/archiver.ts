@@ -34,7 +34,7 @@ export type Archiver = {
 };
 
 /** Where a task's video lives in the store: deterministic, so a retried job replaces, never duplicates. */
-export function archiveKey(job: { tenantId: string; taskId: string; videoIndex: number }): string {
+function archiveKey(job: { tenantId: string; taskId: string; videoIndex: number }): string {
   return `${job.tenantId}/${job.taskId}/${job.videoIndex}.mp4`;
 }
 

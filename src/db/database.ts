@@ -36,7 +36,7 @@ export const migrationsFolder = fileURLToPath(new URL('../../migrations', import
 // An arbitrary constant shared by every instance of the gateway: the key of the migration lock.
 const MIGRATION_LOCK_KEY = 7_316_044_211;
 
-export function rowsOf<T>(result: unknown): T[] {
+function rowsOf<T>(result: unknown): T[] {
   // postgres.js returns an array-like row list; PGlite returns `{ rows }`.
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }

@@ -48,7 +48,7 @@ export const settings = pgTable('settings', {
   createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
 
-export const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'] as const;
+const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
 /** A result video as the task row keeps it; the archive fields are set once it is copied. */
@@ -159,7 +159,7 @@ export const taskEvents = pgTable(
   (table) => [index('task_events_task_id_created_idx').on(table.taskId, table.createdAt)],
 );
 
-export const USAGE_KINDS = ['video', 'failure'] as const;
+const USAGE_KINDS = ['video', 'failure'] as const;
 
 /**
  * The usage ledger: append-only, one row per billable event, unique per (task, kind), so that a

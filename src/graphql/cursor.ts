@@ -22,7 +22,7 @@ export function decodeCursor(cursor: string, argument: string): Keyset {
 }
 
 export const MAX_PAGE_SIZE = 100;
-export const DEFAULT_PAGE_SIZE = 20;
+const DEFAULT_PAGE_SIZE = 20;
 
 /** The page size asked for, bounded so that no request can read an unbounded number of rows. */
 export function pageSize(requested: number | null | undefined, argument: string): number {

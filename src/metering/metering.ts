@@ -22,7 +22,7 @@ export type UsageSummary = {
 const MAX_EDIT_SECONDS = 10;
 const IN_FLIGHT = ['PENDING', 'SUBMITTED', 'PROCESSING'] as const;
 
-export function rateFor(prices: PriceTable, mode: Mode, hasVideoInput: boolean): number {
+function rateFor(prices: PriceTable, mode: Mode, hasVideoInput: boolean): number {
   if (hasVideoInput) return mode === 'STD' ? prices.STD_VIDEO : prices.PRO_VIDEO;
   return mode === 'STD' ? prices.STD : prices.PRO;
 }

@@ -16,7 +16,7 @@ export function isFinal(status: TaskStatus): boolean {
   return RANK[status] === 3;
 }
 
-export function statusFromUpstream(status: KlingTask['status']): TaskStatus {
+function statusFromUpstream(status: KlingTask['status']): TaskStatus {
   switch (status) {
     case 'submitted':
       return 'SUBMITTED';

@@ -71,7 +71,7 @@ function requestHash(request: NormalizedOmniRequest): string {
 }
 
 /** Backoff of the reconciler: 5 s after the first attempt, doubling up to a minute. */
-export const nextCheckAfterAttempts = sql`now() + make_interval(secs => least(${MAX_CHECK_DELAY_MS / 1000}, ${FIRST_CHECK_DELAY_MS / 1000} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
+const nextCheckAfterAttempts = sql`now() + make_interval(secs => least(${MAX_CHECK_DELAY_MS / 1000}, ${FIRST_CHECK_DELAY_MS / 1000} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
 
 function keysetCondition(direction: 'forward' | 'backward', cursor: Keyset): SQL | undefined {
   // Row-value comparison on (created_at, id): the order of the index, so the scan starts at the cursor.

@@ -8,7 +8,7 @@ import { transitionFromUpstream } from '../tasks/state.ts';
 import type { TaskService } from '../tasks/tasks.ts';
 import { verifyWebhookToken } from './tokens.ts';
 
-export const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
+const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
 
 const ROUTE = /^\/webhooks\/kling\/([0-9a-f-]{36})\/([A-Za-z0-9_-]+)$/i;
 

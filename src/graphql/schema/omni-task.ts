@@ -12,7 +12,7 @@ import { ErrorInterface } from './errors.ts';
 
 
 /** The caller's tenant id; the scope check has already refused anyone without one. */
-export function tenantOf(context: GraphQLContext): string {
+function tenantOf(context: GraphQLContext): string {
   const viewer = context.viewer;
   if (viewer.kind !== 'tenant') throw new Error('unreachable: the tenant scope was checked');
   return viewer.tenantId;
@@ -60,7 +60,7 @@ const OmniVideoRef = builder.objectRef<StoredVideo>('OmniVideo').implement({
   }),
 });
 
-export const OmniTaskRef = builder.objectRef<TaskRow>('OmniTask');
+const OmniTaskRef = builder.objectRef<TaskRow>('OmniTask');
 
 builder.node(OmniTaskRef, {
   id: { resolve: (task) => task.id },

@@ -20,7 +20,7 @@ const rateModel = z
   .max(1_000_000, 'is too large')
   .nullish();
 
-export const TenantRef = builder.objectRef<Tenant>('Tenant');
+const TenantRef = builder.objectRef<Tenant>('Tenant');
 
 builder.node(TenantRef, {
   id: { resolve: (tenant) => tenant.id },

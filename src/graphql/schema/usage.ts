@@ -26,7 +26,7 @@ export const UsageSummaryRef = builder.objectRef<UsageSummary>('UsageSummary').i
 });
 
 /** [from, to), defaulting to the current calendar month in UTC. */
-export function usageRange(args: { from?: Date | null; to?: Date | null }): { from: Date; to: Date } {
+function usageRange(args: { from?: Date | null; to?: Date | null }): { from: Date; to: Date } {
   const month = currentMonth();
   const range = { from: args.from ?? month.from, to: args.to ?? (args.from ? new Date() : month.to) };
   if (range.from >= range.to) {

@@ -13,19 +13,46 @@ const REMEMBERED_TASKS = 10_000;
 const SHARED_READS = 2_000;
 // After a feed interruption, tasks changed since this long before the last known change are re-read.
 const RESYNC_MARGIN_MS = 5_000;
+// After a failed read a watcher reads again on its own, first after this long, doubling up to the
+// cap: a read can fail after the last signal that would have prompted it (a resync that raced the
+// database's return), and a watcher must not then wait for a change that already happened.
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5_000;
 
 /** Buffers feed signals from the moment it is created, so nothing is lost between a read and a wait. */
 function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSignal) => boolean) {
   let pending: FeedSignal[] = [];
   let wake: (() => void) | null = null;
   let stopped = false;
-  const unsubscribe = feed.subscribe(tenantId, (signal) => {
-    if (!accept(signal)) return;
+  let retryTimer: ReturnType<typeof setTimeout> | null = null;
+  let failures = 0;
+  const enqueue = (signal: FeedSignal) => {
     pending.push(signal);
     wake?.();
+  };
+  const unsubscribeFeed = feed.subscribe(tenantId, (signal) => {
+    if (accept(signal)) enqueue(signal);
   });
   return {
-    unsubscribe,
+    unsubscribe(): void {
+      if (retryTimer !== null) clearTimeout(retryTimer);
+      retryTimer = null;
+      unsubscribeFeed();
+    },
+    /** A read failed: queue a resync of our own after a growing delay (one pending at a time). */
+    retryLater(): void {
+      if (retryTimer !== null || stopped) return;
+      const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** failures);
+      failures += 1;
+      retryTimer = setTimeout(() => {
+        retryTimer = null;
+        enqueue({ kind: 'resync' });
+      }, delay);
+    },
+    /** A read succeeded: the next failure retries quickly again. */
+    readSucceeded(): void {
+      failures = 0;
+    },
     /**
      * Makes `drain` return null once `stop` settles. Subscribed to once: a reaction attached on
      * every drain to a promise that settles only at the end would pile up for a subscription's life.
@@ -101,8 +128,9 @@ export function createWatchService(deps: {
   }
 
   /**
-   * Reads a task after `signals`, treating a database outage as "no news yet" (a resync follows
-   * the reconnect). Announced changes share their read; a resync reads afresh.
+   * Reads a task after `signals`, treating a database outage as "no news yet": the caller reads
+   * again after a delay, and the feed's reconnect brings a resync too. Announced changes share
+   * their read; a resync reads afresh.
    */
   async function read(tenantId: string, taskId: string, signals: FeedSignal[]): Promise<TaskRow | null | 'unavailable'> {
     const versions = signals.flatMap((signal) => (signal.kind === 'change' ? [signal.change.version] : []));
@@ -112,7 +140,7 @@ export function createWatchService(deps: {
         ? await tasks.get(tenantId, taskId)
         : await readAnnounced(tenantId, taskId, Math.max(...versions));
     } catch (error) {
-      logger.warn({ err: error, taskId }, 'watch: task read failed; waiting for the next signal');
+      logger.warn({ err: error, taskId }, 'watch: task read failed; reading again shortly');
       return 'unavailable';
     }
   }
@@ -153,7 +181,11 @@ export function createWatchService(deps: {
             const signals = await queue.drain();
             if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
             const fresh = await read(tenantId, taskId, signals);
-            if (fresh === 'unavailable') continue;
+            if (fresh === 'unavailable') {
+              queue.retryLater();
+              continue;
+            }
+            queue.readSucceeded();
             if (fresh === null) break;
             if (fresh.version > last.version) {
               last = fresh;
@@ -203,8 +235,10 @@ export function createWatchService(deps: {
                 const task = await readAnnounced(tenantId, id, version);
                 if (task !== null) await offer(task);
               }
+              queue.readSucceeded();
             } catch (error) {
-              logger.warn({ err: error, tenantId }, 'watch: tenant read failed; waiting for the next signal');
+              logger.warn({ err: error, tenantId }, 'watch: tenant read failed; reading again shortly');
+              queue.retryLater();
             }
           }
         } finally {

@@ -221,14 +221,16 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
     }));
     expect(
       watchers.map((watcher) => finalOf(watcher.collector)),
-      `socket closures: ${socketClosures}; ${JSON.stringify(watcherReport)}`,
+      `socket closures: ${socketClosures}; ${JSON.stringify(watcherReport)}\n${output()}`,
     ).toEqual(early.map(() => 'SUCCEEDED'));
     expect(socketClosures).toBe(0);
     await everything.collector.until(
       (collector) => early.every((id) => collector.items.some((item) => item.data?.omniTaskUpdated?.id === id && item.data.omniTaskUpdated.status === 'SUCCEEDED')),
       'the tenant-wide watcher to see the early tasks succeed',
       20_000,
-    );
+    ).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${output()}`);
+    });
     console.info(
       `database outage: ${during.length} creates sent while down (${during.filter((s) => accepted(s) !== null).length} of them later accepted), ${acceptedIds.length} accepted in all, ` +
         `readyz 200 again ${readyAgainMs} ms after the restart began`,

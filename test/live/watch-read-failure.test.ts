@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.ts';
+import { transitionTask } from '../../src/tasks/state.ts';
+import { createTestDatabase, serverUrl } from '../support/database.ts';
+import type { TestDatabase } from '../support/database.ts';
+import { createTask, createTenant, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
+import { startGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../support/gateway.ts';
+import { subscribeWs, wsClient } from '../support/subscriptions.ts';
+
+/*
+ * A watcher whose read fails after the last signal it will ever get: the change is announced, the
+ * read that follows fails, and nothing else changes. The watcher must read again on its own and
+ * deliver the final state rather than wait for a signal that will not come (seen in CI after a
+ * database restart, when the resync's read failed). To make the read fail for real, the gateway
+ * connects as a role of its own and the test takes SELECT on omni_tasks away from it for a moment.
+ * PostgreSQL only: PGlite has a single superuser and no privileges to take away.
+ */
+
+const WATCH = `subscription ($id: ID) { omniTaskUpdated(id: $id) { id status version } }`;
+
+describe.skipIf(serverUrl === null)('a watcher whose read fails after the last signal', () => {
+  let base: TestDatabase;
+  let admin: postgres.Sql;
+  let gateway: TestGateway;
+  const role = `og_watch_${randomBytes(4).toString('hex')}`;
+  const lines: string[] = [];
+  const lineWaiters = new Set<() => void>();
+
+  /** Resolves once the gateway has logged a line matching `pattern`; rejects after 10 s. */
+  function logged(pattern: RegExp): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!lines.some((line) => pattern.test(line))) return;
+        clearTimeout(timer);
+        lineWaiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        lineWaiters.delete(check);
+        reject(new Error(`the gateway did not log ${pattern}; it logged:\n${lines.slice(-20).join('')}`));
+      }, 10_000);
+      lineWaiters.add(check);
+      check();
+    });
+  }
+
+  beforeAll(async () => {
+    base = await createTestDatabase();
+    if (base.url === null) throw new Error('unreachable: PostgreSQL only');
+    admin = postgres(base.url, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create role ${role} login`);
+    await admin.unsafe(`grant usage on schema public, drizzle to ${role}`);
+    await admin.unsafe(`grant select, insert, update, delete on all tables in schema public to ${role}`);
+    await admin.unsafe(`grant select on all tables in schema drizzle to ${role}`);
+    await admin.unsafe(`grant usage, select on all sequences in schema public to ${role}`);
+    const asRole = new URL(base.url);
+    asRole.username = role;
+    gateway = await startGateway({
+      databaseUrl: asRole.toString(),
+      // The upstream never moves on its own: the only change is the one the test makes.
+      delays: { processingMs: 600_000, finishMs: 1_200_000 },
+      env: { LOG_LEVEL: 'warn' },
+      logger: createLogger('warn', {
+        write: (line: string) => {
+          lines.push(line);
+          for (const waiter of [...lineWaiters]) waiter();
+        },
+      }),
+    });
+    gateway.simulator.settings.callbacks = false;
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await admin?.unsafe(`drop owned by ${role}`);
+    await admin?.end();
+    await base?.drop();
+    const cluster = postgres(serverUrl ?? '', { max: 1, onnotice: () => {} });
+    await cluster.unsafe(`drop role if exists ${role}`);
+    await cluster.end();
+  });
+
+  it('reads again on its own and delivers the final state, to a task watcher and a tenant-wide one', async () => {
+    const tenant = await createTenant(gateway, 'Unlucky');
+    const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    expect(task.status).toBe('SUBMITTED');
+    const client = wsClient(gateway.url, tenant.apiKey);
+    try {
+      const one = await subscribeWs(client, WATCH, { id: task.id });
+      const all = await subscribeWs(client, WATCH, {});
+      await one.collector.untilCount(1);
+      // The tenant-wide watcher sends nothing until a change; a task created now proves it is attached.
+      const marker = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+      await all.collector.until((c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === marker.id), 'the marker task');
+
+      await admin.unsafe(`revoke select on omni_tasks from ${role}`);
+      await base.db.transaction((tx) => transitionTask(tx, taskUuid(task.id), { status: 'SUCCEEDED', source: 'test' }));
+      // Both watchers heard the change and failed to read it; no further signal is coming.
+      await Promise.all([logged(/watch: task read failed/), logged(/watch: tenant read failed/)]);
+      await admin.unsafe(`grant select on omni_tasks to ${role}`);
+
+      await one.collector.untilDone(10_000);
+      expect(one.collector.items.map((item) => item.data?.omniTaskUpdated?.status)).toEqual(['SUBMITTED', 'SUCCEEDED']);
+      await all.collector.until(
+        (c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === task.id && item.data.omniTaskUpdated.status === 'SUCCEEDED'),
+        'the tenant-wide watcher to see SUCCEEDED',
+      );
+    } finally {
+      await client.dispose();
+    }
+  });
+});

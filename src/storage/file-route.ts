@@ -10,7 +10,9 @@ import { isValidVideoKey } from './video-store.ts';
 /*
  * `GET|HEAD /files/videos/<key>?expires=&sig=`: serves locally stored videos by signed link, with
  * single byte ranges so that browsers can seek. A request for several ranges gets the whole file
- * with 200 (RFC 9110 allows ignoring Range; players only ever ask for one range).
+ * with 200 (RFC 9110 allows ignoring Range; players only ever ask for one range). Validators
+ * (ETag, Last-Modified) let a browser revalidate its cached copy (304) and resume a download
+ * safely (If-Range: a range of a file that has since been replaced is never spliced on).
  */
 
 /**
@@ -39,6 +41,33 @@ function parseRange(header: string | undefined, size: number): ByteRange | 'unsa
   if (last < start) return null; // syntactically invalid: RFC 9110 says to ignore it
   if (start >= size) return 'unsatisfiable';
   return { start, end: Math.min(last, size - 1) };
+}
+
+/** The entity tags listed in an If-None-Match or If-Range value, `*` included. */
+function entityTags(header: string): string[] {
+  return header.trim() === '*' ? ['*'] : (header.match(/(?:W\/)?"[^"]*"/g) ?? []);
+}
+
+/** RFC 9110 §13.1.2 and §13.1.3, for GET and HEAD: is the client's copy still current? */
+function isNotModified(req: IncomingMessage, etag: string, lastModified: Date): boolean {
+  const ifNoneMatch = req.headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    // Weak comparison: W/"x" matches "x".
+    return entityTags(ifNoneMatch).some((tag) => tag === '*' || tag.replace(/^W\//, '') === etag);
+  }
+  const since = Date.parse(req.headers['if-modified-since'] ?? '');
+  return !Number.isNaN(since) && lastModified.getTime() <= since;
+}
+
+/** RFC 9110 §13.1.5: a Range applies only while If-Range (if any) names the current file. */
+function rangeStillApplies(req: IncomingMessage, etag: string, lastModified: Date): boolean {
+  const header = req.headers['if-range'];
+  if (header === undefined) return true;
+  if (typeof header !== 'string') return false; // repeated: not a validator we can trust
+  const ifRange = header.trim();
+  // Strong comparison for an entity tag; an exact match for a date.
+  if (ifRange.startsWith('"') || ifRange.startsWith('W/')) return ifRange === etag;
+  return Date.parse(ifRange) === lastModified.getTime();
 }
 
 function isMissingFile(error: unknown): boolean {
@@ -85,20 +114,34 @@ export function createVideoFileHandler(opts: { dir: string; secret: string; now?
         return;
       }
       const size = info.size;
-      const range = parseRange(req.headers.range, size);
+      // A replaced video is a new file (the store renames a finished write into place): a new
+      // inode, so a new tag even within the same millisecond and at the same size.
+      const etag = `"${info.ino.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}-${size.toString(16)}"`;
+      const lastModified = new Date(Math.floor(info.mtimeMs / 1000) * 1000);
+      const maxAge = Math.max(0, Number(expires) - Math.floor(at.getTime() / 1000));
+      const common = {
+        etag,
+        'last-modified': lastModified.toUTCString(),
+        'cache-control': `private, max-age=${maxAge}`,
+        'x-content-type-options': 'nosniff',
+      };
+      if (isNotModified(req, etag, lastModified)) {
+        res.writeHead(304, common);
+        res.end();
+        return;
+      }
+      const range = rangeStillApplies(req, etag, lastModified) ? parseRange(req.headers.range, size) : null;
       if (range === 'unsatisfiable') {
         res.writeHead(416, { 'content-range': `bytes */${size}`, 'content-length': 0 });
         res.end();
         return;
       }
       const { start, end } = range ?? { start: 0, end: size - 1 };
-      const maxAge = Math.max(0, Number(expires) - Math.floor(at.getTime() / 1000));
       res.writeHead(range ? 206 : 200, {
+        ...common,
         'content-type': 'video/mp4',
         'accept-ranges': 'bytes',
         'content-length': end - start + 1,
-        'cache-control': `private, max-age=${maxAge}`,
-        'x-content-type-options': 'nosniff',
         ...(range ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
       });
       if (req.method === 'HEAD' || size === 0) {

@@ -87,6 +87,73 @@ describe('video file route', () => {
     expect(ranged.headers.get('content-range')).toBe(`bytes 10-19/${SIZE}`);
   });
 
+  it('revalidates a cached copy: 304 without a body for its ETag or a later If-Modified-Since, 200 otherwise', async () => {
+    const first = await fetch(await signedUrl());
+    const etag = first.headers.get('etag') ?? '';
+    const lastModified = first.headers.get('last-modified') ?? '';
+    expect(etag).toMatch(/^"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"$/);
+    expect(Number.isNaN(Date.parse(lastModified))).toBe(false);
+    await first.arrayBuffer();
+    expect((await fetch(await signedUrl(), { method: 'HEAD' })).headers.get('etag')).toBe(etag);
+
+    for (const ifNoneMatch of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const cached = await fetch(await signedUrl(), { headers: { 'if-none-match': ifNoneMatch } });
+      expect(cached.status, ifNoneMatch).toBe(304);
+      expect(cached.headers.get('etag')).toBe(etag);
+      expect(cached.headers.get('cache-control')).toBe('private, max-age=3600');
+      expect((await cached.arrayBuffer()).byteLength).toBe(0);
+    }
+    const changed = await fetch(await signedUrl(), { headers: { 'if-none-match': '"something-else"' } });
+    expect(changed.status).toBe(200);
+    expect(Buffer.from(await changed.arrayBuffer()).equals(video)).toBe(true);
+
+    const notSince = await fetch(await signedUrl(), { headers: { 'if-modified-since': lastModified } });
+    expect(notSince.status).toBe(304);
+    await notSince.arrayBuffer();
+    const earlier = new Date(Date.parse(lastModified) - 1000).toUTCString();
+    const since = await fetch(await signedUrl(), { headers: { 'if-modified-since': earlier } });
+    expect(since.status).toBe(200);
+    expect((await since.arrayBuffer()).byteLength).toBe(SIZE);
+    // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+    const both = await fetch(await signedUrl(), { headers: { 'if-none-match': '"stale"', 'if-modified-since': lastModified } });
+    expect(both.status).toBe(200);
+    await both.arrayBuffer();
+  });
+
+  it('resumes with If-Range only while the file is the same; a replaced video is sent whole', async () => {
+    const key = 'tenant-a/task-b/3.mp4';
+    const store = createLocalVideoStore({ dir: dir.path, publicBaseUrl: () => server.url, secret: SECRET });
+    const before = randomBytes(1_000);
+    await store.put(key, (async function* () { yield before; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
+    const url = await signedUrl(key);
+    const first = await fetch(url);
+    const etag = first.headers.get('etag') ?? '';
+    const lastModified = first.headers.get('last-modified') ?? '';
+    await first.arrayBuffer();
+
+    const resumed = await fetch(url, { headers: { range: 'bytes=500-', 'if-range': etag } });
+    expect(resumed.status).toBe(206);
+    expect(Buffer.from(await resumed.arrayBuffer()).equals(before.subarray(500))).toBe(true);
+    const byDate = await fetch(url, { headers: { range: 'bytes=500-', 'if-range': lastModified } });
+    expect(byDate.status).toBe(206);
+    await byDate.arrayBuffer();
+    // A weak tag never satisfies If-Range (strong comparison).
+    const weak = await fetch(url, { headers: { range: 'bytes=500-', 'if-range': `W/${etag}` } });
+    expect(weak.status).toBe(200);
+    expect((await weak.arrayBuffer()).byteLength).toBe(1_000);
+
+    // The same key written again, same size: a new tag, and the old tag's range is not applied.
+    const after = randomBytes(1_000);
+    await store.put(key, (async function* () { yield after; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
+    const stale = await fetch(url, { headers: { range: 'bytes=500-', 'if-range': etag } });
+    expect(stale.status).toBe(200);
+    expect(stale.headers.get('etag')).not.toBe(etag);
+    expect(Buffer.from(await stale.arrayBuffer()).equals(after)).toBe(true);
+    const revalidated = await fetch(url, { headers: { 'if-none-match': etag } });
+    expect(revalidated.status).toBe(200);
+    expect(Buffer.from(await revalidated.arrayBuffer()).equals(after)).toBe(true);
+  });
+
   async function expectForbidden(url: string): Promise<void> {
     const response = await fetch(url);
     expect(response.status).toBe(403);

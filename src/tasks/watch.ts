@@ -13,7 +13,7 @@ const REMEMBERED_TASKS = 10_000;
 const SHARED_READS = 2_000;
 // After a feed interruption, tasks changed since this long before the last known change are re-read.
 const RESYNC_MARGIN_MS = 5_000;
-// After a failed read a watcher reads again on its own, first after this long, doubling up to the
+// After a failed read a watcher reads again on its own, first after up to this long, doubling up to the
 // cap: a read can fail after the last signal that would have prompted it (a resync that raced the
 // database's return), and a watcher must not then wait for a change that already happened.
 const RETRY_FIRST_MS = 250;
@@ -42,7 +42,8 @@ function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSign
     /** A read failed: queue a resync of our own after a growing delay (one pending at a time). */
     retryLater(): void {
       if (retryTimer !== null || stopped) return;
-      const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** failures);
+      // Jittered, so that thousands of watchers failing at once do not all read again at once.
+      const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** failures) * (0.5 + Math.random() / 2);
       failures += 1;
       retryTimer = setTimeout(() => {
         retryTimer = null;

@@ -14,6 +14,7 @@ const EXPIRES_AT = new Date('2030-01-01T01:00:00Z');
 describe('video file route', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let server: TestServer;
+  let store: ReturnType<typeof createLocalVideoStore>;
   let signedUrl: (key?: string, expiresAt?: Date) => Promise<string>;
   const video = randomBytes(SIZE);
 
@@ -28,7 +29,7 @@ describe('video file route', () => {
       }
       handler(req, res, path).catch(() => res.destroy());
     });
-    const store = createLocalVideoStore({ dir: dir.path, publicBaseUrl: () => server.url, secret: SECRET });
+    store = createLocalVideoStore({ dir: dir.path, publicBaseUrl: () => server.url, secret: SECRET });
     await store.put(KEY, (async function* () { yield video; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
     signedUrl = (key = KEY, expiresAt = EXPIRES_AT) => store.url(key, expiresAt);
   });
@@ -122,7 +123,6 @@ describe('video file route', () => {
 
   it('resumes with If-Range only while the file is the same; a replaced video is sent whole', async () => {
     const key = 'tenant-a/task-b/3.mp4';
-    const store = createLocalVideoStore({ dir: dir.path, publicBaseUrl: () => server.url, secret: SECRET });
     const before = randomBytes(1_000);
     await store.put(key, (async function* () { yield before; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
     const url = await signedUrl(key);

@@ -1,6 +1,7 @@
+import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_QUERY_LIMITS } from './graphql/limits.ts';
-import type { QueryLimits } from './graphql/limits.ts';
+import { DEFAULT_QUERY_LIMITS } from './query-limits.ts';
+import type { QueryLimits } from './query-limits.ts';
 
 /** Seven 10 MB images in base64 (4/3 of the bytes) plus room for the rest of the request. */
 const DEFAULT_MAX_REQUEST_BYTES = 7 * 4 * Math.ceil((10 * 1024 * 1024) / 3) + 1024 * 1024;
@@ -101,6 +102,12 @@ const environmentModel = z
     }
   });
 
+/** Where finished videos are copied: each kind with the settings it needs, and only those. */
+export type VideoStoreConfig =
+  | { kind: 'none' }
+  | { kind: 'local'; dir: string }
+  | { kind: 's3'; bucket: string; region: string | null; endpoint: string | null; forcePathStyle: boolean };
+
 export type PriceTable = { STD: number; PRO: number; STD_VIDEO: number; PRO_VIDEO: number };
 
 /** Kling's own units per second for O1 (reference §5): 720p/1080p, and with a video input. */
@@ -119,10 +126,12 @@ export type Config = {
   adminApiKey: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   role: 'all' | 'api' | 'worker';
-  videoStore: 'local' | 's3' | 'none';
-  s3: { bucket: string | null; region: string | null; endpoint: string | null; forcePathStyle: boolean };
-  /** Null when unset: main allows private addresses for the built-in simulator only. */
-  allowPrivateUrls: boolean | null;
+  videoStore: VideoStoreConfig;
+  /**
+   * Whether the gateway may fetch result videos from loopback/private addresses. Unset, it is
+   * allowed only with the built-in simulator (no COMETAPI_KEY), whose results are on loopback.
+   */
+  allowPrivateUrls: boolean;
   archive: { maxBytes: number; timeoutMs: number; maxAttempts: number };
   /** How long a stored video's signed (or presigned) URL stays valid. */
   videoUrlTtlSeconds: number;
@@ -158,6 +167,24 @@ export class ConfigError extends Error {
   }
 }
 
+function videoStoreConfig(e: z.infer<typeof environmentModel>): VideoStoreConfig {
+  switch (e.VIDEO_STORE) {
+    case 'none':
+      return { kind: 'none' };
+    case 'local':
+      return { kind: 'local', dir: resolve(e.DATA_DIR, 'videos') };
+    case 's3':
+      return {
+        kind: 's3',
+        // Present: the model refuses VIDEO_STORE=s3 without it.
+        bucket: e.S3_BUCKET ?? '',
+        region: e.S3_REGION ?? null,
+        endpoint: e.S3_ENDPOINT ?? null,
+        forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      };
+  }
+}
+
 /** Parses the whole environment at once so that every bad variable is reported together. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // An empty variable means "unset": `FOO= npm start` should not be a validation error.
@@ -185,14 +212,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminApiKey: e.ADMIN_API_KEY ?? null,
     logLevel: e.LOG_LEVEL,
     role: e.ROLE,
-    videoStore: e.VIDEO_STORE,
-    s3: {
-      bucket: e.S3_BUCKET ?? null,
-      region: e.S3_REGION ?? null,
-      endpoint: e.S3_ENDPOINT ?? null,
-      forcePathStyle: e.S3_FORCE_PATH_STYLE,
-    },
-    allowPrivateUrls: e.ALLOW_PRIVATE_URLS ?? null,
+    videoStore: videoStoreConfig(e),
+    allowPrivateUrls: e.ALLOW_PRIVATE_URLS ?? e.COMETAPI_KEY === undefined,
     archive: { maxBytes: e.ARCHIVE_MAX_BYTES, timeoutMs: e.ARCHIVE_TIMEOUT_MS, maxAttempts: e.ARCHIVE_MAX_ATTEMPTS },
     videoUrlTtlSeconds: e.VIDEO_URL_TTL_SECONDS,
     corsOrigins: e.CORS_ORIGINS ?? null,

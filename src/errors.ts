@@ -58,10 +58,14 @@ export class QuotaExceededError extends AppError {
   }
 }
 
+/**
+ * A per-tenant rate was exceeded. As a result-union member (createOmniVideo) it is data; raised
+ * anywhere else it makes the response an HTTP 429 with Retry-After.
+ */
 export class RateLimitedError extends AppError {
   readonly retryAfterSeconds: number;
   constructor(message: string, retryAfterSeconds: number) {
-    super(message, 'RATE_LIMITED');
+    super(message, 'RATE_LIMITED', 429, { retryAfterSeconds, headers: { 'retry-after': String(retryAfterSeconds) } });
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }

@@ -6,6 +6,7 @@ import { createKlingClient } from './kling/client.ts';
 import type { KlingClient } from './kling/client.ts';
 import { createSimulator } from './kling/simulator.ts';
 import type { Simulator } from './kling/simulator.ts';
+import { readPersistedOperations } from './graphql/persisted-operations.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics/metrics.ts';
 
@@ -68,9 +69,9 @@ if (config.cometApiKey === null) {
   logger.info({ upstream: config.cometApiBaseUrl }, 'upstream: CometAPI');
 }
 
-// The built-in simulator serves results on loopback: archiving them needs private addresses.
-const effectiveConfig = { ...config, allowPrivateUrls: config.allowPrivateUrls ?? simulator !== null };
-const app = await createApp({ config: effectiveConfig, database, logger, upstream, metrics });
+const persistedOperations =
+  config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile);
+const app = await createApp({ config, database, logger, upstream, metrics, persistedOperations });
 const { url } = await app.start();
 logger.info({ url, role: config.role }, `omni gateway listening on ${url}`);
 

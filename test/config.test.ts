@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config.ts';
 
@@ -15,8 +16,9 @@ describe('loadConfig', () => {
       adminApiKey: null,
       logLevel: 'info',
       role: 'all',
-      videoStore: 'local',
-      allowPrivateUrls: null,
+      videoStore: { kind: 'local', dir: resolve('.data', 'videos') },
+      // No COMETAPI_KEY: the built-in simulator serves results on loopback.
+      allowPrivateUrls: true,
       corsOrigins: null,
       taskDeadlineMinutes: 30,
       shutdownTimeoutMs: 10_000,

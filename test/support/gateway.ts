@@ -7,6 +7,7 @@ import { createSimulator } from '../../src/kling/simulator.ts';
 import type { Simulator } from '../../src/kling/simulator.ts';
 import type { Archiver } from '../../src/archive/archiver.ts';
 import type { Reconciler } from '../../src/tasks/reconciler.ts';
+import { readPersistedOperations } from '../../src/graphql/persisted-operations.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { Logger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
@@ -109,7 +110,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     RATE_LIMIT_CREATES_PER_MINUTE: '0',
     ...options.env,
   });
-  const app = await createApp({ config, database, logger: options.logger ?? createLogger(config.logLevel), upstream, metrics });
+  const app = await createApp({
+    config,
+    database,
+    logger: options.logger ?? createLogger(config.logLevel),
+    upstream,
+    metrics,
+    persistedOperations: config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile),
+  });
   const { url } = await app.start();
   return {
     url,

@@ -1,0 +1,45 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../logger.ts';
+
+/** Listens (port 0 picks a free one) and resolves with the base URL a client on this host would use. */
+export async function listen(server: Server, port: number, host: string): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const bound = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${bound === '0.0.0.0' || bound === '[::]' ? 'localhost' : bound}:${address.port}`;
+}
+
+/**
+ * The shutdown order: stop accepting, stop the background jobs after the work in hand, end the
+ * live streams, let in-flight requests finish (cut after `timeoutMs`), then dispose of the rest.
+ */
+export async function drain(steps: {
+  server: Server;
+  timeoutMs: number;
+  logger: Logger;
+  stopJobs(): Promise<unknown>;
+  endStreams(): Promise<unknown>;
+  dispose(): Promise<unknown>;
+}): Promise<void> {
+  const { server } = steps;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await steps.stopJobs();
+  await steps.endStreams();
+  server.closeIdleConnections();
+  const timeout = new Promise<'timeout'>((resolve) => {
+    setTimeout(() => resolve('timeout'), steps.timeoutMs).unref();
+  });
+  if ((await Promise.race([closed, timeout])) === 'timeout') {
+    steps.logger.warn('shutdown timeout: closing remaining connections');
+    server.closeAllConnections();
+    await closed;
+  }
+  await steps.dispose();
+}

@@ -172,6 +172,7 @@ async function main(): Promise<number> {
       ADMIN_API_KEY: ADMIN,
       COMETAPI_KEY: UPSTREAM_KEY,
       COMETAPI_BASE_URL: simulatorUrl,
+      PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
       DATA_DIR: dataDir,
       ...(databaseUrl === null ? {} : { DATABASE_URL: databaseUrl }),
       VIDEO_STORE: 'none',

@@ -111,7 +111,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   };
   metrics.setSources({
     async tasksByStatus() {
-      const rows = await queryRows<{ status: string; count: number }>(database.db, sql`select status, count(*)::int as count from omni_tasks group by status`);
+      const rows = await queryRows<{ status: string; count: number }>(database.db, sql`select status, sum(count)::int as count from task_status_counts group by status`);
       return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
     },
     activeSubscriptions: () => feed.size(),
@@ -174,6 +174,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   const routes = createRoutes({
     database,
     metrics,
+    metricsToken: config.metricsToken,
     logger,
     draining: () => draining,
     api:

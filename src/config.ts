@@ -93,12 +93,18 @@ const environmentModel = z
     QUERY_MAX_LENGTH: z.coerce.number().int().min(100).default(DEFAULT_QUERY_LIMITS.length),
     PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
     OTEL_TRACING: booleanFlag.default(false),
+    METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    MAX_INFLIGHT_BODY_BYTES: z.coerce.number().int().min(1024).optional(),
     AUTH_CACHE_SECONDS: z.coerce.number().min(0).max(300).default(5),
     PENDING_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
   })
   .superRefine((env, ctx) => {
     if (env.VIDEO_STORE === 's3' && env.S3_BUCKET === undefined) {
       ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when VIDEO_STORE=s3' });
+    }
+    // Without it, callback and video URLs would silently point at localhost, which the upstream cannot reach.
+    if (env.COMETAPI_KEY !== undefined && env.PUBLIC_BASE_URL === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['PUBLIC_BASE_URL'], message: 'is required when COMETAPI_KEY is set (how the upstream reaches callbacks)' });
     }
   });
 
@@ -154,6 +160,10 @@ export type Config = {
   persistedOperationsFile: string | null;
   /** Trace GraphQL operations through the global OpenTelemetry tracer provider. */
   otelTracing: boolean;
+  /** When set, the bearer /metrics requires. */
+  metricsToken: string | null;
+  /** Request-body bytes being read at once across all /graphql requests of the instance (503 beyond). */
+  maxInflightBodyBytes: number;
   /** How long a resolved API key is trusted before the database is asked again (0 = always ask). */
   authCacheSeconds: number;
 };
@@ -240,6 +250,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     persistedOperationsFile: e.PERSISTED_OPERATIONS_FILE ?? null,
     otelTracing: e.OTEL_TRACING,
     authCacheSeconds: e.AUTH_CACHE_SECONDS,
+    metricsToken: e.METRICS_TOKEN ?? null,
+    maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES ?? 2 * e.MAX_REQUEST_BYTES,
     prices: e.PRICE_TABLE ?? DEFAULT_PRICES,
   };
 }

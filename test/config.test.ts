@@ -55,6 +55,13 @@ describe('loadConfig', () => {
     expect(config.databaseUrl).toBe('postgresql://u@h:5432/db');
   });
 
+  it('requires PUBLIC_BASE_URL with a real upstream key, and then fetches no private address unless told', () => {
+    expect(() => loadConfig({ COMETAPI_KEY: 'live-key' })).toThrow(/PUBLIC_BASE_URL: is required when COMETAPI_KEY is set/);
+    const config = loadConfig({ COMETAPI_KEY: 'live-key', PUBLIC_BASE_URL: 'https://gw.example' });
+    expect(config.allowPrivateUrls).toBe(false);
+    expect(loadConfig({ COMETAPI_KEY: 'live-key', PUBLIC_BASE_URL: 'https://gw.example', ALLOW_PRIVATE_URLS: 'true' }).allowPrivateUrls).toBe(true);
+  });
+
   it('requires a bucket for the S3 store', () => {
     expect(() => loadConfig({ VIDEO_STORE: 's3' })).toThrow(/S3_BUCKET/);
   });

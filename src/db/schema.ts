@@ -128,6 +128,21 @@ export const omniTasks = pgTable(
 );
 
 /**
+ * Tasks by status, maintained by a trigger on omni_tasks (migration 0006) so that /metrics costs
+ * the same at any table size. Each change adds to one of a few shards, picked at random, so that
+ * concurrent changes rarely wait on the same row; a count is the sum over its shards.
+ */
+export const taskStatusCounts = pgTable(
+  'task_status_counts',
+  {
+    status: text('status', { enum: TASK_STATUSES }).notNull(),
+    shard: integer('shard').notNull(),
+    count: bigint('count', { mode: 'number' }).notNull().default(0),
+  },
+  (table) => [primaryKey({ columns: [table.status, table.shard] })],
+);
+
+/**
  * The upstream body of a task not yet accepted upstream, kept only so that the create can be
  * retried (it may carry inline images); deleted in the transaction that records the acceptance.
  */

@@ -32,9 +32,29 @@ const queryModel = z.object({
   tenantId: z.string().min(1).optional(),
 });
 
-function csvField(value: string): string {
-  // Quote every field that could be read as a formula by a spreadsheet, or that holds a separator.
-  return /[",\n\r]|^[=+\-@]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+const NUMBER = /^-?\d+(\.\d+)?$/;
+
+/**
+ * A cell a spreadsheet would evaluate (leading =, +, -, @, tab or CR; OWASP's CSV injection list)
+ * gets a leading apostrophe, which spreadsheets show as text; quoting alone does not stop them.
+ * Plain numbers are left as they are. Separators and quotes are quoted.
+ */
+export function csvField(value: string): string {
+  const safe = /^[=+\-@\t\r]/.test(value) && !NUMBER.test(value) ? `'${value}` : value;
+  return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+/** Resolves when the response can take more, or when the client has gone (then nothing more is written). */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }
 
 function csvRow(event: UsageEvent): string {
@@ -103,7 +123,7 @@ export function createUsageExportHandler(deps: {
         const events = await deps.metering.events(tenantId, range, after, PAGE);
         if (events.length === 0) break;
         const chunk = events.map(csvRow).join('');
-        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+        if (!res.write(chunk)) await drainedOrClosed(res);
         const last = events.at(-1)!;
         after = { occurredAt: last.occurredAt, id: last.id };
         if (events.length < PAGE || res.destroyed) break;

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { bearerToken, secretsEqual } from '../auth/api-keys.ts';
 import type { Database } from '../db/database.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../logger.ts';
@@ -11,6 +12,8 @@ type Handler = (req: IncomingMessage, res: ServerResponse, path: string) => Prom
 export type RouteDeps = {
   database: Pick<Database, 'isReady'>;
   metrics: Metrics;
+  /** METRICS_TOKEN: when set, the bearer /metrics requires. */
+  metricsToken: string | null;
   logger: Logger;
   draining(): boolean;
   /** Null when ROLE=worker: only the health routes are served. */
@@ -41,7 +44,11 @@ function healthRoutes(deps: RouteDeps): Route[] {
     {
       label: '/metrics',
       match: (path) => path === '/metrics',
-      async handle(_req, res) {
+      async handle(req, res) {
+        const token = deps.metricsToken;
+        if (token !== null && !secretsEqual(bearerToken(req.headers.authorization) ?? '', token)) {
+          return sendJson(res, 401, { error: 'send the metrics token: Authorization: Bearer <METRICS_TOKEN>' }, { 'www-authenticate': 'Bearer' });
+        }
         let text: string;
         try {
           text = await deps.metrics.registry.metrics();

@@ -11,7 +11,7 @@ import { createSimulator } from '../../src/kling/simulator.ts';
 import { webhookToken } from '../../src/webhooks/tokens.ts';
 import { createEmptyPostgresDatabase, serverUrl } from '../support/database.ts';
 import { callbackBody, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
-import { listeningUrl, spawnGateway } from '../support/process.ts';
+import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { GatewayProcess } from '../support/process.ts';
 
@@ -76,14 +76,17 @@ describe.skipIf(serverUrl === null)('the archive job across a crash', () => {
     const sourceUrl = await source.listen();
     cleanups.push(() => source.close());
 
+    const gatewayPort = await freePort();
     const env = {
-      PORT: '0',
       HOST: '127.0.0.1',
       DATABASE_URL: database.url,
       DATA_DIR: dataDir,
       ADMIN_API_KEY: ADMIN,
       WEBHOOK_SECRET: SECRET,
       COMETAPI_KEY: 'test',
+      // A real upstream key requires PUBLIC_BASE_URL: a port chosen now, kept across the restart.
+      PORT: String(gatewayPort),
+      PUBLIC_BASE_URL: `http://127.0.0.1:${gatewayPort}`,
       COMETAPI_BASE_URL: simulatorUrl,
       VIDEO_STORE: 'local',
       ALLOW_PRIVATE_URLS: 'true',

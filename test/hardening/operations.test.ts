@@ -80,6 +80,44 @@ describe('metrics and logs', () => {
   });
 });
 
+describe('/metrics with METRICS_TOKEN', () => {
+  it('requires the token as its bearer, and its task counts are the table\'s, kept by the database', async () => {
+    const token = 'metrics-token-0123456789';
+    const gateway = await startGateway({ env: { METRICS_TOKEN: token }, delays: { processingMs: 600_000, finishMs: 1_200_000 } });
+    try {
+      for (const authorization of [undefined, 'Bearer wrong-token-0123456789', `Basic ${token}`]) {
+        const refused = await fetch(`${gateway.url}/metrics`, { headers: authorization === undefined ? {} : { authorization } });
+        expect(refused.status).toBe(401);
+        expect(await refused.text()).not.toContain('omni_gateway_');
+      }
+      const tenant = await createTenant(gateway, 'Counted');
+      const tasks = await Promise.all([1, 2, 3].map(() => createTask(gateway, tenant, TEXT_TO_VIDEO)));
+      await postJson(callbackUrlOf(gateway, tasks[0]!.id), callbackBody(tasks[0]!, 'succeed'));
+      await postJson(callbackUrlOf(gateway, tasks[1]!.id), callbackBody(tasks[1]!, 'failed', { task_status_msg: 'no' }));
+      const scrape = async () => {
+        const response = await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+        expect(response.status).toBe(200);
+        return response.text();
+      };
+      const actual = await queryRows<{ status: string; count: number }>(
+        gateway.database.db,
+        sql`select status, count(*)::int as count from omni_tasks group by status`,
+      );
+      expect(actual.map((row) => [row.status, Number(row.count)]).sort()).toEqual([['FAILED', 1], ['SUBMITTED', 1], ['SUCCEEDED', 1]]);
+      const text = await scrape();
+      for (const status of ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED']) {
+        const expected = Number(actual.find((row) => row.status === status)?.count ?? 0);
+        expect(text).toMatch(new RegExp(`^omni_gateway_tasks\\{status="${status}"\\} ${expected}$`, 'm'));
+      }
+      // Deleting a tenant deletes its tasks, and the counts follow.
+      await queryRows(gateway.database.db, sql`delete from tenants where id = ${taskUuid(tenant.id)}`);
+      expect(await scrape()).toMatch(/^omni_gateway_tasks\{status="SUCCEEDED"\} 0$/m);
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
 describe.skipIf(serverUrl === null)('roles', () => {
   it('ROLE=api alone does not poll; with a ROLE=worker beside it tasks finish; the worker serves no API', async () => {
     const api = await startGateway({ delays: { processingMs: 20, finishMs: 40 }, env: { ROLE: 'api' } });

@@ -6,7 +6,7 @@ import type { SQL } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectDatabase, queryRows } from '../../src/db/database.ts';
 import { createEmptyPostgresDatabase, serverUrl } from '../support/database.ts';
-import { listeningUrl, spawnGateway } from '../support/process.ts';
+import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import {
@@ -43,11 +43,14 @@ type Store = { name: string; env: Record<string, string>; dataDir: string; datab
 async function freshStore(): Promise<Store> {
   const dataDir = mkdtempSync(join(tmpdir(), 'omni-crash-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  if (serverUrl === null) return { name: 'PGlite', env: { DATA_DIR: dataDir }, dataDir, databaseUrl: null };
+  // A real upstream key requires PUBLIC_BASE_URL: a port chosen now, kept across the restart.
+  const port = await freePort();
+  const address = { PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}` };
+  if (serverUrl === null) return { name: 'PGlite', env: { DATA_DIR: dataDir, ...address }, dataDir, databaseUrl: null };
   const database = await createEmptyPostgresDatabase();
   if (database === null) throw new Error('unreachable: DATABASE_URL is set');
   cleanups.push(() => database.drop());
-  return { name: 'PostgreSQL', env: { DATA_DIR: dataDir, DATABASE_URL: database.url }, dataDir, databaseUrl: database.url };
+  return { name: 'PostgreSQL', env: { DATA_DIR: dataDir, DATABASE_URL: database.url, ...address }, dataDir, databaseUrl: database.url };
 }
 
 /** Reads the store directly. With PGlite no gateway may be running (it holds the files). */

@@ -88,7 +88,14 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
     cleanups.push(() => upstream.close());
     const dataDir = mkdtempSync(join(tmpdir(), 'omni-outage-'));
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const gateway = spawnGateway({ ...gatewayProcessEnv(upstream.url), DATABASE_URL: cluster.url, DATA_DIR: dataDir });
+    const gatewayPort = await freePort();
+    const gateway = spawnGateway({
+      ...gatewayProcessEnv(upstream.url),
+      PORT: String(gatewayPort),
+      PUBLIC_BASE_URL: `http://127.0.0.1:${gatewayPort}`,
+      DATABASE_URL: cluster.url,
+      DATA_DIR: dataDir,
+    });
     cleanups.push(() => gateway.kill('SIGKILL'));
     const url = await listeningUrl(gateway);
     const tenant = await createTenantAt(url, 'Outage');

@@ -1,6 +1,6 @@
 /** The caps on a GraphQL operation (DESIGN §5.1): configuration reads them, the graphql layer enforces them. */
 export type QueryLimits = {
-  /** Nesting of fields; fragments are expanded and introspection fields count like any other. */
+  /** Nesting of fields and fragments (inline or spread, each a level); introspection fields count like any other. */
   depth: number;
   /** Aliased fields in the operation, fragments expanded. */
   aliases: number;

@@ -59,8 +59,10 @@ const depthRule = (max: number) =>
         0,
         ...set.selections.map((selection) => {
           if (selection.kind === Kind.FIELD) return 1 + (selection.selectionSet ? depth(selection.selectionSet) : 0);
-          if (selection.kind === Kind.INLINE_FRAGMENT) return depth(selection.selectionSet);
-          return fragment(selection.name.value);
+          // Fragments count as a level, inline or spread: fifty nested `... on Node { … }` cost the
+          // validator as much as fifty nested fields.
+          if (selection.kind === Kind.INLINE_FRAGMENT) return 1 + depth(selection.selectionSet);
+          return 1 + fragment(selection.name.value);
         }),
       );
     return depth;

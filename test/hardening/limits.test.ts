@@ -44,6 +44,26 @@ describe('query limits', () => {
     await refused(`{ __schema { queryType { ...F0 } } }\n${fragments}\nfragment F12 on __Type { name }`, 'depth');
   });
 
+  it('counts nested inline fragments as levels: 50 of them are refused', async () => {
+    const query = `{ node(id: "x") { ${'... on Node { '.repeat(50)}id${' }'.repeat(50)} } }`;
+    await refused(query, 'depth');
+  });
+
+  it('counts each fragment spread as a level', async () => {
+    // 4 fields deep, but 9 levels with the spreads and inline fragments between them: refused at a limit of 8.
+    const strict = await startGateway({ env: { QUERY_MAX_DEPTH: '8' } });
+    try {
+      const key = (await createTenant(strict, 'Strict')).apiKey;
+      const query = '{ ...A } fragment A on Query { viewer { ...B } } fragment B on Viewer { ... on Viewer { tenant { ... on Tenant { usage { ... { units } } } } } }';
+      const response = await strict.graphql(query, {}, key);
+      expect(response.status).toBe(400);
+      expect(response.body.errors?.[0]?.extensions?.limit).toBe('depth');
+      expect(response.body.errors?.[0]?.message).toContain('its depth (9)');
+    } finally {
+      await strict.stop();
+    }
+  });
+
   it('refuses a 5,000-alias query (its length is checked first, before parsing)', async () => {
     const query = `{ ${Array.from({ length: 5000 }, (_, i) => `a${i}: __typename`).join(' ')} }`;
     await refused(query, 'length');

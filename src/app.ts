@@ -183,7 +183,10 @@ export async function createApp({ config, database, logger, upstream, metrics = 
         : {
             graphql: (req, res, context) => void yoga(req, res, context),
             upgradeGraphql: sockets.handleUpgrade,
+            authenticate,
+            admitRequest: rateLimits.admitRequest,
             maxRequestBytes: config.maxRequestBytes,
+            maxInflightBodyBytes: config.maxInflightBodyBytes,
             usageExport: { path: USAGE_EXPORT_PATH, handle: createUsageExportHandler({ metering, authenticate, logger }) },
             videoFiles:
               store?.kind === 'local' && localVideoDir !== null

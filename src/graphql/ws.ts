@@ -93,7 +93,7 @@ export function createGraphQLWebSockets(options: WebSocketOptions): GraphQLWebSo
       connectionInitWaitTimeout: options.connectionInitTimeoutMs,
       onConnect: async (ctx) => {
         try {
-          ctx.extra.viewer = await options.authenticate(ctx.connectionParams?.authorization);
+          ctx.extra.viewer = await options.authenticate(ctx.connectionParams?.authorization, ctx.extra.request.socket.remoteAddress);
           ctx.extra.requestId = randomUUID();
           return true;
         } catch {

@@ -25,6 +25,8 @@ export type ServerContext = {
   extra?: { viewer?: Viewer; requestId?: string };
   /** The request id the HTTP layer assigned. */
   requestId?: string;
+  /** Set by the HTTP route, which checked the key (and the request rate) before reading the body. */
+  viewer?: Viewer;
 };
 
 export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -90,8 +92,11 @@ export function createYogaServer(options: YogaOptions): Yoga {
       error: (...args) => logger.error({ err: args.find((a) => a instanceof Error) }, args.map(String).join(' ')),
     },
     context: async (initial): Promise<GraphQLContext> => {
-      const viewer = initial.extra?.viewer ?? (await options.authenticate(initial.request.headers.get('authorization')));
-      options.rateLimits.admitRequest(viewer);
+      let viewer = initial.viewer;
+      if (viewer === undefined) {
+        viewer = initial.extra?.viewer ?? (await options.authenticate(initial.request.headers.get('authorization')));
+        options.rateLimits.admitRequest(viewer);
+      }
       const requestLogger = logger.child({
         requestId: initial.extra?.requestId ?? initial.requestId,
         tenantId: viewer.kind === 'tenant' ? viewer.tenantId : undefined,

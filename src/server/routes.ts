@@ -1,10 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { bearerToken, secretsEqual } from '../auth/api-keys.ts';
+import type { Authenticate } from '../auth/authenticate.ts';
 import type { Database } from '../db/database.ts';
+import { AppError } from '../errors.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { Viewer } from '../tenants/tenants.ts';
 import type { Route } from './http-server.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
@@ -18,10 +21,13 @@ export type RouteDeps = {
   draining(): boolean;
   /** Null when ROLE=worker: only the health routes are served. */
   api: {
-    /** Yoga's Node request listener, for HTTP and SSE. */
-    graphql(req: IncomingMessage, res: ServerResponse, context: { requestId: string }): void;
+    /** Yoga's Node request listener, for HTTP and SSE; `viewer` is set once the key was checked. */
+    graphql(req: IncomingMessage, res: ServerResponse, context: { requestId: string; viewer?: Viewer }): void;
     upgradeGraphql(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+    authenticate: Authenticate;
+    admitRequest(viewer: Viewer): void;
     maxRequestBytes: number;
+    maxInflightBodyBytes: number;
     usageExport: { path: string; handle: Handler };
     /** Null unless videos are stored locally. */
     videoFiles: { match(path: string): boolean; handle: Handler } | null;
@@ -63,22 +69,90 @@ function healthRoutes(deps: RouteDeps): Route[] {
   ];
 }
 
-/** /graphql over HTTP, with the body limit enforced on the declared length before yoga reads it. */
+/** An AppError as graphql-over-http answers it: its HTTP status and headers, a GraphQL error body. */
+function sendGraphQLError(req: IncomingMessage, res: ServerResponse, error: AppError, extraHeaders: Record<string, string> = {}): void {
+  const { http, ...extensions } = error.extensions as { http?: { status?: number; headers?: Record<string, string> } };
+  const accept = req.headers.accept ?? '';
+  const type = accept.includes('application/graphql-response+json') ? 'application/graphql-response+json' : 'application/json';
+  const text = JSON.stringify({ errors: [{ message: error.message, extensions }] });
+  res.writeHead(http?.status ?? 400, {
+    'content-type': `${type}; charset=utf-8`,
+    'content-length': Buffer.byteLength(text),
+    ...http?.headers,
+    ...extraHeaders,
+  });
+  res.end(text);
+}
+
+/** Whether the request still has body bytes the server has not read. */
+function hasBody(req: IncomingMessage): boolean {
+  return Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * Bytes of /graphql bodies being read at once on this instance: authenticated callers may send
+ * large bodies (inline images), and together they must not exhaust memory.
+ */
+function createBodyBudget(maxBytes: number) {
+  let inFlight = 0;
+  return {
+    /** Reserves the declared length until the request ends; false when over budget. */
+    admit(req: IncomingMessage, bytes: number): boolean {
+      if (bytes === 0) return true;
+      if (inFlight + bytes > maxBytes) return false;
+      inFlight += bytes;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        inFlight -= bytes;
+      };
+      req.once('end', release);
+      req.once('close', release);
+      return true;
+    },
+  };
+}
+
+/**
+ * /graphql over HTTP. The key is checked from the headers before a byte of the body is read: a
+ * caller without a valid key is answered at once and its connection closed, so an anonymous
+ * client can make the gateway neither buffer nor parse anything. Bodies must declare their length
+ * (Node never reads past it), within the per-request limit and the instance's body budget.
+ */
 function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
+  const budget = createBodyBudget(api.maxInflightBodyBytes);
   return {
     label: '/graphql',
     match: (path) => path === '/graphql',
-    handle(req, res, { requestId }) {
-      // Node's parser never reads past the declared length and yoga reads the body itself, so a
-      // body without a declared length (chunked) is refused rather than counted.
+    async handle(req, res, { requestId }) {
+      const close: Record<string, string> = hasBody(req) ? { connection: 'close' } : {};
       const declared = req.headers['content-length'];
       if (declared === undefined && req.headers['transfer-encoding'] !== undefined) {
         return sendJson(res, 411, { error: 'send the request body with a Content-Length' }, { connection: 'close' });
       }
-      if (Number(declared) > api.maxRequestBytes) {
+      const browserPage = req.method === 'GET' && req.headers.authorization === undefined && (req.headers.accept ?? '').includes('text/html');
+      // A CORS preflight and the GraphiQL page run no operation and need no key.
+      if (req.method === 'OPTIONS' || browserPage) {
+        if (hasBody(req)) return sendJson(res, 400, { error: 'this request takes no body' }, { connection: 'close' });
+        return api.graphql(req, res, { requestId });
+      }
+      let viewer: Viewer;
+      try {
+        viewer = await api.authenticate(req.headers.authorization, req.socket.remoteAddress);
+        api.admitRequest(viewer);
+      } catch (error) {
+        if (error instanceof AppError) return sendGraphQLError(req, res, error, close);
+        throw error;
+      }
+      const bytes = Number(declared ?? 0);
+      if (bytes > api.maxRequestBytes) {
         return sendJson(res, 413, { error: `request body over ${api.maxRequestBytes} bytes` }, { connection: 'close' });
       }
-      api.graphql(req, res, { requestId });
+      if (!budget.admit(req, bytes)) {
+        return sendJson(res, 503, { error: 'too many large requests in progress; retry shortly' }, { connection: 'close', 'retry-after': '1' });
+      }
+      api.graphql(req, res, { requestId, viewer });
     },
     upgrade: api.upgradeGraphql,
   };

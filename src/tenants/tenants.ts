@@ -1,5 +1,7 @@
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
 import { generateApiKey, hashApiKey, secretsEqual } from '../auth/api-keys.ts';
+import type { Clock } from '../clock.ts';
+import { systemClock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
 import { apiKeys, tenants } from '../db/schema.ts';
 
@@ -27,60 +29,84 @@ const LAST_USED_RESOLUTION_MS = 60_000;
 
 const MAX_CACHED_KEYS = 10_000;
 
+type TenantViewer = Extract<Viewer, { kind: 'tenant' }>;
+
 /**
  * `authCacheSeconds`: how long a resolved key is trusted without asking the database again. A
  * revoked key (or a changed limit) takes effect at once on the instance that made the change and
- * within that many seconds on the others; 0 asks the database on every request.
+ * within that many seconds on the others; 0 asks the database on every request. Keys found
+ * unknown are remembered as long (a key is random: one unknown now cannot exist later), so
+ * guessing costs no database read per try.
  */
-export function createTenantService(db: Db, options: { adminApiKey: string | null; authCacheSeconds: number }) {
-  const cache = new Map<string, { viewer: Extract<Viewer, { kind: 'tenant' }>; until: number }>();
-  const forget = (match: (viewer: Extract<Viewer, { kind: 'tenant' }>) => boolean) => {
+export function createTenantService(db: Db, options: { adminApiKey: string | null; authCacheSeconds: number; clock?: Clock }) {
+  const clock = options.clock ?? systemClock;
+  const cache = new Map<string, { viewer: TenantViewer; until: number }>();
+  const unknown = new Map<string, number>();
+  // Bumped by every revocation and limit change: a lookup that started before one does not cache
+  // its answer, which may predate the change.
+  let epoch = 0;
+  const forget = (match: (viewer: TenantViewer) => boolean) => {
+    epoch += 1;
     for (const [hash, entry] of cache) if (match(entry.viewer)) cache.delete(hash);
   };
+  const remember = <T>(map: Map<string, T>, hash: string, value: T) => {
+    if (options.authCacheSeconds <= 0) return;
+    if (map.size >= MAX_CACHED_KEYS) map.delete(map.keys().next().value as string);
+    map.set(hash, value);
+  };
+
+  async function lookUpKey(hash: string): Promise<TenantViewer | null> {
+    const [key] = await db
+      .select({
+        id: apiKeys.id,
+        tenantId: apiKeys.tenantId,
+        lastUsedAt: apiKeys.lastUsedAt,
+        requestsPerSecond: tenants.requestsPerSecond,
+        createsPerMinute: tenants.createsPerMinute,
+      })
+      .from(apiKeys)
+      .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
+      .where(and(eq(apiKeys.keyHash, hash), isNull(apiKeys.revokedAt)))
+      .limit(1);
+    if (key === undefined) return null;
+    if (key.lastUsedAt === null || clock.now() - key.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
+      await db
+        .update(apiKeys)
+        .set({ lastUsedAt: sql`now()` })
+        .where(and(eq(apiKeys.id, key.id), or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, sql`now() - interval '1 minute'`))));
+    }
+    return {
+      kind: 'tenant',
+      tenantId: key.tenantId,
+      apiKeyId: key.id,
+      rates: { requestsPerSecond: key.requestsPerSecond, createsPerMinute: key.createsPerMinute },
+    };
+  }
 
   return {
-    /** Resolves a bearer token to the admin scope or a tenant; null when the key is unknown or revoked. */
-    async authenticate(token: string): Promise<Viewer | null> {
+    /**
+     * Resolves a bearer token to the admin scope or a tenant; null when the key is unknown or
+     * revoked. `beforeLookup` runs when the answer is not cached, before the database is asked,
+     * and may throw to refuse (a throttle on repeated failures).
+     */
+    async authenticate(token: string, beforeLookup?: () => void): Promise<Viewer | null> {
       if (options.adminApiKey !== null && secretsEqual(token, options.adminApiKey)) return { kind: 'admin' };
       const hash = hashApiKey(token);
+      const now = clock.now();
       const cached = cache.get(hash);
-      if (cached !== undefined && cached.until > Date.now()) return cached.viewer;
-      const [key] = await db
-        .select({
-          id: apiKeys.id,
-          tenantId: apiKeys.tenantId,
-          lastUsedAt: apiKeys.lastUsedAt,
-          requestsPerSecond: tenants.requestsPerSecond,
-          createsPerMinute: tenants.createsPerMinute,
-        })
-        .from(apiKeys)
-        .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
-        .where(and(eq(apiKeys.keyHash, hash), isNull(apiKeys.revokedAt)))
-        .limit(1);
-      if (key === undefined) {
+      if (cached !== undefined && cached.until > now) return cached.viewer;
+      const unknownUntil = unknown.get(hash);
+      if (unknownUntil !== undefined && unknownUntil > now) return null;
+      beforeLookup?.();
+      const started = epoch;
+      const viewer = await lookUpKey(hash);
+      const until = clock.now() + options.authCacheSeconds * 1000;
+      if (viewer === null) {
         cache.delete(hash);
-        return null;
-      }
-      if (key.lastUsedAt === null || Date.now() - key.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
-        await db
-          .update(apiKeys)
-          .set({ lastUsedAt: sql`now()` })
-          .where(
-            and(
-              eq(apiKeys.id, key.id),
-              or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, sql`now() - interval '1 minute'`)),
-            ),
-          );
-      }
-      const viewer = {
-        kind: 'tenant' as const,
-        tenantId: key.tenantId,
-        apiKeyId: key.id,
-        rates: { requestsPerSecond: key.requestsPerSecond, createsPerMinute: key.createsPerMinute },
-      };
-      if (options.authCacheSeconds > 0) {
-        if (cache.size >= MAX_CACHED_KEYS) cache.delete(cache.keys().next().value as string);
-        cache.set(hash, { viewer, until: Date.now() + options.authCacheSeconds * 1000 });
+        remember(unknown, hash, until);
+      } else if (epoch === started) {
+        unknown.delete(hash);
+        remember(cache, hash, { viewer, until });
       }
       return viewer;
     },

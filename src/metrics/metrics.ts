@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 const PREFIX = 'omni_gateway_';
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'];
 
 /** Values read at scrape time from the database and the process. */
 export type MetricSources = {
@@ -11,69 +12,27 @@ export type MetricSources = {
   reconcilerLagSeconds(): Promise<number>;
 };
 
-/**
- * One registry per gateway instance (not prom-client's global one), so that several instances in
- * one process (tests, benchmarks) keep separate figures.
- */
-export function createMetrics() {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+function histogram(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
+  return new Histogram({ name: `${PREFIX}${name}`, help, labelNames, buckets: LATENCY_BUCKETS, registers: [registry] });
+}
+
+function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
+  return new Counter({ name: `${PREFIX}${name}`, help, labelNames, registers: [registry] });
+}
+
+/** Gauges read when scraped; they report nothing until the sources are set. */
+function scrapeGauges(registry: Registry, sources: () => MetricSources | null): void {
   const registers = [registry];
-  const httpDuration = new Histogram({
-    name: `${PREFIX}http_request_duration_seconds`,
-    help: 'HTTP requests by route, method and status.',
-    labelNames: ['route', 'method', 'status'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const graphqlDuration = new Histogram({
-    name: `${PREFIX}graphql_operation_duration_seconds`,
-    help: 'GraphQL operations by type, root field and outcome (subscriptions: until the stream is set up).',
-    labelNames: ['type', 'field', 'outcome'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const upstreamDuration = new Histogram({
-    name: `${PREFIX}upstream_call_duration_seconds`,
-    help: 'Calls to the Kling upstream by operation and outcome.',
-    labelNames: ['op', 'outcome'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const webhooks = new Counter({
-    name: `${PREFIX}webhooks_total`,
-    help: 'Upstream callbacks received, by outcome.',
-    labelNames: ['outcome'] as const,
-    registers,
-  });
-  const reconcilerChecks = new Counter({
-    name: `${PREFIX}reconciler_checks_total`,
-    help: 'Tasks handled by the reconciler, by outcome.',
-    labelNames: ['outcome'] as const,
-    registers,
-  });
-  const archiveJobs = new Counter({
-    name: `${PREFIX}archive_jobs_total`,
-    help: 'Video archive attempts, by outcome.',
-    labelNames: ['outcome'] as const,
-    registers,
-  });
-  const rateLimited = new Counter({
-    name: `${PREFIX}rate_limited_total`,
-    help: 'Requests refused by a per-tenant rate limit, by kind.',
-    labelNames: ['kind'] as const,
-    registers,
-  });
-  let sources: MetricSources | null = null;
   new Gauge({
     name: `${PREFIX}tasks`,
     help: 'Tasks by status (all tenants).',
     labelNames: ['status'] as const,
     registers,
     async collect() {
-      if (sources === null) return;
-      const counts = await sources.tasksByStatus();
-      for (const status of ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED']) this.set({ status }, counts[status] ?? 0);
+      const from = sources();
+      if (from === null) return;
+      const counts = await from.tasksByStatus();
+      for (const status of TASK_STATUSES) this.set({ status }, counts[status] ?? 0);
     },
   });
   new Gauge({
@@ -81,7 +40,8 @@ export function createMetrics() {
     help: 'Live subscriptions on this instance (WebSocket and SSE).',
     registers,
     collect() {
-      if (sources !== null) this.set(sources.activeSubscriptions());
+      const from = sources();
+      if (from !== null) this.set(from.activeSubscriptions());
     },
   });
   new Gauge({
@@ -89,9 +49,40 @@ export function createMetrics() {
     help: 'How long the oldest due task has waited for the reconciler.',
     registers,
     async collect() {
-      if (sources !== null) this.set(await sources.reconcilerLagSeconds());
+      const from = sources();
+      if (from !== null) this.set(await from.reconcilerLagSeconds());
     },
   });
+}
+
+/**
+ * One registry per gateway instance (not prom-client's global one), so that several instances in
+ * one process (tests, benchmarks) keep separate figures.
+ */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  const httpDuration = histogram(registry, 'http_request_duration_seconds', 'HTTP requests by route, method and status.', [
+    'route',
+    'method',
+    'status',
+  ]);
+  const graphqlDuration = histogram(
+    registry,
+    'graphql_operation_duration_seconds',
+    'GraphQL operations by type, root field and outcome (subscriptions: until the stream is set up).',
+    ['type', 'field', 'outcome'],
+  );
+  const upstreamDuration = histogram(registry, 'upstream_call_duration_seconds', 'Calls to the Kling upstream by operation and outcome.', [
+    'op',
+    'outcome',
+  ]);
+  const webhooks = counter(registry, 'webhooks_total', 'Upstream callbacks received, by outcome.', ['outcome']);
+  const reconcilerChecks = counter(registry, 'reconciler_checks_total', 'Tasks handled by the reconciler, by outcome.', ['outcome']);
+  const archiveJobs = counter(registry, 'archive_jobs_total', 'Video archive attempts, by outcome.', ['outcome']);
+  const rateLimited = counter(registry, 'rate_limited_total', 'Requests refused by a per-tenant rate limit, by kind.', ['kind']);
+  let sources: MetricSources | null = null;
+  scrapeGauges(registry, () => sources);
 
   return {
     registry,
@@ -108,18 +99,10 @@ export function createMetrics() {
     upstreamCall: (event: { op: string; outcome: string; durationMs: number }) => {
       upstreamDuration.observe({ op: event.op, outcome: event.outcome }, event.durationMs / 1000);
     },
-    webhook(outcome: string) {
-      webhooks.inc({ outcome });
-    },
-    reconcilerCheck(outcome: string) {
-      reconcilerChecks.inc({ outcome });
-    },
-    archiveJob(outcome: string) {
-      archiveJobs.inc({ outcome });
-    },
-    rateLimited(kind: 'request' | 'create') {
-      rateLimited.inc({ kind });
-    },
+    webhook: (outcome: string) => webhooks.inc({ outcome }),
+    reconcilerCheck: (outcome: string) => reconcilerChecks.inc({ outcome }),
+    archiveJob: (outcome: string) => archiveJobs.inc({ outcome }),
+    rateLimited: (kind: 'request' | 'create') => rateLimited.inc({ kind }),
   };
 }
 

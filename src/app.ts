@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { createArchiver, enqueueArchive } from './archive/archiver.ts';
 import type { Archiver } from './archive/archiver.ts';
 import { createAuthenticator } from './auth/authenticate.ts';
+import { createKeySessions } from './auth/key-sessions.ts';
 import { createRateLimits } from './auth/rate-limits.ts';
 import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
@@ -79,7 +80,14 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   const publicBaseUrl = () => config.publicBaseUrl ?? boundUrl ?? `http://localhost:${config.port}`;
   const store = deps.store === undefined ? storeFromConfig(config.videoStore, { publicBaseUrl, secret: webhookSecret }) : deps.store;
 
-  const tenants = createTenantService(database.db, { adminApiKey: config.adminApiKey, authCacheSeconds: config.authCacheSeconds });
+  const tenants = createTenantService(database.db, {
+    adminApiKey: config.adminApiKey,
+    authCacheSeconds: config.authCacheSeconds,
+    clock,
+    onKeyRevoked: (id) => sessions.end(id),
+  });
+  // Other instances learn of a revocation by asking, once per auth-cache period.
+  const sessions = createKeySessions({ liveKeys: tenants.liveKeys, intervalMs: Math.max(500, config.authCacheSeconds * 1000), logger });
   const metering = createMeteringService({ db: database.db, prices: config.prices });
   const tasks = createTaskService({
     db: database.db,
@@ -150,7 +158,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
         })
       : null;
 
-  const authenticate = createAuthenticator({ tenants, logger });
+  const authenticate = createAuthenticator({ tenants, logger, clock });
   const yoga = createYogaServer({
     services,
     logger,
@@ -165,6 +173,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   const sockets = createGraphQLWebSockets({
     yoga,
     authenticate,
+    sessions,
     maxPayloadBytes: config.ws.maxPayloadBytes,
     connectionInitTimeoutMs: config.ws.connectionInitTimeoutMs,
     keepaliveMs: config.ws.keepaliveMs,
@@ -185,6 +194,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
             upgradeGraphql: sockets.handleUpgrade,
             authenticate,
             admitRequest: rateLimits.admitRequest,
+            sessions,
             maxRequestBytes: config.maxRequestBytes,
             maxInflightBodyBytes: config.maxInflightBodyBytes,
             usageExport: { path: USAGE_EXPORT_PATH, handle: createUsageExportHandler({ metering, authenticate, logger }) },
@@ -209,6 +219,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     publicBaseUrl,
     async start() {
       boundUrl = await listen(server, config.port, config.host);
+      if (config.role !== 'worker') sessions.start();
       reconciler?.start();
       if (archiver !== null && localVideoDir !== null) {
         const swept = await sweepStaleWrites(localVideoDir, 2 * config.archive.timeoutMs);
@@ -223,7 +234,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
         server,
         timeoutMs: config.shutdownTimeoutMs,
         logger,
-        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop()]),
+        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), sessions.stop()]),
         // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
         endStreams: async () => {
           await feed.close();

@@ -7,15 +7,18 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import type { Authenticate } from '../auth/authenticate.ts';
+import type { KeySessions } from '../auth/key-sessions.ts';
 import { AppError, SubscriptionLimitError } from '../errors.ts';
 import type { Viewer } from '../tenants/tenants.ts';
 import type { Yoga } from './yoga.ts';
 
-type WsExtra = { request: IncomingMessage; viewer?: Viewer; requestId?: string };
+type WsExtra = { socket: WebSocket; request: IncomingMessage; viewer?: Viewer; requestId?: string };
 
 export type WebSocketOptions = {
   yoga: Yoga;
   authenticate: Authenticate;
+  /** A socket lives only as long as its key: revoking the key closes it with 4403. */
+  sessions: Pick<KeySessions, 'open'>;
   maxPayloadBytes: number;
   connectionInitTimeoutMs: number;
   /** Ping interval; a socket that has not answered the previous ping is dropped. 0 = off. */
@@ -93,8 +96,14 @@ export function createGraphQLWebSockets(options: WebSocketOptions): GraphQLWebSo
       connectionInitWaitTimeout: options.connectionInitTimeoutMs,
       onConnect: async (ctx) => {
         try {
-          ctx.extra.viewer = await options.authenticate(ctx.connectionParams?.authorization, ctx.extra.request.socket.remoteAddress);
+          const viewer = await options.authenticate(ctx.connectionParams?.authorization, ctx.extra.request.socket.remoteAddress);
+          ctx.extra.viewer = viewer;
           ctx.extra.requestId = randomUUID();
+          if (viewer.kind === 'tenant') {
+            const socket = ctx.extra.socket;
+            const forget = options.sessions.open(viewer.apiKeyId, () => socket.close(4403, 'Forbidden: the API key was revoked'));
+            socket.once('close', forget);
+          }
           return true;
         } catch {
           return false; // graphql-ws closes with 4403 Forbidden

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { bearerToken, secretsEqual } from '../auth/api-keys.ts';
 import type { Authenticate } from '../auth/authenticate.ts';
+import type { KeySessions } from '../auth/key-sessions.ts';
 import type { Database } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { sendJson } from '../http/respond.ts';
@@ -26,6 +27,8 @@ export type RouteDeps = {
     upgradeGraphql(req: IncomingMessage, socket: Duplex, head: Buffer): void;
     authenticate: Authenticate;
     admitRequest(viewer: Viewer): void;
+    /** An SSE stream lives only as long as its key: revoking the key ends it. */
+    sessions: Pick<KeySessions, 'open'>;
     maxRequestBytes: number;
     maxInflightBodyBytes: number;
     usageExport: { path: string; handle: Handler };
@@ -151,6 +154,9 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
       }
       if (!budget.admit(req, bytes)) {
         return sendJson(res, 503, { error: 'too many large requests in progress; retry shortly' }, { connection: 'close', 'retry-after': '1' });
+      }
+      if (viewer.kind === 'tenant' && (req.headers.accept ?? '').includes('text/event-stream')) {
+        res.once('close', api.sessions.open(viewer.apiKeyId, () => res.destroy()));
       }
       api.graphql(req, res, { requestId, viewer });
     },

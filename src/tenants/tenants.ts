@@ -1,4 +1,4 @@
-import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import { generateApiKey, hashApiKey, secretsEqual } from '../auth/api-keys.ts';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
@@ -38,7 +38,16 @@ type TenantViewer = Extract<Viewer, { kind: 'tenant' }>;
  * unknown are remembered as long (a key is random: one unknown now cannot exist later), so
  * guessing costs no database read per try.
  */
-export function createTenantService(db: Db, options: { adminApiKey: string | null; authCacheSeconds: number; clock?: Clock }) {
+export function createTenantService(
+  db: Db,
+  options: {
+    adminApiKey: string | null;
+    authCacheSeconds: number;
+    clock?: Clock;
+    /** Told when a key is revoked on this instance, to end its connections at once. */
+    onKeyRevoked?: (apiKeyId: string) => void;
+  },
+) {
   const clock = options.clock ?? systemClock;
   const cache = new Map<string, { viewer: TenantViewer; until: number }>();
   const unknown = new Map<string, number>();
@@ -151,7 +160,18 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
         .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
         .returning({ id: apiKeys.id });
       forget((viewer) => viewer.apiKeyId === id);
+      options.onKeyRevoked?.(id);
       return revoked.length > 0;
+    },
+
+    /** Which of these key ids are live (exist and are not revoked). */
+    async liveKeys(ids: string[]): Promise<Set<string>> {
+      if (ids.length === 0) return new Set();
+      const rows = await db
+        .select({ id: apiKeys.id })
+        .from(apiKeys)
+        .where(and(inArray(apiKeys.id, ids), isNull(apiKeys.revokedAt)));
+      return new Set(rows.map((row) => row.id));
     },
 
     async getTenant(id: string): Promise<Tenant | null> {

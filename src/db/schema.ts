@@ -105,6 +105,9 @@ export const omniTasks = pgTable(
     checkAttempts: integer('check_attempts').notNull().default(0),
     /** A task with no final state by then is failed by the reconciler. */
     deadlineAt: timestamp('deadline_at', { withTimezone: true, precision: 3 }).notNull(),
+    /** The position in task_changes of the task's latest change (its transaction id, then its sequence). */
+    changeTxid: bigint('change_txid', { mode: 'bigint' }).notNull().default(sql`0`),
+    changeSeq: bigint('change_seq', { mode: 'bigint' }).notNull().default(sql`0`),
   },
   (table) => [
     // Ascending: a backward scan serves the newest-first pages, a forward scan the `last` pages.
@@ -124,6 +127,32 @@ export const omniTasks = pgTable(
       .on(table.deadlineAt)
       .where(sql`${table.nextCheckAt} is not null`),
     check('omni_tasks_status_check', sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED')`),
+  ],
+);
+
+/**
+ * The change log: one row per change of a task's status or version, appended in the changing
+ * transaction. Its order is (txid, seq): the writing transaction's id, then a global sequence.
+ * Readers take only rows whose transaction is older than every transaction still running
+ * (txid < the snapshot's xmin): no row can appear later before such a position, so a reader that
+ * moves forward through that order never skips a change, whatever order transactions commit in.
+ */
+export const taskChanges = pgTable(
+  'task_changes',
+  {
+    txid: bigint('txid', { mode: 'bigint' }).notNull().default(sql`(pg_current_xact_id()::text::bigint)`),
+    seq: bigint('seq', { mode: 'bigint' }).generatedAlwaysAsIdentity(),
+    tenantId: uuid('tenant_id').notNull(),
+    taskId: uuid('task_id').notNull(),
+    version: integer('version').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.txid, table.seq] }),
+    // Replay of one tenant's changes after a cursor.
+    index('task_changes_tenant_position_idx').on(table.tenantId, table.txid, table.seq),
+    // Pruning by age.
+    index('task_changes_created_idx').on(table.createdAt),
   ],
 );
 

@@ -1,4 +1,4 @@
-import type { UpstreamCreateBody } from './input.ts';
+import type { UpstreamCreateBody } from './body.ts';
 import {
   errorOf,
   isDuplicateExternalId,

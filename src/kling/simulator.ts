@@ -6,6 +6,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { BodyTooLargeError, readBody } from '../http/body.ts';
+import { parseRange } from '../http/range.ts';
+import { sendJson } from '../http/respond.ts';
 
 /*
  * An in-process stand-in for CometAPI's Kling Omni endpoints that speaks the same HTTP contract
@@ -195,21 +197,6 @@ function* videoChunks(seed: number, size: number, start: number, end: number): G
   for (let at = start; at < end; at += CHUNK_BYTES) yield videoSlice(seed, size, at, Math.min(end, at + CHUNK_BYTES));
 }
 
-/** Parses a single `bytes=` range; null means "ignore the header and send everything". */
-function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | null {
-  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
-  if (!m || (m[1] === '' && m[2] === '')) return null;
-  if (m[1] === '') {
-    const suffix = Number(m[2]);
-    return suffix === 0 ? 'unsatisfiable' : { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  const last = m[2] === '' ? size - 1 : Number(m[2]);
-  if (start >= size) return 'unsatisfiable';
-  if (last < start) return null;
-  return { start, end: Math.min(last, size - 1) };
-}
-
 // --- the simulator ------------------------------------------------------------------------
 
 function units(mode: 'std' | 'pro', withVideo: boolean, seconds: number): string {
@@ -233,13 +220,6 @@ function emptyStats(): SimulatorStats {
     callbacksFailed: 0,
     callbacksDropped: 0,
   };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }
 
 export function createSimulator(options: SimulatorOptions = {}): Simulator {

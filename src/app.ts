@@ -19,7 +19,7 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { createArchiver, enqueueArchive } from './archive/archiver.ts';
 import type { Archiver } from './archive/archiver.ts';
-import { bearerToken } from './auth/api-keys.ts';
+import { bearerToken } from './http/bearer.ts';
 import { createRateLimiter } from './auth/rate-limiter.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';

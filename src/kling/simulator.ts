@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
+import { bearerToken } from '../http/bearer.ts';
 import { BodyTooLargeError, readBody } from '../http/body.ts';
 import { parseRange } from '../http/range.ts';
 import { sendJson } from '../http/respond.ts';
@@ -305,13 +306,8 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     }
   }
 
-  function bearerOf(req: IncomingMessage): string | null {
-    const m = /^Bearer\s+(\S.*)$/i.exec(req.headers.authorization ?? '');
-    return m?.[1]?.trim() || null;
-  }
-
   function authenticate(req: IncomingMessage, res: ServerResponse): string | null {
-    const token = bearerOf(req);
+    const token = bearerToken(req.headers.authorization);
     if (!token) sendJson(res, 401, klingError(1001, 'Authorization is empty'));
     else if (options.apiKey !== undefined && token !== options.apiKey) sendJson(res, 401, klingError(1000, 'Authentication failed'));
     else return token;

@@ -4,8 +4,8 @@ import { createApp } from './app.ts';
 import { connectDatabase } from './db/database.ts';
 import { createKlingClient } from './kling/client.ts';
 import type { KlingClient } from './kling/client.ts';
-import { createSimulator } from './kling/simulator.ts';
-import type { Simulator } from './kling/simulator.ts';
+import { createSimulator } from './simulator/server.ts';
+import type { Simulator } from './simulator/server.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics/metrics.ts';
 

@@ -9,9 +9,9 @@ import { toUpstreamBody } from '../../src/kling/body.ts';
 import type { UpstreamCreateBody } from '../../src/kling/body.ts';
 import { createOmniVideoInputSchema } from '../../src/tasks/create-input.ts';
 import type { CreateOmniVideoInput } from '../../src/tasks/create-input.ts';
-import { createSimulator } from '../../src/kling/simulator.ts';
-import type { Simulator } from '../../src/kling/simulator.ts';
-import { startCallbackReceiver } from './callback-receiver.ts';
+import { createSimulator } from '../../src/simulator/server.ts';
+import type { Simulator } from '../../src/simulator/server.ts';
+import { startCallbackReceiver } from '../support/callback-receiver.ts';
 
 const API_KEY = 'sk-test';
 

@@ -4,8 +4,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSimulator, expectedVideoBytes } from '../../src/simulator/server.ts';
+import { createSimulator } from '../../src/simulator/server.ts';
 import type { Simulator } from '../../src/simulator/server.ts';
+import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
 import { startCallbackReceiver } from '../support/callback-receiver.ts';
 
 const API_KEY = 'sk-sim';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { expectedVideoBytes } from '../../src/simulator/server.ts';
+import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
 import type { Simulator } from '../../src/simulator/server.ts';
 import { DownloadError, downloadVideo } from '../../src/storage/download.ts';
 import type { DownloadFailureReason } from '../../src/storage/download.ts';

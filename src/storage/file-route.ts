@@ -21,7 +21,7 @@ import { isValidVideoKey } from './video-store.ts';
  * `path` is the request's pathname with any PUBLIC_BASE_URL prefix already stripped. Rejects only
  * on an unexpected file system error before anything was sent; the caller answers 500 then.
  */
-export type VideoFileHandler = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
+type VideoFileHandler = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
 
 export function isVideoFilePath(path: string): boolean {
   return path.startsWith(VIDEO_PATH_PREFIX) && path.length > VIDEO_PATH_PREFIX.length;

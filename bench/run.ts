@@ -177,7 +177,7 @@ async function main(): Promise<number> {
   await database.release();
 
   // 2. Simulator, anchor and gateway, each a process of its own.
-  const simulator = startNode('simulator', 'src/kling/simulator-main.ts', {
+  const simulator = startNode('simulator', 'src/simulator/main.ts', {
     // Tasks never move by themselves during a run: only the benchmark's callbacks change them.
     args: ['--port', '0', '--processing-ms', '3600000', '--finish-ms', '3600000'],
   });

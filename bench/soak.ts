@@ -161,7 +161,7 @@ async function main(): Promise<number> {
   }
 
   try {
-    const simulator = start('src/kling/simulator-main.ts', ['--port', '0', '--api-key', UPSTREAM_KEY, '--processing-ms', '500', '--finish-ms', '2000', '--video-bytes', '4096'], {});
+    const simulator = start('src/simulator/main.ts', ['--port', '0', '--api-key', UPSTREAM_KEY, '--processing-ms', '500', '--finish-ms', '2000', '--video-bytes', '4096'], {});
     cleanups.push(() => simulator.process.kill('SIGKILL'));
     const simulatorUrl = /listening on (\S+)/.exec(await simulator.line(/listening on/, 15_000))![1]!;
 

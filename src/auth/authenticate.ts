@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import { RateLimitedError, ServiceUnavailableError, UnauthenticatedError } from '../errors.ts';
-import { bearerToken } from './api-keys.ts';
+import { bearerToken } from '../http/bearer.ts';
 import type { Logger } from '../logger.ts';
 import type { TenantService, Viewer } from '../tenants/tenants.ts';
 

@@ -4,7 +4,7 @@ import type { Db, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
 import { omniTasks, tenants, usageEvents } from '../db/schema.ts';
 import { QuotaExceededError } from '../errors.ts';
-import type { NormalizedOmniRequest } from '../kling/input.ts';
+import type { NormalizedOmniRequest } from '../tasks/create-input.ts';
 import type { TaskRow, Transition } from '../tasks/state.ts';
 
 export type UsageEvent = typeof usageEvents.$inferSelect;

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { bearerToken, secretsEqual } from '../auth/api-keys.ts';
+import { secretsEqual } from '../auth/api-keys.ts';
+import { bearerToken } from '../http/bearer.ts';
 import type { Authenticate } from '../auth/authenticate.ts';
 import type { KeySessions } from '../auth/key-sessions.ts';
 import type { Database } from '../db/database.ts';

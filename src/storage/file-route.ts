@@ -1,7 +1,9 @@
+import type { Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { parseRange } from '../http/range.ts';
 import { sendJson } from '../http/respond.ts';
 import { videoFilePath } from './local-video-store.ts';
 import { VIDEO_PATH_PREFIX, verifyVideoSignature } from './signed-url.ts';
@@ -19,28 +21,10 @@ import { isValidVideoKey } from './video-store.ts';
  * `path` is the request's pathname with any PUBLIC_BASE_URL prefix already stripped. Rejects only
  * on an unexpected file system error before anything was sent; the caller answers 500 then.
  */
-export type VideoFileHandler = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
+type VideoFileHandler = (req: IncomingMessage, res: ServerResponse, path: string) => Promise<void>;
 
 export function isVideoFilePath(path: string): boolean {
   return path.startsWith(VIDEO_PATH_PREFIX) && path.length > VIDEO_PATH_PREFIX.length;
-}
-
-type ByteRange = { start: number; end: number };
-
-/** A single `bytes=` range; null means "ignore the header and send everything". */
-function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | null {
-  const match = header === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!match || (match[1] === '' && match[2] === '')) return null;
-  if (match[1] === '') {
-    const suffix = Number(match[2]);
-    if (suffix === 0 || size === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(match[1]);
-  const last = match[2] === '' ? Number.POSITIVE_INFINITY : Number(match[2]);
-  if (last < start) return null; // syntactically invalid: RFC 9110 says to ignore it
-  if (start >= size) return 'unsatisfiable';
-  return { start, end: Math.min(last, size - 1) };
 }
 
 /** The entity tags listed in an If-None-Match or If-Range value, `*` included. */
@@ -73,6 +57,13 @@ function rangeStillApplies(req: IncomingMessage, etag: string, lastModified: Dat
 function isMissingFile(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}
+
+function validatorsOf(info: Stats): { etag: string; lastModified: Date } {
+  // A replaced video is a new file (the store renames a finished write into place): a new
+  // inode, so a new tag even within the same millisecond and at the same size.
+  const etag = `"${info.ino.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}-${info.size.toString(16)}"`;
+  return { etag, lastModified: new Date(Math.floor(info.mtimeMs / 1000) * 1000) };
 }
 
 export function createVideoFileHandler(opts: { dir: string; secret: string; now?: () => Date }): VideoFileHandler {
@@ -114,10 +105,7 @@ export function createVideoFileHandler(opts: { dir: string; secret: string; now?
         return;
       }
       const size = info.size;
-      // A replaced video is a new file (the store renames a finished write into place): a new
-      // inode, so a new tag even within the same millisecond and at the same size.
-      const etag = `"${info.ino.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}-${size.toString(16)}"`;
-      const lastModified = new Date(Math.floor(info.mtimeMs / 1000) * 1000);
+      const { etag, lastModified } = validatorsOf(info);
       const maxAge = Math.max(0, Number(expires) - Math.floor(at.getTime() / 1000));
       const common = {
         etag,

@@ -3,7 +3,7 @@ import type { Tx } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
-import type { KlingTask } from '../kling/client.ts';
+import type { KlingTask } from '../kling/payload.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
 

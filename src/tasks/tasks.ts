@@ -7,11 +7,12 @@ import { storable } from '../db/storable.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredRequest, TaskStatus } from '../db/schema.ts';
 import { InvalidInputError, UpstreamError } from '../errors.ts';
-import { KlingError } from '../kling/client.ts';
+import { KlingError } from '../kling/errors.ts';
 import type { KlingClient } from '../kling/client.ts';
-import { toUpstreamBody } from '../kling/input.ts';
-import type { NormalizedOmniRequest, UpstreamCreateBody } from '../kling/input.ts';
+import { toUpstreamBody } from '../kling/body.ts';
+import type { UpstreamCreateBody } from '../kling/body.ts';
 import type { Logger } from '../logger.ts';
+import type { NormalizedOmniRequest } from './create-input.ts';
 import {
   announceChange,
   FIRST_CHECK_DELAY_MS,

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { KlingPayloadError, parseKlingCallback } from '../kling/client.ts';
-import type { KlingTask } from '../kling/client.ts';
+import { KlingPayloadError, parseKlingCallback } from '../kling/payload.ts';
+import type { KlingTask } from '../kling/payload.ts';
 import type { Logger } from '../logger.ts';
 import { BodyTooLargeError, readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
-import { expectedVideoBytes } from '../../src/kling/simulator.ts';
+import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
 import { signVideoPath } from '../../src/storage/signed-url.ts';
 import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TASK_FIELDS, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import type { TaskView, TestTenant } from '../support/fixtures.ts';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSimulator } from '../../src/kling/simulator.ts';
+import { createSimulator } from '../../src/simulator/server.ts';
 import { webhookToken } from '../../src/webhooks/tokens.ts';
 import { createEmptyPostgresDatabase, serverUrl } from '../support/database.ts';
 import { callbackBody, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';

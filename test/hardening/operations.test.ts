@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
-import { png } from '../kling/image-fixtures.ts';
+import { png } from '../tasks/image-fixtures.ts';
 import { serverUrl } from '../support/database.ts';
 import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';

@@ -2,8 +2,8 @@ import { encodeGlobalID } from '@pothos/plugin-relay';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createSimulator } from '../../src/kling/simulator.ts';
-import type { Simulator } from '../../src/kling/simulator.ts';
+import { createSimulator } from '../../src/simulator/server.ts';
+import type { Simulator } from '../../src/simulator/server.ts';
 
 export const CREATE_PATH = '/kling/v1/videos/omni-video';
 export const ADMIN = 'reliability-admin-key-0123456789';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
-import type { SimulatorFault } from '../../src/kling/simulator.ts';
+import type { SimulatorFault } from '../../src/simulator/faults.ts';
 import { createTenant, taskUuid } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';

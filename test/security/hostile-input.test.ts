@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { png } from '../kling/image-fixtures.ts';
+import { png } from '../tasks/image-fixtures.ts';
 import { CREATE_OMNI_VIDEO, createTenant, TASK_FIELDS, taskUuid } from '../support/fixtures.ts';
 import type { CreateResult, TaskView, TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';

@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectedVideoBytes } from '../../src/kling/simulator.ts';
-import type { Simulator } from '../../src/kling/simulator.ts';
+import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
+import type { Simulator } from '../../src/simulator/server.ts';
 import { sha256, simulatedResult, startSimulator, tempDir } from './helpers.ts';
 
 /*

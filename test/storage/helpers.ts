@@ -5,8 +5,8 @@ import type { RequestListener, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSimulator } from '../../src/kling/simulator.ts';
-import type { Simulator } from '../../src/kling/simulator.ts';
+import { createSimulator } from '../../src/simulator/server.ts';
+import type { Simulator } from '../../src/simulator/server.ts';
 
 export type TestServer = { url: string; server: Server; close(): Promise<void> };
 

@@ -1,6 +1,6 @@
 import S3rver from '@20minutes/s3rver';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { expectedVideoBytes } from '../../src/kling/simulator.ts';
+import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
 import { downloadVideo } from '../../src/storage/download.ts';
 import { createS3VideoStore } from '../../src/storage/s3-video-store.ts';
 import { InvalidVideoKeyError, VideoTooLargeError } from '../../src/storage/video-store.ts';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
-import { png } from '../kling/image-fixtures.ts';
+import { png } from './image-fixtures.ts';
 import { createTask, createTenant, createVideo, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { StoredVideo } from '../../db/schema.ts';
 import { InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
-import { createOmniVideoInputSchema } from '../../kling/input.ts';
+import { createOmniVideoInputSchema } from '../../tasks/create-input.ts';
 import type { TaskRow } from '../../tasks/tasks.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';

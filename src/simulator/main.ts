@@ -1,10 +1,10 @@
 // Entry point: runs the upstream simulator as its own process, e.g. for benchmarks or a gateway
 // pointed at it with COMETAPI_BASE_URL. Usage:
-//   node src/kling/simulator-main.ts --port 4010 [--host 127.0.0.1] [--api-key KEY]
+//   node src/simulator/main.ts --port 4010 [--host 127.0.0.1] [--api-key KEY]
 //     [--processing-ms 1500] [--finish-ms 4000] [--video-bytes 65536] [--public-base-url URL]
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { createSimulator } from './simulator.ts';
+import { createSimulator } from './server.ts';
 
 const count = z.coerce.number().int().nonnegative();
 

@@ -4,9 +4,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSimulator, expectedVideoBytes } from '../../src/kling/simulator.ts';
-import type { Simulator } from '../../src/kling/simulator.ts';
-import { startCallbackReceiver } from './callback-receiver.ts';
+import { createSimulator } from '../../src/simulator/server.ts';
+import type { Simulator } from '../../src/simulator/server.ts';
+import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
+import { startCallbackReceiver } from '../support/callback-receiver.ts';
 
 const API_KEY = 'sk-sim';
 const VIDEO_BYTES = 200_000;
@@ -396,8 +397,8 @@ describe('simulator mounting and process', () => {
     }
   });
 
-  it('runs as a separate process via simulator-main.ts and stops on SIGTERM', async () => {
-    const entry = fileURLToPath(new URL('../../src/kling/simulator-main.ts', import.meta.url));
+  it('runs as a separate process via simulator/main.ts and stops on SIGTERM', async () => {
+    const entry = fileURLToPath(new URL('../../src/simulator/main.ts', import.meta.url));
     const child = spawn(process.execPath, [entry, '--port', '0', '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {

@@ -1,0 +1,202 @@
+import { randomInt } from 'node:crypto';
+import { callbackBody } from './bodies.ts';
+import type { SimulatorFault } from './faults.ts';
+
+type TaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
+
+export type SimTask = {
+  id: string;
+  account: string;
+  externalTaskId: string | null;
+  status: TaskStatus;
+  statusMessage: string;
+  createdAt: number;
+  updatedAt: number;
+  callbackUrl: string | null;
+  durationSeconds: number;
+  units: number;
+  failWith: string | null;
+  /** created while callbacks were switched off: this task never calls back */
+  silent: boolean;
+  watermark: boolean;
+  videoId: string;
+  resultBase: string;
+  callbacks: Promise<void>;
+};
+
+export type SimulatorStats = {
+  createRequests: number;
+  createsAccepted: number;
+  byExternalTaskId: Record<string, { requests: number; accepted: number }>;
+  getRequests: number;
+  resultRequests: number;
+  callbacksSent: number;
+  callbacksFailed: number;
+  callbacksDropped: number;
+};
+
+/** Everything a simulator holds; its tasks move on by timers and announce each step by callback. */
+export type SimulatorState = {
+  /** The live counters (the simulator hands out copies). */
+  readonly stats: SimulatorStats;
+  /** Queue of one-shot faults; push to inject. */
+  readonly faults: SimulatorFault[];
+  readonly settings: { callbacks: boolean };
+  readonly closed: boolean;
+  newTaskId(): string;
+  /** The task with this task id, whoever created it. */
+  task(id: string): SimTask | undefined;
+  /** The task `account` knows as `id`: its task id, or the external id the account gave it. */
+  find(account: string, id: string): SimTask | undefined;
+  hasExternalId(account: string, externalTaskId: string): boolean;
+  /** Registers a new task, announces it and schedules its progress. */
+  start(task: SimTask): void;
+  /** Resolves after `ms`, unless a reset comes first (then never). */
+  wait(ms: number): Promise<void>;
+  reset(): void;
+  /** Resets for good: no callback is sent any more. */
+  close(): void;
+};
+
+const CALLBACK_TIMEOUT_MS = 5000;
+
+function emptyStats(): SimulatorStats {
+  return {
+    createRequests: 0,
+    createsAccepted: 0,
+    byExternalTaskId: {},
+    getRequests: 0,
+    resultRequests: 0,
+    callbacksSent: 0,
+    callbacksFailed: 0,
+    callbacksDropped: 0,
+  };
+}
+
+function randomTaskId(): string {
+  // Kling task ids are long numeric strings; time plus randomness survives simulator restarts.
+  return `${Date.now()}${String(randomInt(0, 1_000_000)).padStart(6, '0')}`;
+}
+
+// External ids are per account, as each API key is an account of its own.
+const externalKey = (account: string, externalTaskId: string) => `${account}\n${externalTaskId}`;
+
+/** Posts each task's callbacks; `live` reads the simulator's current counters and switches. */
+function createCallbacks(live: { stats(): SimulatorStats; enabled(): boolean; closed(): boolean }) {
+  const aborts = new Set<AbortController>();
+
+  async function post(url: string, payload: string): Promise<void> {
+    if (live.closed()) return;
+    const abort = new AbortController();
+    aborts.add(abort);
+    // Counted before sending, so a receiver that got the body can already see it in the stats.
+    live.stats().callbacksSent++;
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: payload,
+        signal: AbortSignal.any([abort.signal, AbortSignal.timeout(CALLBACK_TIMEOUT_MS)]),
+      });
+      await response.arrayBuffer();
+      if (!response.ok) live.stats().callbacksFailed++;
+    } catch {
+      live.stats().callbacksFailed++;
+    } finally {
+      aborts.delete(abort);
+    }
+  }
+
+  function notify(task: SimTask): void {
+    if (task.callbackUrl === null) return;
+    if (task.silent || !live.enabled()) {
+      live.stats().callbacksDropped++;
+      return;
+    }
+    const url = task.callbackUrl;
+    const payload = JSON.stringify(callbackBody(task));
+    // One at a time per task, so the receiver sees status changes in the order they happened.
+    task.callbacks = task.callbacks.then(() => post(url, payload));
+  }
+
+  function abortAll(): void {
+    for (const ac of aborts) ac.abort();
+  }
+
+  return { notify, abortAll };
+}
+
+export function createSimulatorState(delays: { processingMs: number; finishMs: number }): SimulatorState {
+  const tasks = new Map<string, SimTask>();
+  const byExternalId = new Map<string, SimTask>();
+  const timers = new Set<NodeJS.Timeout>();
+  const faults: SimulatorFault[] = [];
+  const settings = { callbacks: true };
+  let stats = emptyStats();
+  let closed = false;
+  const callbacks = createCallbacks({ stats: () => stats, enabled: () => settings.callbacks, closed: () => closed });
+
+  function schedule(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      fn();
+    }, ms);
+    timers.add(timer);
+  }
+
+  function reset(): void {
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
+    callbacks.abortAll();
+    tasks.clear();
+    byExternalId.clear();
+    faults.length = 0;
+    settings.callbacks = true;
+    stats = emptyStats();
+  }
+
+  function advance(task: SimTask, status: TaskStatus): void {
+    if (tasks.get(task.id) !== task) return; // reset since
+    task.status = status;
+    task.updatedAt = Date.now();
+    if (status === 'failed') task.statusMessage = task.failWith ?? 'Task failed';
+    callbacks.notify(task);
+  }
+
+  function start(task: SimTask): void {
+    tasks.set(task.id, task);
+    if (task.externalTaskId !== null) byExternalId.set(externalKey(task.account, task.externalTaskId), task);
+    callbacks.notify(task);
+    schedule(delays.processingMs, () => advance(task, 'processing'));
+    schedule(Math.max(delays.finishMs, delays.processingMs), () => advance(task, task.failWith === null ? 'succeed' : 'failed'));
+  }
+
+  return {
+    get stats() {
+      return stats;
+    },
+    faults,
+    settings,
+    get closed() {
+      return closed;
+    },
+    newTaskId() {
+      let id = randomTaskId();
+      while (tasks.has(id)) id = randomTaskId();
+      return id;
+    },
+    task: (id) => tasks.get(id),
+    find(account, id) {
+      const byId = tasks.get(id);
+      return byId?.account === account ? byId : byExternalId.get(externalKey(account, id));
+    },
+    hasExternalId: (account, externalTaskId) => byExternalId.has(externalKey(account, externalTaskId)),
+    start,
+    wait: (ms) => new Promise((resolve) => schedule(ms, resolve)),
+    reset,
+    close() {
+      closed = true;
+      reset();
+    },
+  };
+}

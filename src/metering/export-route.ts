@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { toGlobalId, fromGlobalId } from '../graphql/ids.ts';
+import { toGlobalId, fromGlobalId } from '../ids.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../logger.ts';
 import type { Viewer } from '../tenants/tenants.ts';

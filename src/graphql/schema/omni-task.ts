@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import type { StoredVideo } from '../../db/schema.ts';
 import { InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
+import { fromGlobalId } from '../../ids.ts';
 import { createOmniVideoInputSchema } from '../../kling/input.ts';
 import type { TaskRow } from '../../tasks/tasks.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
-import { fromGlobalId } from '../ids.ts';
 import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType } from './enums.ts';
 import { ErrorInterface } from './errors.ts';
 

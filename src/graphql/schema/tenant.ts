@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { InvalidInputError, NotFoundError } from '../../errors.ts';
+import { fromGlobalId, toGlobalId } from '../../ids.ts';
 import type { Tenant } from '../../tenants/tenants.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
-import { fromGlobalId, toGlobalId } from '../ids.ts';
 import { UsageSummaryRef, usageOf } from './usage.ts';
 
 const limitModel = z

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { DEFAULT_QUERY_LIMITS } from './graphql/limits.ts';
-import type { QueryLimits } from './graphql/limits.ts';
+import { DEFAULT_QUERY_LIMITS } from './query-limits.ts';
+import type { QueryLimits } from './query-limits.ts';
 
 /** Seven 10 MB images in base64 (4/3 of the bytes) plus room for the rest of the request. */
 const DEFAULT_MAX_REQUEST_BYTES = 7 * 4 * Math.ceil((10 * 1024 * 1024) / 3) + 1024 * 1024;

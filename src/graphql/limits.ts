@@ -6,30 +6,7 @@ import type {
   ValidationRule,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-
-export type QueryLimits = {
-  /** Nesting of fields; fragments are expanded and introspection fields count like any other. */
-  depth: number;
-  /** Aliased fields in the operation, fragments expanded. */
-  aliases: number;
-  /** Lexical tokens of the document (comments excluded). */
-  tokens: number;
-  /** Directives in the operation, fragments expanded. */
-  directives: number;
-  /** Fields weighted by the page sizes above them (see `fieldFactor`). */
-  cost: number;
-  /** Characters of the query text: values belong in variables. */
-  length: number;
-};
-
-export const DEFAULT_QUERY_LIMITS: QueryLimits = {
-  depth: 10,
-  aliases: 30,
-  tokens: 2_000,
-  directives: 50,
-  cost: 5_000,
-  length: 32 * 1024,
-};
+import type { QueryLimits } from '../query-limits.ts';
 
 /** The page size assumed for a connection whose `first`/`last` is a variable (MAX_PAGE_SIZE). */
 const VARIABLE_PAGE_SIZE = 100;

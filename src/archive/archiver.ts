@@ -3,9 +3,9 @@ import type { Db, Tx } from '../db/database.ts';
 import { omniTasks, taskEvents, videoArchives } from '../db/schema.ts';
 import { createJobLoop } from '../jobs/loop.ts';
 import type { Logger } from '../logger.ts';
+import { announceChange } from '../pubsub/task-changes.ts';
 import { DownloadError, downloadVideo } from '../storage/download.ts';
 import type { VideoStore } from '../storage/video-store.ts';
-import { announceChange } from '../tasks/state.ts';
 import type { TaskRow } from '../tasks/state.ts';
 
 type ArchiveJob = typeof videoArchives.$inferSelect;

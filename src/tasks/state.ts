@@ -4,11 +4,9 @@ import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
 import type { KlingTask } from '../kling/client.ts';
+import { announceChange } from '../pubsub/task-changes.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
-
-/** The channel on which every committed task change is announced: `{ tenantId, taskId, version }`. */
-export const TASK_CHANGES_CHANNEL = 'omni_task_changes';
 
 const RANK: Record<TaskStatus, number> = { PENDING: 0, SUBMITTED: 1, PROCESSING: 2, SUCCEEDED: 3, FAILED: 3 };
 
@@ -32,12 +30,6 @@ function statusFromUpstream(status: KlingTask['status']): TaskStatus {
 /** The first look at a non-final task after a change, then backing off to a minute between polls. */
 export const FIRST_CHECK_DELAY_MS = 5_000;
 export const MAX_CHECK_DELAY_MS = 60_000;
-
-export async function announceChange(tx: Tx, task: Pick<TaskRow, 'tenantId' | 'id' | 'version'>): Promise<void> {
-  const payload = JSON.stringify({ tenantId: task.tenantId, taskId: task.id, version: task.version });
-  // pg_notify inside the transaction: delivered when, and only if, the change commits.
-  await tx.execute(sql`select pg_notify(${TASK_CHANGES_CHANNEL}, ${payload})`);
-}
 
 export type Transition = {
   status: TaskStatus;

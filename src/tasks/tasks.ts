@@ -12,8 +12,8 @@ import type { KlingClient } from '../kling/client.ts';
 import { toUpstreamBody } from '../kling/input.ts';
 import type { NormalizedOmniRequest, UpstreamCreateBody } from '../kling/input.ts';
 import type { Logger } from '../logger.ts';
+import { announceChange } from '../pubsub/task-changes.ts';
 import {
-  announceChange,
   FIRST_CHECK_DELAY_MS,
   MAX_CHECK_DELAY_MS,
   transitionFromUpstream,

@@ -1,7 +1,8 @@
-import { and, asc, eq, gt, gte, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, inArray, lt, sql } from 'drizzle-orm';
 import type { PriceTable } from '../config.ts';
 import type { Db, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
+import { keysetPast } from '../db/keyset.ts';
 import { omniTasks, tenants, usageEvents } from '../db/schema.ts';
 import { QuotaExceededError } from '../errors.ts';
 import type { NormalizedOmniRequest } from '../kling/input.ts';
@@ -167,12 +168,7 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable }) {
             tenantId === null ? undefined : eq(usageEvents.tenantId, tenantId),
             gte(usageEvents.occurredAt, range.from),
             lt(usageEvents.occurredAt, range.to),
-            after === null
-              ? undefined
-              : or(
-                  gt(usageEvents.occurredAt, after.occurredAt),
-                  and(eq(usageEvents.occurredAt, after.occurredAt), gt(usageEvents.id, after.id)),
-                ),
+            after === null ? undefined : keysetPast([usageEvents.occurredAt, usageEvents.id], [after.occurredAt, after.id], 'asc'),
           ),
         )
         .orderBy(asc(usageEvents.occurredAt), asc(usageEvents.id))

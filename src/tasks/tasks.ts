@@ -3,6 +3,7 @@ import { and, asc, desc, eq, gte, inArray, lte, or, sql } from 'drizzle-orm';
 import type { SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
 import { uniqueViolation } from '../db/errors.ts';
+import { keysetPast } from '../db/keyset.ts';
 import { storable } from '../db/storable.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredRequest, TaskStatus } from '../db/schema.ts';
@@ -73,11 +74,9 @@ function requestHash(request: NormalizedOmniRequest): string {
 /** Backoff of the reconciler: 5 s after the first attempt, doubling up to a minute. */
 const nextCheckAfterAttempts = sql`now() + make_interval(secs => least(${MAX_CHECK_DELAY_MS / 1000}, ${FIRST_CHECK_DELAY_MS / 1000} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
 
-function keysetCondition(direction: 'forward' | 'backward', cursor: Keyset): SQL | undefined {
-  // Row-value comparison on (created_at, id): the order of the index, so the scan starts at the cursor.
-  return direction === 'forward'
-    ? sql`(${omniTasks.createdAt}, ${omniTasks.id}) < (${cursor.createdAt.toISOString()}::timestamptz, ${cursor.id}::uuid)`
-    : sql`(${omniTasks.createdAt}, ${omniTasks.id}) > (${cursor.createdAt.toISOString()}::timestamptz, ${cursor.id}::uuid)`;
+/** `forward` pages walk newest → oldest, `backward` pages oldest → newest. */
+function keysetCondition(direction: 'forward' | 'backward', cursor: Keyset): SQL {
+  return keysetPast([omniTasks.createdAt, omniTasks.id], [cursor.createdAt, cursor.id], direction === 'forward' ? 'desc' : 'asc');
 }
 
 function filterConditions(tenantId: string, filter: TaskListFilter): (SQL | undefined)[] {

@@ -1,6 +1,7 @@
-import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import { generateApiKey, hashApiKey, secretsEqual } from '../auth/api-keys.ts';
 import type { Db } from '../db/database.ts';
+import { keysetPast } from '../db/keyset.ts';
 import { apiKeys, tenants } from '../db/schema.ts';
 
 export type Tenant = typeof tenants.$inferSelect;
@@ -139,14 +140,7 @@ export function createTenantService(db: Db, options: { adminApiKey: string | nul
       return db
         .select()
         .from(tenants)
-        .where(
-          after === null
-            ? undefined
-            : or(
-                gt(tenants.createdAt, after.createdAt),
-                and(eq(tenants.createdAt, after.createdAt), gt(tenants.id, after.id)),
-              ),
-        )
+        .where(after === null ? undefined : keysetPast([tenants.createdAt, tenants.id], [after.createdAt, after.id], 'asc'))
         .orderBy(tenants.createdAt, tenants.id)
         .limit(page.limit);
     },

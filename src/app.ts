@@ -17,7 +17,7 @@ import type { Plugin } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
-import { createArchiver, enqueueArchive } from './archive/archiver.ts';
+import { createArchiver, queueArchive } from './archive/archiver.ts';
 import type { Archiver } from './archive/archiver.ts';
 import { bearerToken } from './auth/api-keys.ts';
 import { createRateLimiter } from './auth/rate-limiter.ts';
@@ -44,6 +44,7 @@ import { createS3VideoStore } from './storage/s3-video-store.ts';
 import type { VideoStore } from './storage/video-store.ts';
 import { createReconciler } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
+import { createTaskStateMachine } from './tasks/state.ts';
 import { createTaskService } from './tasks/tasks.ts';
 import { createWatchService } from './tasks/watch.ts';
 import { createTenantService } from './tenants/tenants.ts';
@@ -150,11 +151,21 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   let boundUrl: string | null = null;
   const publicBaseUrl = () => config.publicBaseUrl ?? boundUrl ?? `http://localhost:${config.port}`;
   const store = deps.store === undefined ? storeFromConfig(config, publicBaseUrl, webhookSecret) : deps.store;
+  const metering = createMeteringService({ db: database.db, prices: config.prices });
+  const taskState = createTaskStateMachine({
+    finalStateHooks: {
+      // The archive job is queued with the final state, in its transaction: it cannot be lost.
+      // Without an archiver on this instance (ROLE=api) it is still queued for the workers.
+      onSucceeded: store === null ? [metering.recordUsage] : [metering.recordUsage, queueArchive],
+      onFailed: [metering.recordUsage],
+    },
+  });
   const archiver =
     runsJobs && store !== null
       ? createArchiver({
           db: database.db,
           store,
+          taskState,
           logger,
           intervalMs: config.reconcilerIntervalMs,
           maxBytes: config.archive.maxBytes,
@@ -171,18 +182,12 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     adminApiKey: config.adminApiKey,
     authCacheSeconds: config.authCacheSeconds,
   });
-  const metering = createMeteringService({ db: database.db, prices: config.prices });
   const tasks = createTaskService({
     db: database.db,
     upstream,
     logger,
     admit: metering.admit,
-    async onFinal(tx, task, transition) {
-      await metering.record(tx, task, transition);
-      // The archive job is queued with the final state, in its transaction: it cannot be lost.
-      // Without an archiver on this instance (ROLE=api) it is still queued for the workers.
-      if (store !== null && task.status === 'SUCCEEDED') await enqueueArchive(tx, task);
-    },
+    state: taskState,
     taskDeadlineMinutes: config.taskDeadlineMinutes,
     pendingRecheckSeconds: config.pendingRecheckSeconds,
     callbackUrl: (taskId) => `${publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(webhookSecret, taskId)}`,

@@ -102,8 +102,8 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable }) {
       }
     },
 
-    /** Records the final state of a task in the ledger, in the same transaction; a repeat is a no-op. */
-    async record(tx: Tx, task: TaskRow, transition: Transition): Promise<void> {
+    /** A final-state hook: records the task's final state in the ledger, in its transaction; a repeat is a no-op. */
+    async recordUsage(tx: Tx, task: TaskRow, transition: Transition): Promise<void> {
       const rate = rateFor(prices, task.mode, task.hasVideoInput);
       const common = {
         tenantId: task.tenantId,

@@ -13,14 +13,8 @@ import type { KlingClient } from '../kling/client.ts';
 import { toUpstreamBody } from '../kling/input.ts';
 import type { NormalizedOmniRequest, UpstreamCreateBody } from '../kling/input.ts';
 import type { Logger } from '../logger.ts';
-import { announceChange } from '../pubsub/task-changes.ts';
-import {
-  FIRST_CHECK_DELAY_MS,
-  MAX_CHECK_DELAY_MS,
-  transitionFromUpstream,
-  transitionTask,
-} from './state.ts';
-import type { OnFinal, TaskRow, Transition } from './state.ts';
+import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
+import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
 
 export type { TaskRow };
 
@@ -40,7 +34,7 @@ export type TaskServiceDeps = {
   logger: Logger;
   /** Runs inside the creating transaction, after the tenant's row lock: throws to refuse (quotas). */
   admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
-  onFinal?: OnFinal;
+  state: TaskStateMachine;
 };
 
 function storedRequest(request: NormalizedOmniRequest): StoredRequest {
@@ -70,9 +64,6 @@ function requestHash(request: NormalizedOmniRequest): string {
   ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
-
-/** Backoff of the reconciler: 5 s after the first attempt, doubling up to a minute. */
-const nextCheckAfterAttempts = sql`now() + make_interval(secs => least(${MAX_CHECK_DELAY_MS / 1000}, ${FIRST_CHECK_DELAY_MS / 1000} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
 
 /** `forward` pages walk newest → oldest, `backward` pages oldest → newest. */
 function keysetCondition(direction: 'forward' | 'backward', cursor: Keyset): SQL {
@@ -117,7 +108,7 @@ export function createTaskService(deps: TaskServiceDeps) {
   }
 
   async function apply(taskId: string, transition: Transition): Promise<{ task: TaskRow; changed: boolean } | null> {
-    return db.transaction((tx) => transitionTask(tx, taskId, transition, deps.onFinal));
+    return db.transaction((tx) => deps.state.transition(tx, taskId, transition));
   }
 
   /** Puts a PENDING task back on the reconciler's list after a retryable or ambiguous failure. */
@@ -183,8 +174,7 @@ export function createTaskService(deps: TaskServiceDeps) {
             .returning();
           if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');
           await tx.insert(taskSubmissions).values({ taskId: id, body });
-          await tx.insert(taskEvents).values({ taskId: id, kind: 'status', source: 'create', toStatus: 'PENDING', version: 1 });
-          await announceChange(tx, inserted);
+          await deps.state.recordCreation(tx, inserted);
           return inserted;
         });
       } catch (error) {

@@ -7,7 +7,6 @@ import type { AddressInfo, Socket } from 'node:net';
 import { useOpenTelemetry } from '@envelop/opentelemetry';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { trace } from '@opentelemetry/api';
-import { sql } from 'drizzle-orm';
 import { usePersistedOperations } from '@graphql-yoga/plugin-persisted-operations';
 import { GraphQLError, Kind } from 'graphql';
 import type { ExecutionArgs, OperationDefinitionNode } from 'graphql';
@@ -23,7 +22,6 @@ import { bearerToken } from './auth/api-keys.ts';
 import { createRateLimiter } from './auth/rate-limiter.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
-import { queryRows } from './db/database.ts';
 import { isConnectionError } from './db/errors.ts';
 import { sharedSecret } from './db/settings.ts';
 import { AppError, RateLimitedError, ServiceUnavailableError, SubscriptionLimitError, UnauthenticatedError } from './errors.ts';
@@ -42,7 +40,7 @@ import { createVideoFileHandler, isVideoFilePath } from './storage/file-route.ts
 import { createLocalVideoStore, sweepStaleWrites } from './storage/local-video-store.ts';
 import { createS3VideoStore } from './storage/s3-video-store.ts';
 import type { VideoStore } from './storage/video-store.ts';
-import { createReconciler } from './tasks/reconciler.ts';
+import { createReconciler, reconcilerLagSeconds } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
 import { createTaskStateMachine } from './tasks/state.ts';
 import { createTaskService } from './tasks/tasks.ts';
@@ -216,21 +214,9 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     },
   };
   metrics.setSources({
-    async tasksByStatus() {
-      const rows = await queryRows<{ status: string; count: number }>(
-        database.db,
-        sql`select status, count(*)::int as count from omni_tasks group by status`,
-      );
-      return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
-    },
+    tasksByStatus: tasks.countByStatus,
     activeSubscriptions: () => feed.size(),
-    async reconcilerLagSeconds() {
-      const [row] = await queryRows<{ lag: number | null }>(
-        database.db,
-        sql`select extract(epoch from now() - min(next_check_at))::float8 as lag from omni_tasks where next_check_at <= now()`,
-      );
-      return Math.max(0, Number(row?.lag ?? 0));
-    },
+    reconcilerLagSeconds: () => reconcilerLagSeconds(database.db),
   });
   const reconciler = runsJobs
     ? createReconciler({

@@ -2,9 +2,9 @@ import { Repeater } from 'graphql-yoga';
 import { NotFoundError, SubscriptionLimitError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { FeedSignal, TaskFeed } from '../pubsub/task-feed.ts';
+import type { TaskReads } from './reads.ts';
 import { isFinal } from './state.ts';
 import type { TaskRow } from './state.ts';
-import type { TaskService } from './tasks.ts';
 
 // Tenant-wide watchers remember the last version they sent per task; beyond this many tasks the
 // oldest entries are forgotten (at worst a task is then re-sent once after a resync).
@@ -82,7 +82,7 @@ function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSign
 
 export function createWatchService(deps: {
   feed: TaskFeed;
-  tasks: TaskService;
+  tasks: Pick<TaskReads, 'byId' | 'changedSince'>;
   logger: Logger;
   /** Live subscriptions a tenant may hold on this instance; 0 = no cap. */
   maxPerTenant?: number;
@@ -100,7 +100,7 @@ export function createWatchService(deps: {
     const key = `${tenantId}:${taskId}:${version}`;
     let read = sharedReads.get(key);
     if (read === undefined) {
-      read = tasks.get(tenantId, taskId);
+      read = tasks.byId(tenantId, taskId);
       sharedReads.set(key, read);
       if (sharedReads.size > SHARED_READS) sharedReads.delete(sharedReads.keys().next().value as string);
       // A failed read is not shared: the next subscriber tries again.
@@ -138,7 +138,7 @@ export function createWatchService(deps: {
     const resync = signals.some((signal) => signal.kind === 'resync');
     try {
       return resync || versions.length === 0
-        ? await tasks.get(tenantId, taskId)
+        ? await tasks.byId(tenantId, taskId)
         : await readAnnounced(tenantId, taskId, Math.max(...versions));
     } catch (error) {
       logger.warn({ err: error, taskId }, 'watch: task read failed; reading again shortly');
@@ -161,7 +161,7 @@ export function createWatchService(deps: {
       );
       let current: TaskRow | null;
       try {
-        current = await tasks.get(tenantId, taskId);
+        current = await tasks.byId(tenantId, taskId);
       } catch (error) {
         queue.unsubscribe();
         release();

@@ -3,7 +3,7 @@ import type { StoredVideo } from '../../db/schema.ts';
 import { InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
 import { fromGlobalId } from '../../ids.ts';
 import { createOmniVideoInputSchema } from '../../kling/input.ts';
-import type { TaskRow } from '../../tasks/tasks.ts';
+import type { TaskRow } from '../../tasks/state.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
 import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
@@ -65,7 +65,7 @@ const OmniTaskRef = builder.objectRef<TaskRow>('OmniTask');
 builder.node(OmniTaskRef, {
   id: { resolve: (task) => task.id },
   // Another tenant's task loads as null, exactly like an id that does not exist.
-  loadOne: (id, context) => (context.viewer.kind === 'tenant' ? context.services.tasks.get(context.viewer.tenantId, id) : null),
+  loadOne: (id, context) => (context.viewer.kind === 'tenant' ? context.services.tasks.byId(context.viewer.tenantId, id) : null),
   fields: (t) => ({
     status: t.field({ type: OmniTaskStatus, resolve: (task) => task.status }),
     statusMessage: t.exposeString('statusMessage', { nullable: true }),
@@ -152,7 +152,7 @@ builder.queryFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, context) => {
       const taskId = fromGlobalId(id, 'OmniTask');
-      return taskId === null ? null : context.services.tasks.get(tenantOf(context), taskId);
+      return taskId === null ? null : context.services.tasks.byId(tenantOf(context), taskId);
     },
   }),
   omniTasks: t.connection(

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gte, inArray, lte, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, lte, sql } from 'drizzle-orm';
 import type { SQL } from 'drizzle-orm';
 import type { Db } from '../db/database.ts';
 import { keysetPast } from '../db/keyset.ts';
@@ -38,7 +38,7 @@ export function createTaskReads(db: Db) {
     .limit(1)
     .prepare('omni_task_by_id');
 
-  /** The query of one page (limit + 1 rows, to tell whether more follow); exposed so tests can EXPLAIN it. */
+  /** One page of `limit` rows in its direction's order: a query builder, to await or (tests) to EXPLAIN. */
   function pageQuery(tenantId: string, page: TaskPageRequest) {
     const order =
       page.direction === 'forward'
@@ -49,7 +49,7 @@ export function createTaskReads(db: Db) {
       .from(omniTasks)
       .where(and(...pageConditions(tenantId, page)))
       .orderBy(...order)
-      .limit(page.limit + 1);
+      .limit(page.limit);
   }
 
   return {
@@ -66,27 +66,6 @@ export function createTaskReads(db: Db) {
     },
 
     pageQuery,
-
-    /** One page in the order asked for, plus whether more rows lie beyond it and before it. */
-    async list(tenantId: string, page: TaskPageRequest): Promise<{ tasks: TaskRow[]; hasMore: boolean; hasBefore: boolean }> {
-      const rows = await pageQuery(tenantId, page);
-      let hasBefore = false;
-      if (page.cursor !== null) {
-        const opposite = page.direction === 'forward' ? 'asc' : 'desc';
-        // The cursor row itself lies "before" too, unless it was filtered out: check the boundary inclusively.
-        const boundary = or(
-          keysetPast([omniTasks.createdAt, omniTasks.id], [page.cursor.createdAt, page.cursor.id], opposite),
-          and(eq(omniTasks.createdAt, page.cursor.createdAt), eq(omniTasks.id, page.cursor.id)),
-        );
-        const [before] = await db
-          .select({ id: omniTasks.id })
-          .from(omniTasks)
-          .where(and(...pageConditions(tenantId, { ...page, cursor: null }), boundary))
-          .limit(1);
-        hasBefore = before !== undefined;
-      }
-      return { tasks: rows.slice(0, page.limit), hasMore: rows.length > page.limit, hasBefore };
-    },
 
     /** A tenant's tasks changed at or after `since`, oldest change first (resync after a feed outage). */
     async changedSince(tenantId: string, since: Date, limit = 1_000): Promise<TaskRow[]> {

@@ -1,4 +1,6 @@
 import { and, eq, inArray, isNotNull, lte, or, sql } from 'drizzle-orm';
+import type { Clock } from '../clock.ts';
+import { systemClock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
 import { omniTasks, taskSubmissions } from '../db/schema.ts';
 import type { KlingClient } from '../kling/client.ts';
@@ -23,6 +25,8 @@ export type ReconcilerOptions = {
   leaseSeconds?: number;
   /** Told how each leased task was handled (metrics). */
   onCheck?: (outcome: ReconcilerOutcome | 'error') => void;
+  /** Decides whether a leased task is past its deadline. */
+  clock?: Clock;
 };
 
 type ReconcilerOutcome = 'changed' | 'unchanged' | 'deadline' | 'submitted' | 'failed';
@@ -92,10 +96,11 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const { db, tasks, upstream, logger } = options;
   const batchSize = options.batchSize ?? 20;
   const leaseSeconds = options.leaseSeconds ?? 60;
+  const clock = options.clock ?? systemClock;
 
   async function handle(task: TaskRow): Promise<ReconcilerOutcome> {
     if (isFinal(task.status)) return 'unchanged';
-    if (task.deadlineAt.getTime() <= Date.now()) {
+    if (task.deadlineAt.getTime() <= clock.now()) {
       await tasks.apply(task.id, {
         status: 'FAILED',
         statusMessage: `The upstream gave no final state within ${options.taskDeadlineMinutes} minutes; the gateway gave the task up.`,

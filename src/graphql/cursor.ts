@@ -26,8 +26,8 @@ const DEFAULT_PAGE_SIZE = 20;
 
 /**
  * The page sizes for `resolveCursorConnection`, after refusing a `first` or `last` outside
- * 0..MAX_PAGE_SIZE as invalid input: the library would clamp it silently, so that no request can
- * read an unbounded number of rows but a client would not learn why its page came back short.
+ * 0..MAX_PAGE_SIZE as invalid input: the library would clamp a large one silently (the client would
+ * not learn why its page is short) and fail on a negative one with an untyped error.
  */
 export function pageSizes(args: { first?: number | null; last?: number | null }): { defaultSize: number; maxSize: number } {
   for (const argument of ['first', 'last'] as const) {

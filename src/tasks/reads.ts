@@ -6,7 +6,7 @@ import { omniTasks } from '../db/schema.ts';
 import type { TaskStatus } from '../db/schema.ts';
 import type { TaskRow } from './state.ts';
 
-export type TaskListFilter = { status?: TaskStatus[] | null; createdAfter?: Date | null; createdBefore?: Date | null };
+type TaskListFilter = { status?: TaskStatus[] | null; createdAfter?: Date | null; createdBefore?: Date | null };
 /** `forward` walks newest → oldest (first/after); `backward` walks oldest → newest from `cursor` (last/before). */
 export type TaskPageRequest = {
   direction: 'forward' | 'backward';

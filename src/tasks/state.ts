@@ -50,7 +50,7 @@ export type Transition = {
 };
 
 /** Runs inside the transaction in which a task reaches a final state, after the task row is written. */
-export type FinalStateHook = (tx: Tx, task: TaskRow, transition: Transition) => Promise<void>;
+type FinalStateHook = (tx: Tx, task: TaskRow, transition: Transition) => Promise<void>;
 
 /**
  * What else a final state writes, in the same transaction, so that it can be neither lost nor
@@ -63,7 +63,7 @@ export type FinalStateHooks = {
 };
 
 /** A copy of one result video in our store (1-based `videoIndex`, like the API's). */
-export type ArchivedVideo = { videoIndex: number; key: string; sizeBytes: number; sha256: string };
+type ArchivedVideo = { videoIndex: number; key: string; sizeBytes: number; sha256: string };
 
 async function lockTask(tx: Tx, taskId: string): Promise<TaskRow | undefined> {
   const [task] = await tx.select().from(omniTasks).where(eq(omniTasks.id, taskId)).for('update');

@@ -8,7 +8,7 @@ import type { TaskRow } from './state.ts';
 
 type TaskListFilter = { status?: TaskStatus[] | null; createdAfter?: Date | null; createdBefore?: Date | null };
 /** `forward` walks newest → oldest (first/after); `backward` walks oldest → newest from `cursor` (last/before). */
-export type TaskPageRequest = {
+type TaskPageRequest = {
   direction: 'forward' | 'backward';
   limit: number;
   cursor: { createdAt: Date; id: string } | null;

@@ -53,8 +53,8 @@ export type Transition = {
 type FinalStateHook = (tx: Tx, task: TaskRow, transition: Transition) => Promise<void>;
 
 /**
- * What else a final state writes, in the same transaction, so that it can be neither lost nor
- * done twice. The composition root (app.ts) names them: `recordUsage` (metering/metering.ts) on
+ * What else a final state writes, in its transaction, so that it commits or rolls back with the
+ * state. The composition root (app.ts) names them: `recordUsage` (metering/metering.ts) on
  * both, and `queueArchive` (archive/archiver.ts) on success when videos are stored.
  */
 export type FinalStateHooks = {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { toGlobalId } from '../src/graphql/ids.ts';
+import { toGlobalId } from '../src/ids.ts';
 import { webhookToken } from '../src/webhooks/tokens.ts';
 import type { Seed, WatchableTask } from './support/database.ts';
 import { loadProblem, measureHttp } from './support/load.ts';

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { createArchiver, enqueueArchive } from './archive/archiver.ts';
+import { createArchiver, queueArchive } from './archive/archiver.ts';
 import type { Archiver } from './archive/archiver.ts';
 import { createAuthenticator } from './auth/authenticate.ts';
 import { createKeySessions } from './auth/key-sessions.ts';
@@ -7,10 +7,8 @@ import { createRateLimits } from './auth/rate-limits.ts';
 import type { Clock } from './clock.ts';
 import { systemClock } from './clock.ts';
 import type { Config } from './config.ts';
-import { queryRows } from './db/database.ts';
 import type { Database } from './db/database.ts';
 import { sharedSecret } from './db/settings.ts';
-import { sql } from 'drizzle-orm';
 import type { Services } from './graphql/context.ts';
 import { createGraphQLWebSockets } from './graphql/ws.ts';
 import { createYogaServer } from './graphql/yoga.ts';
@@ -29,8 +27,9 @@ import { createVideoFileHandler, isVideoFilePath } from './storage/file-route.ts
 import { storeFromConfig } from './storage/from-config.ts';
 import { sweepStaleWrites } from './storage/local-video-store.ts';
 import type { VideoStore } from './storage/video-store.ts';
-import { createReconciler } from './tasks/reconciler.ts';
+import { createReconciler, reconcilerLagSeconds } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
+import { createTaskStateMachine } from './tasks/state.ts';
 import { createTaskService } from './tasks/tasks.ts';
 import { createWatchService } from './tasks/watch.ts';
 import { createTenantService } from './tenants/tenants.ts';
@@ -88,16 +87,21 @@ export async function createApp({ config, database, logger, upstream, metrics = 
   });
   // Other instances learn of a revocation by asking, once per auth-cache period.
   const sessions = createKeySessions({ liveKeys: tenants.liveKeys, intervalMs: Math.max(500, config.authCacheSeconds * 1000), logger });
-  const metering = createMeteringService({ db: database.db, prices: config.prices });
+  const metering = createMeteringService({ db: database.db, prices: config.prices, clock });
+  const taskState = createTaskStateMachine({
+    finalStateHooks: {
+      // The archive job is queued with the final state, in its transaction: it cannot be lost.
+      // Without an archiver on this instance (ROLE=api) it is still queued for the workers.
+      onSucceeded: store === null ? [metering.recordUsage] : [metering.recordUsage, queueArchive],
+      onFailed: [metering.recordUsage],
+    },
+  });
   const tasks = createTaskService({
     db: database.db,
     upstream,
     logger,
+    state: taskState,
     admit: metering.admit,
-    async onFinal(tx, task, transition) {
-      await metering.record(tx, task, transition);
-      if (store !== null && task.status === 'SUCCEEDED') await enqueueArchive(tx, task);
-    },
     taskDeadlineMinutes: config.taskDeadlineMinutes,
     pendingRecheckSeconds: config.pendingRecheckSeconds,
     callbackUrl: (taskId) => `${publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(webhookSecret, taskId)}`,
@@ -108,7 +112,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     tenants,
     tasks,
     metering,
-    watch: createWatchService({ feed, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant }),
+    watch: createWatchService({ feed, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant, clock }),
     async videoUrl(video) {
       if (!video.archive || store === null) return video.upstreamUrl;
       return store.url(video.archive.key, new Date(clock.now() + config.videoUrlTtlSeconds * 1000));
@@ -118,18 +122,9 @@ export async function createApp({ config, database, logger, upstream, metrics = 
     },
   };
   metrics.setSources({
-    async tasksByStatus() {
-      const rows = await queryRows<{ status: string; count: number }>(database.db, sql`select status, sum(count)::int as count from task_status_counts group by status`);
-      return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
-    },
+    tasksByStatus: tasks.countByStatus,
     activeSubscriptions: () => feed.size(),
-    async reconcilerLagSeconds() {
-      const [row] = await queryRows<{ lag: number | null }>(
-        database.db,
-        sql`select extract(epoch from now() - min(next_check_at))::float8 as lag from omni_tasks where next_check_at <= now()`,
-      );
-      return Math.max(0, Number(row?.lag ?? 0));
-    },
+    reconcilerLagSeconds: () => reconcilerLagSeconds(database.db),
   });
 
   const reconciler = runsJobs
@@ -141,6 +136,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
         taskDeadlineMinutes: config.taskDeadlineMinutes,
         intervalMs: config.reconcilerIntervalMs,
         onCheck: (outcome) => metrics.reconcilerCheck(outcome),
+        clock,
       })
     : null;
   const archiver =
@@ -148,6 +144,7 @@ export async function createApp({ config, database, logger, upstream, metrics = 
       ? createArchiver({
           db: database.db,
           store,
+          taskState,
           logger,
           intervalMs: config.reconcilerIntervalMs,
           maxBytes: config.archive.maxBytes,

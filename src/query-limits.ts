@@ -1,4 +1,7 @@
-/** The caps on a GraphQL operation (DESIGN §5.1): configuration reads them, the graphql layer enforces them. */
+/**
+ * The limits on a GraphQL document and their defaults. A leaf module: configuration sets them
+ * without importing the GraphQL layer, which enforces them (graphql/limits.ts).
+ */
 export type QueryLimits = {
   /** Nesting of fields and fragments (inline or spread, each a level); introspection fields count like any other. */
   depth: number;
@@ -8,7 +11,7 @@ export type QueryLimits = {
   tokens: number;
   /** Directives in the operation, fragments expanded. */
   directives: number;
-  /** Fields weighted by the page sizes above them (see `fieldFactor`). */
+  /** Fields weighted by the page sizes above them (see `fieldFactor` in graphql/limits.ts). */
   cost: number;
   /** Characters of the query text: values belong in variables. */
   length: number;

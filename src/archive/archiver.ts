@@ -1,12 +1,11 @@
 import { and, eq, isNotNull, lte, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
-import { omniTasks, taskEvents, videoArchives } from '../db/schema.ts';
+import { videoArchives } from '../db/schema.ts';
 import { createJobLoop } from '../jobs/loop.ts';
 import type { Logger } from '../logger.ts';
 import { DownloadError, downloadVideo } from '../storage/download.ts';
 import type { VideoStore } from '../storage/video-store.ts';
-import { announceChange } from '../tasks/state.ts';
-import type { TaskRow } from '../tasks/state.ts';
+import type { TaskRow, TaskStateMachine } from '../tasks/state.ts';
 
 type ArchiveJob = typeof videoArchives.$inferSelect;
 export type ArchiveOutcome = 'archived' | 'retry' | 'failed';
@@ -14,6 +13,8 @@ export type ArchiveOutcome = 'archived' | 'retry' | 'failed';
 export type ArchiverOptions = {
   db: Db;
   store: VideoStore;
+  /** Records each finished copy on its task (a new version, announced). */
+  taskState: Pick<TaskStateMachine, 'recordArchive'>;
   logger: Logger;
   intervalMs: number;
   maxBytes: number;
@@ -38,8 +39,8 @@ function archiveKey(job: { tenantId: string; taskId: string; videoIndex: number 
   return `${job.tenantId}/${job.taskId}/${job.videoIndex}.mp4`;
 }
 
-/** Queues a copy of each result video of a task that just succeeded, inside that transaction. */
-export async function enqueueArchive(tx: Tx, task: TaskRow): Promise<void> {
+/** A final-state hook: queues a copy of each result video of a task that just succeeded, in that transaction. */
+export async function queueArchive(tx: Tx, task: TaskRow): Promise<void> {
   const jobs = task.videos.map((video, i) => ({
     taskId: task.id,
     videoIndex: i + 1,
@@ -54,39 +55,39 @@ function retryDelaySeconds(attempts: number): number {
   return Math.min(600, 5 * 2 ** Math.max(0, attempts - 1));
 }
 
+async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<ArchiveJob[]> {
+  return db.transaction(async (tx) => {
+    const due = await tx
+      .select({ taskId: videoArchives.taskId, videoIndex: videoArchives.videoIndex })
+      .from(videoArchives)
+      .where(
+        and(eq(videoArchives.status, 'pending'), isNotNull(videoArchives.nextAttemptAt), lte(videoArchives.nextAttemptAt, sql`now()`)),
+      )
+      .orderBy(videoArchives.nextAttemptAt)
+      .limit(batchSize)
+      .for('update', { skipLocked: true });
+    const leased: ArchiveJob[] = [];
+    for (const job of due) {
+      const [row] = await tx
+        .update(videoArchives)
+        .set({
+          nextAttemptAt: sql`now() + make_interval(secs => ${leaseSeconds})`,
+          attempts: sql`${videoArchives.attempts} + 1`,
+        })
+        .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex)))
+        .returning();
+      if (row !== undefined) leased.push(row);
+    }
+    return leased;
+  });
+}
+
 export function createArchiver(options: ArchiverOptions): Archiver {
   const { db, store, logger } = options;
   const batchSize = options.batchSize ?? 4;
   const leaseSeconds = Math.ceil(options.timeoutMs / 1000) + 5;
 
-  async function lease(): Promise<ArchiveJob[]> {
-    return db.transaction(async (tx) => {
-      const due = await tx
-        .select({ taskId: videoArchives.taskId, videoIndex: videoArchives.videoIndex })
-        .from(videoArchives)
-        .where(
-          and(eq(videoArchives.status, 'pending'), isNotNull(videoArchives.nextAttemptAt), lte(videoArchives.nextAttemptAt, sql`now()`)),
-        )
-        .orderBy(videoArchives.nextAttemptAt)
-        .limit(batchSize)
-        .for('update', { skipLocked: true });
-      const leased: ArchiveJob[] = [];
-      for (const job of due) {
-        const [row] = await tx
-          .update(videoArchives)
-          .set({
-            nextAttemptAt: sql`now() + make_interval(secs => ${leaseSeconds})`,
-            attempts: sql`${videoArchives.attempts} + 1`,
-          })
-          .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex)))
-          .returning();
-        if (row !== undefined) leased.push(row);
-      }
-      return leased;
-    });
-  }
-
-  /** Records the copy on the job and on the task (one version), and tells the subscribers. */
+  /** Records the copy on the job and, through the state machine, on the task (one version, announced). */
   async function complete(job: ArchiveJob, stored: { key: string; size: number; sha256: string }): Promise<void> {
     await db.transaction(async (tx) => {
       const [done] = await tx
@@ -95,25 +96,12 @@ export function createArchiver(options: ArchiverOptions): Archiver {
         .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex), eq(videoArchives.status, 'pending')))
         .returning();
       if (done === undefined) return; // another run finished it first
-      const [task] = await tx.select().from(omniTasks).where(eq(omniTasks.id, job.taskId)).for('update');
-      if (task === undefined) return;
-      const videos = task.videos.map((video, i) =>
-        i === job.videoIndex - 1 ? { ...video, archive: { key: stored.key, sizeBytes: stored.size, sha256: stored.sha256 } } : video,
-      );
-      const [updated] = await tx
-        .update(omniTasks)
-        .set({ videos, version: sql`${omniTasks.version} + 1`, updatedAt: sql`now()` })
-        .where(eq(omniTasks.id, job.taskId))
-        .returning();
-      if (updated === undefined) return;
-      await tx.insert(taskEvents).values({
-        taskId: job.taskId,
-        kind: 'archive',
-        source: 'archiver',
-        version: updated.version,
-        payload: { videoIndex: job.videoIndex, key: stored.key, sizeBytes: stored.size, sha256: stored.sha256 },
+      await options.taskState.recordArchive(tx, job.taskId, {
+        videoIndex: job.videoIndex,
+        key: stored.key,
+        sizeBytes: stored.size,
+        sha256: stored.sha256,
       });
-      await announceChange(tx, updated);
     });
   }
 
@@ -151,7 +139,7 @@ export function createArchiver(options: ArchiverOptions): Archiver {
   }
 
   async function tick(): Promise<number> {
-    const jobs = await lease();
+    const jobs = await lease(db, batchSize, leaseSeconds);
     const outcomes = await Promise.all(jobs.map(run));
     for (const outcome of outcomes) options.onOutcome?.(outcome);
     return jobs.length;

@@ -4,11 +4,12 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import { ForbiddenError, InvalidInputError } from '../errors.ts';
-import type { GraphQLContext } from './context.ts';
+import type { GraphQLContext, TenantContext } from './context.ts';
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   AuthScopes: { admin: boolean; tenant: boolean };
+  AuthContexts: { tenant: TenantContext };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
     ID: { Input: string; Output: string };

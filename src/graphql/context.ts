@@ -21,3 +21,6 @@ export type GraphQLContext = {
   services: Services;
   logger: Logger;
 };
+
+/** The context of a field behind the tenant scope (`t.withAuth({ tenant: true })`): the viewer is a tenant. */
+export type TenantContext = GraphQLContext & { viewer: Extract<Viewer, { kind: 'tenant' }> };

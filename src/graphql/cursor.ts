@@ -21,16 +21,22 @@ export function decodeCursor(cursor: string, argument: string): Keyset {
   }
 }
 
-export const MAX_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 100;
 const DEFAULT_PAGE_SIZE = 20;
 
-/** The page size asked for, bounded so that no request can read an unbounded number of rows. */
-export function pageSize(requested: number | null | undefined, argument: string): number {
-  if (requested === null || requested === undefined) return DEFAULT_PAGE_SIZE;
-  if (!Number.isInteger(requested) || requested < 0 || requested > MAX_PAGE_SIZE) {
-    throw new InvalidInputError(`"${argument}" must be between 0 and ${MAX_PAGE_SIZE}.`, [
-      { path: [argument], message: `must be between 0 and ${MAX_PAGE_SIZE}` },
-    ]);
+/**
+ * The page sizes for `resolveCursorConnection`, after refusing a `first` or `last` outside
+ * 0..MAX_PAGE_SIZE as invalid input: the library would clamp a large one silently (the client would
+ * not learn why its page is short) and fail on a negative one with an untyped error.
+ */
+export function pageSizes(args: { first?: number | null; last?: number | null }): { defaultSize: number; maxSize: number } {
+  for (const argument of ['first', 'last'] as const) {
+    const requested = args[argument];
+    if (requested !== null && requested !== undefined && (!Number.isInteger(requested) || requested < 0 || requested > MAX_PAGE_SIZE)) {
+      throw new InvalidInputError(`"${argument}" must be between 0 and ${MAX_PAGE_SIZE}.`, [
+        { path: [argument], message: `must be between 0 and ${MAX_PAGE_SIZE}` },
+      ]);
+    }
   }
-  return requested;
+  return { defaultSize: DEFAULT_PAGE_SIZE, maxSize: MAX_PAGE_SIZE };
 }

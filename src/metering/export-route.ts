@@ -1,11 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { toGlobalId, fromGlobalId } from '../graphql/ids.ts';
+import { toGlobalId, fromGlobalId } from '../ids.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../logger.ts';
 import type { Viewer } from '../tenants/tenants.ts';
-import { currentMonth } from './metering.ts';
 import type { MeteringService, UsageEvent } from './metering.ts';
 
 export const USAGE_EXPORT_PATH = '/usage/events.csv';
@@ -99,7 +98,7 @@ export function createUsageExportHandler(deps: {
     if (!parsed.success) {
       return sendJson(res, 400, { error: 'from and to must be ISO 8601 date-times', issues: parsed.error.issues });
     }
-    const month = currentMonth();
+    const month = deps.metering.currentMonth();
     const range = { from: parsed.data.from ?? month.from, to: parsed.data.to ?? month.to };
     if (range.from >= range.to) return sendJson(res, 400, { error: '"from" must be before "to"' });
     let tenantId: string | null;

@@ -1,9 +1,12 @@
-import { and, asc, eq, gt, gte, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, inArray, lt, sql } from 'drizzle-orm';
+import type { Clock } from '../clock.ts';
+import { systemClock } from '../clock.ts';
 import type { PriceTable } from '../config.ts';
 import type { Db, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
+import { keysetPast } from '../db/keyset.ts';
 import { omniTasks, tenants, usageEvents } from '../db/schema.ts';
-import { QuotaExceededError } from '../errors.ts';
+import { InvalidInputError, QuotaExceededError } from '../errors.ts';
 import type { NormalizedOmniRequest } from '../tasks/create-input.ts';
 import type { TaskRow, Transition } from '../tasks/state.ts';
 
@@ -42,67 +45,114 @@ function outputSeconds(task: TaskRow): { seconds: number; source: 'result' | 're
   return { seconds: MAX_EDIT_SECONDS, source: 'assumed_max' };
 }
 
-/** [start of this month, start of next month) in UTC. */
-export function currentMonth(now = new Date()): { from: Date; to: Date } {
+/** [start of the month of `now`, start of the next month) in UTC. */
+function monthOf(now: Date): { from: Date; to: Date } {
   return {
     from: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)),
     to: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)),
   };
 }
 
-export function createMeteringService(deps: { db: Db; prices: PriceTable }) {
+/**
+ * Admits a create or throws QuotaExceededError. Runs inside the creating transaction and takes
+ * the tenant's row lock first, so concurrent creates of one tenant are checked one at a time
+ * and can never overshoot together.
+ */
+async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, month: { from: Date; to: Date }): Promise<void> {
+  const [tenant] = await tx
+    .select({ seconds: tenants.monthlyVideoSecondsLimit, concurrent: tenants.maxConcurrentTasks })
+    .from(tenants)
+    .where(eq(tenants.id, tenantId))
+    .for('update');
+  if (tenant === undefined || (tenant.seconds === null && tenant.concurrent === null)) return;
+  const [inFlight] = await queryRows<{ count: number; reserved: number }>(
+    tx,
+    sql`select count(*)::int as count,
+               coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 as reserved
+        from ${omniTasks}
+        where ${omniTasks.tenantId} = ${tenantId} and ${inArray(omniTasks.status, [...IN_FLIGHT])}`,
+  );
+  const count = Number(inFlight?.count ?? 0);
+  if (tenant.concurrent !== null && count >= tenant.concurrent) {
+    throw new QuotaExceededError(
+      `Concurrent task limit reached: ${count} of ${tenant.concurrent} tasks are in flight; ` +
+        'a new task is admitted once one of them finishes.',
+    );
+  }
+  if (tenant.seconds !== null) {
+    const [used] = await queryRows<{ seconds: number }>(
+      tx,
+      sql`select coalesce(sum(${usageEvents.videoSeconds}), 0)::float8 as seconds from ${usageEvents}
+          where ${usageEvents.tenantId} = ${tenantId} and ${usageEvents.kind} = 'video'
+            and ${usageEvents.occurredAt} >= ${month.from.toISOString()}::timestamptz
+            and ${usageEvents.occurredAt} < ${month.to.toISOString()}::timestamptz`,
+    );
+    const committed = Number(used?.seconds ?? 0) + Number(inFlight?.reserved ?? 0);
+    const wanted = reservedSeconds(request.durationSeconds);
+    if (committed + wanted > tenant.seconds) {
+      const left = Math.max(0, tenant.seconds - committed);
+      throw new QuotaExceededError(
+        `Monthly video seconds limit reached: ${tenant.seconds} s per month, ${committed} s used or reserved ` +
+          `by tasks in flight, this request needs ${wanted} s; ${left} s left this month.`,
+      );
+    }
+  }
+}
+
+async function summary(db: Db, tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
+  const rows = await queryRows<{ kind: string; mode: Mode; tasks: number; seconds: number; units: number }>(
+    db,
+    sql`select ${usageEvents.kind} as kind, ${usageEvents.mode} as mode, count(*)::int as tasks,
+               sum(${usageEvents.videoSeconds})::float8 as seconds, sum(${usageEvents.units})::float8 as units
+        from ${usageEvents}
+        where ${usageEvents.tenantId} = ${tenantId}
+          and ${usageEvents.occurredAt} >= ${range.from.toISOString()}::timestamptz
+          and ${usageEvents.occurredAt} < ${range.to.toISOString()}::timestamptz
+        group by 1, 2`,
+  );
+  const video = rows.filter((row) => row.kind === 'video');
+  const round = (value: number) => Math.round(value * 1e6) / 1e6;
+  return {
+    succeededTasks: video.reduce((sum, row) => sum + Number(row.tasks), 0),
+    failedTasks: rows.filter((row) => row.kind === 'failure').reduce((sum, row) => sum + Number(row.tasks), 0),
+    videoSeconds: round(video.reduce((sum, row) => sum + Number(row.seconds), 0)),
+    units: round(video.reduce((sum, row) => sum + Number(row.units), 0)),
+    byMode: (['STD', 'PRO'] as const).map((mode) => {
+      const row = video.find((candidate) => candidate.mode === mode);
+      return {
+        mode,
+        tasks: Number(row?.tasks ?? 0),
+        videoSeconds: round(Number(row?.seconds ?? 0)),
+        units: round(Number(row?.units ?? 0)),
+      };
+    }),
+  };
+}
+
+/** `clock` decides which calendar month quotas and default usage ranges count. */
+export function createMeteringService(deps: { db: Db; prices: PriceTable; clock?: Clock }) {
   const { db, prices } = deps;
+  const clock = deps.clock ?? systemClock;
+  /** [start of this month, start of next month) in UTC. */
+  const currentMonth = () => monthOf(new Date(clock.now()));
 
   return {
-    /**
-     * Admits a create or throws QuotaExceededError. Runs inside the creating transaction and takes
-     * the tenant's row lock first, so concurrent creates of one tenant are checked one at a time
-     * and can never overshoot together.
-     */
-    async admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest): Promise<void> {
-      const [tenant] = await tx
-        .select({ seconds: tenants.monthlyVideoSecondsLimit, concurrent: tenants.maxConcurrentTasks })
-        .from(tenants)
-        .where(eq(tenants.id, tenantId))
-        .for('update');
-      if (tenant === undefined || (tenant.seconds === null && tenant.concurrent === null)) return;
-      const [inFlight] = await queryRows<{ count: number; reserved: number }>(
-        tx,
-        sql`select count(*)::int as count,
-                   coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 as reserved
-            from ${omniTasks}
-            where ${omniTasks.tenantId} = ${tenantId} and ${inArray(omniTasks.status, [...IN_FLIGHT])}`,
-      );
-      const count = Number(inFlight?.count ?? 0);
-      if (tenant.concurrent !== null && count >= tenant.concurrent) {
-        throw new QuotaExceededError(
-          `Concurrent task limit reached: ${count} of ${tenant.concurrent} tasks are in flight; ` +
-            'a new task is admitted once one of them finishes.',
-        );
+    currentMonth,
+
+    /** [from, to) of a usage query: the current month by default; from a given `from`, up to now. */
+    usageRange(args: { from?: Date | null; to?: Date | null }): { from: Date; to: Date } {
+      const month = currentMonth();
+      const range = { from: args.from ?? month.from, to: args.to ?? (args.from ? new Date(clock.now()) : month.to) };
+      if (range.from >= range.to) {
+        throw new InvalidInputError('"from" must be before "to".', [{ path: ['from'], message: 'must be before "to"' }]);
       }
-      if (tenant.seconds !== null) {
-        const month = currentMonth();
-        const [used] = await queryRows<{ seconds: number }>(
-          tx,
-          sql`select coalesce(sum(${usageEvents.videoSeconds}), 0)::float8 as seconds from ${usageEvents}
-              where ${usageEvents.tenantId} = ${tenantId} and ${usageEvents.kind} = 'video'
-                and ${usageEvents.occurredAt} >= ${month.from.toISOString()}::timestamptz
-                and ${usageEvents.occurredAt} < ${month.to.toISOString()}::timestamptz`,
-        );
-        const committed = Number(used?.seconds ?? 0) + Number(inFlight?.reserved ?? 0);
-        const wanted = reservedSeconds(request.durationSeconds);
-        if (committed + wanted > tenant.seconds) {
-          const left = Math.max(0, tenant.seconds - committed);
-          throw new QuotaExceededError(
-            `Monthly video seconds limit reached: ${tenant.seconds} s per month, ${committed} s used or reserved ` +
-              `by tasks in flight, this request needs ${wanted} s; ${left} s left this month.`,
-          );
-        }
-      }
+      return range;
     },
 
-    /** Records the final state of a task in the ledger, in the same transaction; a repeat is a no-op. */
-    async record(tx: Tx, task: TaskRow, transition: Transition): Promise<void> {
+    admit: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => admit(tx, tenantId, request, currentMonth()),
+
+    /** A final-state hook: records the task's final state in the ledger, in its transaction; a repeat is a no-op. */
+    async recordUsage(tx: Tx, task: TaskRow, transition: Transition): Promise<void> {
       const rate = rateFor(prices, task.mode, task.hasVideoInput);
       const common = {
         tenantId: task.tenantId,
@@ -122,35 +172,7 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable }) {
       await tx.insert(usageEvents).values(values).onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
     },
 
-    async summary(tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
-      const rows = await queryRows<{ kind: string; mode: Mode; tasks: number; seconds: number; units: number }>(
-        db,
-        sql`select ${usageEvents.kind} as kind, ${usageEvents.mode} as mode, count(*)::int as tasks,
-                   sum(${usageEvents.videoSeconds})::float8 as seconds, sum(${usageEvents.units})::float8 as units
-            from ${usageEvents}
-            where ${usageEvents.tenantId} = ${tenantId}
-              and ${usageEvents.occurredAt} >= ${range.from.toISOString()}::timestamptz
-              and ${usageEvents.occurredAt} < ${range.to.toISOString()}::timestamptz
-            group by 1, 2`,
-      );
-      const video = rows.filter((row) => row.kind === 'video');
-      const round = (value: number) => Math.round(value * 1e6) / 1e6;
-      return {
-        succeededTasks: video.reduce((sum, row) => sum + Number(row.tasks), 0),
-        failedTasks: rows.filter((row) => row.kind === 'failure').reduce((sum, row) => sum + Number(row.tasks), 0),
-        videoSeconds: round(video.reduce((sum, row) => sum + Number(row.seconds), 0)),
-        units: round(video.reduce((sum, row) => sum + Number(row.units), 0)),
-        byMode: (['STD', 'PRO'] as const).map((mode) => {
-          const row = video.find((candidate) => candidate.mode === mode);
-          return {
-            mode,
-            tasks: Number(row?.tasks ?? 0),
-            videoSeconds: round(Number(row?.seconds ?? 0)),
-            units: round(Number(row?.units ?? 0)),
-          };
-        }),
-      };
-    },
+    summary: (tenantId: string, range: { from: Date; to: Date }) => summary(db, tenantId, range),
 
     /** One page of ledger rows in (occurred_at, id) order; null tenant means every tenant (admin). */
     async events(
@@ -167,12 +189,7 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable }) {
             tenantId === null ? undefined : eq(usageEvents.tenantId, tenantId),
             gte(usageEvents.occurredAt, range.from),
             lt(usageEvents.occurredAt, range.to),
-            after === null
-              ? undefined
-              : or(
-                  gt(usageEvents.occurredAt, after.occurredAt),
-                  and(eq(usageEvents.occurredAt, after.occurredAt), gt(usageEvents.id, after.id)),
-                ),
+            after === null ? undefined : keysetPast([usageEvents.occurredAt, usageEvents.id], [after.occurredAt, after.id], 'asc'),
           ),
         )
         .orderBy(asc(usageEvents.occurredAt), asc(usageEvents.id))

@@ -1,17 +1,13 @@
-import { z } from 'zod';
 import type { Database } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
-import { TASK_CHANGES_CHANNEL } from '../tasks/state.ts';
-
-export type TaskChange = { tenantId: string; taskId: string; version: number };
+import { listenForChanges } from './task-changes.ts';
+import type { TaskChange } from './task-changes.ts';
 
 /**
  * What a subscriber hears: a change; "the feed was interrupted, re-read what you watch"; or "the
  * feed is closing" (shutdown), after which nothing more comes.
  */
 export type FeedSignal = { kind: 'change'; change: TaskChange } | { kind: 'resync' } | { kind: 'closed' };
-
-const changeModel = z.object({ tenantId: z.uuid(), taskId: z.uuid(), version: z.number().int() });
 
 export type TaskFeed = {
   /** Signals for one tenant's tasks; call the returned function to stop listening. */
@@ -41,26 +37,17 @@ export async function createTaskFeed(database: Database, logger: Logger): Promis
       }
     }
   };
-  const unlisten = await database.listen(
-    TASK_CHANGES_CHANNEL,
-    (payload) => {
-      let change: TaskChange;
-      try {
-        change = changeModel.parse(JSON.parse(payload));
-      } catch {
-        logger.warn({ payload }, 'ignored a malformed task change notification');
-        return;
-      }
-      deliver(change.tenantId, { kind: 'change', change });
-    },
-    () => {
+  const unlisten = await listenForChanges(database, {
+    onChange: (change) => deliver(change.tenantId, { kind: 'change', change }),
+    onMalformed: (payload) => logger.warn({ payload }, 'ignored a malformed task change notification'),
+    onListen() {
       listens += 1;
       if (listens > 1) {
         logger.info('task feed reconnected; subscribers resync');
         deliver(null, { kind: 'resync' });
       }
     },
-  );
+  });
   return {
     subscribe(tenantId, onSignal) {
       let listeners = byTenant.get(tenantId);

@@ -4,11 +4,9 @@ import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
 import type { KlingTask } from '../kling/payload.ts';
+import { announceChange } from '../pubsub/task-changes.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
-
-/** The channel on which every committed task change is announced: `{ tenantId, taskId, version }`. */
-export const TASK_CHANGES_CHANNEL = 'omni_task_changes';
 
 const RANK: Record<TaskStatus, number> = { PENDING: 0, SUBMITTED: 1, PROCESSING: 2, SUCCEEDED: 3, FAILED: 3 };
 
@@ -30,14 +28,11 @@ function statusFromUpstream(status: KlingTask['status']): TaskStatus {
 }
 
 /** The first look at a non-final task after a change, then backing off to a minute between polls. */
-export const FIRST_CHECK_DELAY_MS = 5_000;
-export const MAX_CHECK_DELAY_MS = 60_000;
+const FIRST_CHECK_DELAY_MS = 5_000;
+const MAX_CHECK_DELAY_MS = 60_000;
 
-export async function announceChange(tx: Tx, task: Pick<TaskRow, 'tenantId' | 'id' | 'version'>): Promise<void> {
-  const payload = JSON.stringify({ tenantId: task.tenantId, taskId: task.id, version: task.version });
-  // pg_notify inside the transaction: delivered when, and only if, the change commits.
-  await tx.execute(sql`select pg_notify(${TASK_CHANGES_CHANNEL}, ${payload})`);
-}
+/** When the reconciler looks next at a task that brought no news: 5 s after the first attempt, doubling up to a minute. */
+export const nextCheckAfterAttempts = sql`now() + make_interval(secs => least(${MAX_CHECK_DELAY_MS / 1000}, ${FIRST_CHECK_DELAY_MS / 1000} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
 
 export type Transition = {
   status: TaskStatus;
@@ -54,21 +49,49 @@ export type Transition = {
   onlyFrom?: TaskStatus[];
 };
 
-/** Runs inside the transaction in which a task reaches a final state (metering). */
-export type OnFinal = (tx: Tx, task: TaskRow, transition: Transition) => Promise<void>;
+/** Runs inside the transaction in which a task reaches a final state, after the task row is written. */
+type FinalStateHook = (tx: Tx, task: TaskRow, transition: Transition) => Promise<void>;
+
+/**
+ * What else a final state writes, in its transaction, so that it commits or rolls back with the
+ * state. The composition root (app.ts) names them: `recordUsage` (metering/metering.ts) on
+ * both, and `queueArchive` (archive/archiver.ts) on success when videos are stored.
+ */
+export type FinalStateHooks = {
+  onSucceeded: readonly FinalStateHook[];
+  onFailed: readonly FinalStateHook[];
+};
+
+/** A copy of one result video in our store (1-based `videoIndex`, like the API's). */
+type ArchivedVideo = { videoIndex: number; key: string; sizeBytes: number; sha256: string };
+
+async function lockTask(tx: Tx, taskId: string): Promise<TaskRow | undefined> {
+  const [task] = await tx.select().from(omniTasks).where(eq(omniTasks.id, taskId)).for('update');
+  return task;
+}
+
+/** Writes the event of a task's new version and announces it: the change log and the live feed see every version. */
+async function recordVersion(
+  tx: Tx,
+  task: TaskRow,
+  event: Pick<typeof taskEvents.$inferInsert, 'kind' | 'source' | 'fromStatus' | 'toStatus' | 'payload'>,
+): Promise<void> {
+  await tx.insert(taskEvents).values({ taskId: task.id, version: task.version, ...event });
+  await announceChange(tx, task);
+}
 
 /**
  * Moves a task forward under a row lock. Statuses only move forward (PENDING → SUBMITTED →
  * PROCESSING → SUCCEEDED | FAILED); a duplicate or stale status changes nothing and keeps the
  * version. Returns the task as it is after the call and whether it changed.
  */
-export async function transitionTask(
+async function transition(
   tx: Tx,
   taskId: string,
   next: Transition,
-  onFinal?: OnFinal,
+  hooks: FinalStateHooks,
 ): Promise<{ task: TaskRow; changed: boolean } | null> {
-  const [current] = await tx.select().from(omniTasks).where(eq(omniTasks.id, taskId)).for('update');
+  const current = await lockTask(tx, taskId);
   if (current === undefined) return null;
   if (next.payload !== undefined) {
     await tx.insert(taskEvents).values({
@@ -104,19 +127,44 @@ export async function transitionTask(
     .where(eq(omniTasks.id, taskId))
     .returning();
   if (updated === undefined) throw new Error(`task ${taskId} vanished under its row lock`);
-  await tx.insert(taskEvents).values({
-    taskId,
-    kind: 'status',
-    source: next.source,
-    fromStatus: current.status,
-    toStatus: updated.status,
-    version: updated.version,
-  });
   if (updated.status !== 'PENDING') await tx.delete(taskSubmissions).where(eq(taskSubmissions.taskId, taskId));
-  if (final && onFinal !== undefined) await onFinal(tx, updated, next);
-  await announceChange(tx, updated);
+  const finalHooks = updated.status === 'SUCCEEDED' ? hooks.onSucceeded : updated.status === 'FAILED' ? hooks.onFailed : [];
+  for (const hook of finalHooks) await hook(tx, updated, next);
+  await recordVersion(tx, updated, { kind: 'status', source: next.source, fromStatus: current.status, toStatus: updated.status });
   return { task: updated, changed: true };
 }
+
+/** Records a copy of a result video on its task: a new version, so that subscribers see `archived`. */
+async function recordArchive(tx: Tx, taskId: string, copy: ArchivedVideo): Promise<TaskRow | null> {
+  const task = await lockTask(tx, taskId);
+  if (task === undefined) return null;
+  const archive = { key: copy.key, sizeBytes: copy.sizeBytes, sha256: copy.sha256 };
+  const videos = task.videos.map((video, i) => (i === copy.videoIndex - 1 ? { ...video, archive } : video));
+  const [updated] = await tx
+    .update(omniTasks)
+    .set({ videos, version: sql`${omniTasks.version} + 1`, updatedAt: sql`now()` })
+    .where(eq(omniTasks.id, taskId))
+    .returning();
+  if (updated === undefined) return null;
+  await recordVersion(tx, updated, { kind: 'archive', source: 'archiver', payload: { videoIndex: copy.videoIndex, ...archive } });
+  return updated;
+}
+
+/**
+ * The only writer of a task's `status` and `version`: every change of either is recorded as a
+ * task event and announced on the change channel, in the caller's transaction.
+ */
+export function createTaskStateMachine(deps: { finalStateHooks: FinalStateHooks }) {
+  return {
+    /** A task just inserted as PENDING, version 1. */
+    recordCreation: (tx: Tx, task: TaskRow): Promise<void> =>
+      recordVersion(tx, task, { kind: 'status', source: 'create', toStatus: task.status }),
+    transition: (tx: Tx, taskId: string, next: Transition) => transition(tx, taskId, next, deps.finalStateHooks),
+    recordArchive,
+  };
+}
+
+export type TaskStateMachine = ReturnType<typeof createTaskStateMachine>;
 
 /** The transition that an upstream answer (query, callback or create) asks for. */
 export function transitionFromUpstream(upstream: KlingTask, source: string): Transition {

@@ -1,10 +1,12 @@
 import { Repeater } from 'graphql-yoga';
 import { NotFoundError, SubscriptionLimitError } from '../errors.ts';
+import type { Clock } from '../clock.ts';
+import { systemClock } from '../clock.ts';
 import type { Logger } from '../logger.ts';
 import type { FeedSignal, TaskFeed } from '../pubsub/task-feed.ts';
+import type { TaskReads } from './reads.ts';
 import { isFinal } from './state.ts';
 import type { TaskRow } from './state.ts';
-import type { TaskService } from './tasks.ts';
 
 // Tenant-wide watchers remember the last version they sent per task; beyond this many tasks the
 // oldest entries are forgotten (at worst a task is then re-sent once after a resync).
@@ -80,14 +82,131 @@ function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSign
   };
 }
 
-export function createWatchService(deps: {
+type WatchDeps = {
   feed: TaskFeed;
-  tasks: TaskService;
+  tasks: Pick<TaskReads, 'byId' | 'changedSince'>;
   logger: Logger;
   /** Live subscriptions a tenant may hold on this instance; 0 = no cap. */
   maxPerTenant?: number;
-}) {
-  const { feed, tasks, logger } = deps;
+  /** Wall-clock time: a tenant-wide watcher's resync reads what changed since shortly before it started. */
+  clock?: Clock;
+};
+
+/** What every watcher of one instance shares: the subscription count and the reads of announced changes. */
+type Watchers = Omit<WatchDeps, 'clock'> & {
+  clock: Clock;
+  claim(tenantId: string): () => void;
+  readAnnounced(tenantId: string, taskId: string, version: number): Promise<TaskRow | null>;
+  read(tenantId: string, taskId: string, signals: FeedSignal[]): Promise<TaskRow | null | 'unavailable'>;
+};
+
+/**
+ * The task's current state at once, then each change (changes faster than a read coalesce
+ * into the latest state; versions only grow), ending after a final state. Throws NotFoundError
+ * for an id that is not the tenant's.
+ */
+async function watchTask(watch: Watchers, tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
+  const { feed, tasks } = watch;
+  const release = watch.claim(tenantId);
+  const queue = signalQueue(
+    feed,
+    tenantId,
+    (signal) => signal.kind !== 'change' || signal.change.taskId === taskId,
+  );
+  let current: TaskRow | null;
+  try {
+    current = await tasks.byId(tenantId, taskId);
+  } catch (error) {
+    queue.unsubscribe();
+    release();
+    throw error;
+  }
+  if (current === null) {
+    queue.unsubscribe();
+    release();
+    throw new NotFoundError('No task has this id.');
+  }
+  const first = current;
+  return new Repeater<TaskRow>(async (push, stop) => {
+    queue.stopWith(stop);
+    try {
+      let last = first;
+      await push(last);
+      while (!isFinal(last.status)) {
+        const signals = await queue.drain();
+        if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
+        const fresh = await watch.read(tenantId, taskId, signals);
+        if (fresh === 'unavailable') {
+          queue.retryLater();
+          continue;
+        }
+        queue.readSucceeded();
+        if (fresh === null) break;
+        if (fresh.version > last.version) {
+          last = fresh;
+          await push(fresh);
+        }
+      }
+    } finally {
+      queue.unsubscribe();
+      release();
+      stop();
+    }
+  });
+}
+
+/** Every change of every task of the tenant, creations included, from now on. */
+function watchTenant(watch: Watchers, tenantId: string): AsyncIterable<TaskRow> {
+  const { feed, tasks, logger } = watch;
+  const release = watch.claim(tenantId);
+  return new Repeater<TaskRow>(async (push, stop) => {
+    const queue = signalQueue(feed, tenantId, () => true);
+    queue.stopWith(stop);
+    const delivered = new Map<string, number>();
+    let since = new Date(watch.clock.now() - RESYNC_MARGIN_MS);
+    const offer = async (task: TaskRow) => {
+      if (task.version <= (delivered.get(task.id) ?? 0)) return;
+      delivered.delete(task.id);
+      delivered.set(task.id, task.version);
+      if (delivered.size > REMEMBERED_TASKS) delivered.delete(delivered.keys().next().value as string);
+      const margin = new Date(task.updatedAt.getTime() - RESYNC_MARGIN_MS);
+      if (margin > since) since = margin;
+      await push(task);
+    };
+    try {
+      for (;;) {
+        const signals = await queue.drain();
+        if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
+        try {
+          if (signals.some((signal) => signal.kind === 'resync')) {
+            for (const task of await tasks.changedSince(tenantId, since)) await offer(task);
+          }
+          const latest = new Map<string, number>();
+          for (const signal of signals) {
+            if (signal.kind === 'change') {
+              latest.set(signal.change.taskId, Math.max(signal.change.version, latest.get(signal.change.taskId) ?? 0));
+            }
+          }
+          for (const [id, version] of latest) {
+            const task = await watch.readAnnounced(tenantId, id, version);
+            if (task !== null) await offer(task);
+          }
+          queue.readSucceeded();
+        } catch (error) {
+          logger.warn({ err: error, tenantId }, 'watch: tenant read failed; reading again shortly');
+          queue.retryLater();
+        }
+      }
+    } finally {
+      queue.unsubscribe();
+      release();
+      stop();
+    }
+  });
+}
+
+export function createWatchService(deps: WatchDeps) {
+  const { tasks, logger } = deps;
   const active = new Map<string, number>();
   const sharedReads = new Map<string, Promise<TaskRow | null>>();
 
@@ -100,7 +219,7 @@ export function createWatchService(deps: {
     const key = `${tenantId}:${taskId}:${version}`;
     let read = sharedReads.get(key);
     if (read === undefined) {
-      read = tasks.get(tenantId, taskId);
+      read = tasks.byId(tenantId, taskId);
       sharedReads.set(key, read);
       if (sharedReads.size > SHARED_READS) sharedReads.delete(sharedReads.keys().next().value as string);
       // A failed read is not shared: the next subscriber tries again.
@@ -138,7 +257,7 @@ export function createWatchService(deps: {
     const resync = signals.some((signal) => signal.kind === 'resync');
     try {
       return resync || versions.length === 0
-        ? await tasks.get(tenantId, taskId)
+        ? await tasks.byId(tenantId, taskId)
         : await readAnnounced(tenantId, taskId, Math.max(...versions));
     } catch (error) {
       logger.warn({ err: error, taskId }, 'watch: task read failed; reading again shortly');
@@ -146,109 +265,10 @@ export function createWatchService(deps: {
     }
   }
 
+  const watchers: Watchers = { ...deps, clock: deps.clock ?? systemClock, claim, readAnnounced, read };
   return {
-    /**
-     * The task's current state at once, then each change (changes faster than a read coalesce
-     * into the latest state; versions only grow), ending after a final state. Throws NotFoundError
-     * for an id that is not the tenant's.
-     */
-    async task(tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
-      const release = claim(tenantId);
-      const queue = signalQueue(
-        feed,
-        tenantId,
-        (signal) => signal.kind !== 'change' || signal.change.taskId === taskId,
-      );
-      let current: TaskRow | null;
-      try {
-        current = await tasks.get(tenantId, taskId);
-      } catch (error) {
-        queue.unsubscribe();
-        release();
-        throw error;
-      }
-      if (current === null) {
-        queue.unsubscribe();
-        release();
-        throw new NotFoundError('No task has this id.');
-      }
-      const first = current;
-      return new Repeater<TaskRow>(async (push, stop) => {
-        queue.stopWith(stop);
-        try {
-          let last = first;
-          await push(last);
-          while (!isFinal(last.status)) {
-            const signals = await queue.drain();
-            if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
-            const fresh = await read(tenantId, taskId, signals);
-            if (fresh === 'unavailable') {
-              queue.retryLater();
-              continue;
-            }
-            queue.readSucceeded();
-            if (fresh === null) break;
-            if (fresh.version > last.version) {
-              last = fresh;
-              await push(fresh);
-            }
-          }
-        } finally {
-          queue.unsubscribe();
-          release();
-          stop();
-        }
-      });
-    },
-
-    /** Every change of every task of the tenant, creations included, from now on. */
-    tenant(tenantId: string): AsyncIterable<TaskRow> {
-      const release = claim(tenantId);
-      return new Repeater<TaskRow>(async (push, stop) => {
-        const queue = signalQueue(feed, tenantId, () => true);
-        queue.stopWith(stop);
-        const delivered = new Map<string, number>();
-        let since = new Date(Date.now() - RESYNC_MARGIN_MS);
-        const offer = async (task: TaskRow) => {
-          if (task.version <= (delivered.get(task.id) ?? 0)) return;
-          delivered.delete(task.id);
-          delivered.set(task.id, task.version);
-          if (delivered.size > REMEMBERED_TASKS) delivered.delete(delivered.keys().next().value as string);
-          const margin = new Date(task.updatedAt.getTime() - RESYNC_MARGIN_MS);
-          if (margin > since) since = margin;
-          await push(task);
-        };
-        try {
-          for (;;) {
-            const signals = await queue.drain();
-            if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
-            try {
-              if (signals.some((signal) => signal.kind === 'resync')) {
-                for (const task of await tasks.changedSince(tenantId, since)) await offer(task);
-              }
-              const latest = new Map<string, number>();
-              for (const signal of signals) {
-                if (signal.kind === 'change') {
-                  latest.set(signal.change.taskId, Math.max(signal.change.version, latest.get(signal.change.taskId) ?? 0));
-                }
-              }
-              for (const [id, version] of latest) {
-                const task = await readAnnounced(tenantId, id, version);
-                if (task !== null) await offer(task);
-              }
-              queue.readSucceeded();
-            } catch (error) {
-              logger.warn({ err: error, tenantId }, 'watch: tenant read failed; reading again shortly');
-              queue.retryLater();
-            }
-          }
-        } finally {
-          queue.unsubscribe();
-          release();
-          stop();
-        }
-      });
-    },
+    task: (tenantId: string, taskId: string) => watchTask(watchers, tenantId, taskId),
+    tenant: (tenantId: string) => watchTenant(watchers, tenantId),
   };
 }
 

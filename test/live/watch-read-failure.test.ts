@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
-import { transitionTask } from '../../src/tasks/state.ts';
+import { createTaskStateMachine } from '../../src/tasks/state.ts';
 import { createTestDatabase, serverUrl } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
@@ -20,6 +20,8 @@ import { subscribeWs, wsClient } from '../support/subscriptions.ts';
  */
 
 const WATCH = `subscription ($id: ID) { omniTaskUpdated(id: $id) { id status version } }`;
+// The test moves a task's state and nothing else: no usage, no archive.
+const taskState = createTaskStateMachine({ finalStateHooks: { onSucceeded: [], onFailed: [] } });
 
 describe.skipIf(serverUrl === null)('a watcher whose read fails after the last signal', () => {
   let base: TestDatabase;
@@ -96,7 +98,7 @@ describe.skipIf(serverUrl === null)('a watcher whose read fails after the last s
       await all.collector.until((c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === marker.id), 'the marker task');
 
       await admin.unsafe(`revoke select on omni_tasks from ${role}`);
-      await base.db.transaction((tx) => transitionTask(tx, taskUuid(task.id), { status: 'SUCCEEDED', source: 'test' }));
+      await base.db.transaction((tx) => taskState.transition(tx, taskUuid(task.id), { status: 'SUCCEEDED', source: 'test' }));
       // Both watchers heard the change and failed to read it; no further signal is coming.
       await Promise.all([logged(/watch: task read failed/), logged(/watch: tenant read failed/)]);
       await admin.unsafe(`grant select on omni_tasks to ${role}`);

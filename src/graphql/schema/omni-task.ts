@@ -1,22 +1,15 @@
+import { resolveCursorConnection } from '@pothos/plugin-relay';
+import type { ResolveCursorConnectionArgs } from '@pothos/plugin-relay';
 import { z } from 'zod';
 import type { StoredVideo } from '../../db/schema.ts';
 import { InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
+import { fromGlobalId } from '../../ids.ts';
 import { createOmniVideoInputSchema } from '../../tasks/create-input.ts';
-import type { TaskRow } from '../../tasks/tasks.ts';
+import type { TaskRow } from '../../tasks/state.ts';
 import { builder } from '../builder.ts';
-import type { GraphQLContext } from '../context.ts';
-import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
-import { fromGlobalId } from '../ids.ts';
+import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType } from './enums.ts';
 import { ErrorInterface } from './errors.ts';
-
-
-/** The caller's tenant id; the scope check has already refused anyone without one. */
-function tenantOf(context: GraphQLContext): string {
-  const viewer = context.viewer;
-  if (viewer.kind !== 'tenant') throw new Error('unreachable: the tenant scope was checked');
-  return viewer.tenantId;
-}
 
 const ReferenceImageRef = builder.objectRef<TaskRow['request']['referenceImages'][number]>('ReferenceImage').implement({
   fields: (t) => ({
@@ -65,7 +58,7 @@ const OmniTaskRef = builder.objectRef<TaskRow>('OmniTask');
 builder.node(OmniTaskRef, {
   id: { resolve: (task) => task.id },
   // Another tenant's task loads as null, exactly like an id that does not exist.
-  loadOne: (id, context) => (context.viewer.kind === 'tenant' ? context.services.tasks.get(context.viewer.tenantId, id) : null),
+  loadOne: (id, context) => (context.viewer.kind === 'tenant' ? context.services.tasks.byId(context.viewer.tenantId, id) : null),
   fields: (t) => ({
     status: t.field({ type: OmniTaskStatus, resolve: (task) => task.status }),
     statusMessage: t.exposeString('statusMessage', { nullable: true }),
@@ -145,51 +138,38 @@ builder.objectType(UpstreamError, {
 });
 
 builder.queryFields((t) => ({
-  omniTask: t.field({
+  omniTask: t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
     nullable: true,
-    authScopes: { tenant: true },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, context) => {
       const taskId = fromGlobalId(id, 'OmniTask');
-      return taskId === null ? null : context.services.tasks.get(tenantOf(context), taskId);
+      return taskId === null ? null : context.services.tasks.byId(context.viewer.tenantId, taskId);
     },
   }),
-  omniTasks: t.connection(
+  omniTasks: t.withAuth({ tenant: true }).connection(
     {
       type: OmniTaskRef,
       description: 'The tenant\'s tasks, newest first; `last`/`before` walk back towards the newest.',
-      authScopes: { tenant: true },
       args: { filter: t.arg({ type: OmniTaskFilter }) },
-      resolve: async (_root, args, context) => {
+      resolve: (_root, args, context) => {
         if ((args.first != null || args.after != null) && (args.last != null || args.before != null)) {
           throw new InvalidInputError('Page with first/after or with last/before, not both.', [
             { path: ['last'], message: 'cannot be combined with first/after' },
           ]);
         }
-        const backward = args.last != null || args.before != null;
-        const limit = backward ? pageSize(args.last, 'last') : pageSize(args.first, 'first');
-        const cursorArg = backward ? args.before : args.after;
-        const cursor = cursorArg ? decodeCursor(cursorArg, backward ? 'before' : 'after') : null;
         const filter = args.filter ?? {};
-        const page = await context.services.tasks.list(tenantOf(context), {
-          direction: backward ? 'backward' : 'forward',
-          limit,
-          cursor,
-          filter: { status: filter.status, createdAfter: filter.createdAfter, createdBefore: filter.createdBefore },
-        });
-        // Backward pages are read oldest first; edges are always newest first.
-        const tasks = backward ? [...page.tasks].reverse() : page.tasks;
-        const edges = tasks.map((task) => ({ cursor: encodeCursor(task), node: task }));
-        return {
-          edges,
-          pageInfo: {
-            hasNextPage: backward ? page.hasBefore : page.hasMore,
-            hasPreviousPage: backward ? page.hasMore : page.hasBefore,
-            startCursor: edges[0]?.cursor ?? null,
-            endCursor: edges.at(-1)?.cursor ?? null,
-          },
-        };
+        // Inverted pages (last/before) are read oldest first from the cursor; the library puts them back newest first.
+        return resolveCursorConnection(
+          { args, toCursor: encodeCursor, ...pageSizes(args) },
+          ({ after, before, limit, inverted }: ResolveCursorConnectionArgs) =>
+            context.services.tasks.pageQuery(context.viewer.tenantId, {
+              direction: inverted ? 'backward' : 'forward',
+              limit,
+              cursor: after ? decodeCursor(after, 'after') : before ? decodeCursor(before, 'before') : null,
+              filter: { status: filter.status, createdAfter: filter.createdAfter, createdBefore: filter.createdBefore },
+            }),
+        );
       },
     },
     { name: 'OmniTaskConnection' },
@@ -198,9 +178,8 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
-  createOmniVideo: t.field({
+  createOmniVideo: t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
-    authScopes: { tenant: true },
     errors: {
       types: [InvalidInputError, QuotaExceededError, RateLimitedError, UpstreamError],
       union: { name: 'CreateOmniVideoResult' },
@@ -213,7 +192,7 @@ builder.mutationFields((t) => ({
     ),
     resolve: async (_root, { input }, context) => {
       context.services.admitCreate(context.viewer);
-      const task = await context.services.tasks.create(tenantOf(context), input);
+      const task = await context.services.tasks.create(context.viewer.tenantId, input);
       context.logger.info(
         { taskId: task.id, status: task.status, mode: task.mode, images: input.referenceImages.length, videos: input.referenceVideos.length },
         'omni task created',
@@ -221,15 +200,14 @@ builder.mutationFields((t) => ({
       return task;
     },
   }),
-  refreshOmniTask: t.field({
+  refreshOmniTask: t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
     nullable: true,
     description: 'Asks the upstream for the task\'s state now and applies the answer.',
-    authScopes: { tenant: true },
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, context) => {
       const taskId = fromGlobalId(id, 'OmniTask');
-      return taskId === null ? null : context.services.tasks.refresh(tenantOf(context), taskId);
+      return taskId === null ? null : context.services.tasks.refresh(context.viewer.tenantId, taskId);
     },
   }),
 }));
@@ -237,15 +215,14 @@ builder.mutationFields((t) => ({
 builder.subscriptionType({});
 
 builder.subscriptionField('omniTaskUpdated', (t) =>
-  t.field({
+  t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
     description:
       'With an id: the task\'s current state at once, then every change; completes after a final state. ' +
       'Without an id: every change of every task of your tenant, creation included.',
-    authScopes: { tenant: true },
     args: { id: t.arg.id() },
     subscribe: (_root, { id }, context) => {
-      const tenantId = tenantOf(context);
+      const tenantId = context.viewer.tenantId;
       if (id === null || id === undefined) return context.services.watch.tenant(tenantId);
       const taskId = fromGlobalId(id, 'OmniTask');
       if (taskId === null) throw new NotFoundError('No task has this id.');

@@ -1,9 +1,11 @@
+import { resolveCursorConnection } from '@pothos/plugin-relay';
+import type { ResolveCursorConnectionArgs } from '@pothos/plugin-relay';
 import { z } from 'zod';
 import { InvalidInputError, NotFoundError } from '../../errors.ts';
+import { fromGlobalId, toGlobalId } from '../../ids.ts';
 import type { Tenant } from '../../tenants/tenants.ts';
 import { builder } from '../builder.ts';
-import { decodeCursor, encodeCursor, pageSize } from '../cursor.ts';
-import { fromGlobalId, toGlobalId } from '../ids.ts';
+import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import { UsageSummaryRef, usageOf } from './usage.ts';
 
 const limitModel = z
@@ -73,14 +75,9 @@ const ViewerRef = builder.objectRef<{ tenantId: string }>('Viewer').implement({
 });
 
 builder.queryField('viewer', (t) =>
-  t.field({
+  t.withAuth({ tenant: true }).field({
     type: ViewerRef,
-    authScopes: { tenant: true },
-    resolve: (_root, _args, context) => {
-      const viewer = context.viewer;
-      if (viewer.kind !== 'tenant') throw new Error('unreachable: the tenant scope was checked');
-      return { tenantId: viewer.tenantId };
-    },
+    resolve: (_root, _args, context) => ({ tenantId: context.viewer.tenantId }),
   }),
 );
 
@@ -95,20 +92,11 @@ builder.queryField('tenants', (t) =>
           { path: [args.last != null ? 'last' : 'before'], message: 'not supported on this list' },
         ]);
       }
-      const limit = pageSize(args.first, 'first');
-      const after = args.after ? decodeCursor(args.after, 'after') : null;
-      const rows = await context.services.tenants.listTenants({ limit: limit + 1, after });
-      const page = rows.slice(0, limit);
-      const edges = page.map((tenant) => ({ cursor: encodeCursor(tenant), node: tenant }));
-      return {
-        edges,
-        pageInfo: {
-          hasNextPage: rows.length > limit,
-          hasPreviousPage: after !== null,
-          startCursor: edges[0]?.cursor ?? null,
-          endCursor: edges.at(-1)?.cursor ?? null,
-        },
-      };
+      return resolveCursorConnection(
+        { args, toCursor: encodeCursor, ...pageSizes(args) },
+        ({ after, limit }: ResolveCursorConnectionArgs) =>
+          context.services.tenants.listTenants({ limit, after: after ? decodeCursor(after, 'after') : null }),
+      );
     },
   }, { name: 'TenantConnection' }, { name: 'TenantEdge' }),
 );

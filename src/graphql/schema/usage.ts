@@ -1,5 +1,3 @@
-import { InvalidInputError } from '../../errors.ts';
-import { currentMonth } from '../../metering/metering.ts';
 import type { UsageSummary } from '../../metering/metering.ts';
 import { builder } from '../builder.ts';
 import type { GraphQLContext } from '../context.ts';
@@ -25,16 +23,7 @@ export const UsageSummaryRef = builder.objectRef<UsageSummary>('UsageSummary').i
   }),
 });
 
-/** [from, to), defaulting to the current calendar month in UTC. */
-function usageRange(args: { from?: Date | null; to?: Date | null }): { from: Date; to: Date } {
-  const month = currentMonth();
-  const range = { from: args.from ?? month.from, to: args.to ?? (args.from ? new Date() : month.to) };
-  if (range.from >= range.to) {
-    throw new InvalidInputError('"from" must be before "to".', [{ path: ['from'], message: 'must be before "to"' }]);
-  }
-  return range;
-}
-
 export function usageOf(context: GraphQLContext, tenantId: string, args: { from?: Date | null; to?: Date | null }) {
-  return context.services.metering.summary(tenantId, usageRange(args));
+  const { metering } = context.services;
+  return metering.summary(tenantId, metering.usageRange(args));
 }

@@ -1,0 +1,234 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db, Tx } from '../db/database.ts';
+import { uniqueViolation } from '../db/errors.ts';
+import { storable } from '../db/storable.ts';
+import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
+import type { StoredRequest } from '../db/schema.ts';
+import { InvalidInputError, UpstreamError } from '../errors.ts';
+import { KlingError } from '../kling/errors.ts';
+import type { KlingClient } from '../kling/client.ts';
+import { toUpstreamBody } from '../kling/body.ts';
+import type { UpstreamCreateBody } from '../kling/body.ts';
+import type { NormalizedOmniRequest } from './create-input.ts';
+import type { Logger } from '../logger.ts';
+import type { TaskReads } from './reads.ts';
+import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
+import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
+
+export type TaskCommandDeps = {
+  db: Db;
+  upstream: KlingClient;
+  state: TaskStateMachine;
+  reads: Pick<TaskReads, 'byId'>;
+  /** The callback URL the upstream is given for a task, or null to send none. */
+  callbackUrl: (taskId: string) => string | null;
+  taskDeadlineMinutes: number;
+  /** When the reconciler first looks at a task whose create is still unanswered (this process may die). */
+  pendingRecheckSeconds: number;
+  logger: Logger;
+  /** Runs inside the creating transaction, after the tenant's row lock: throws to refuse (quotas). */
+  admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
+};
+
+function storedRequest(request: NormalizedOmniRequest): StoredRequest {
+  return {
+    referenceImages: request.referenceImages.map((image) => ({
+      index: image.index,
+      url: image.url,
+      sha256: image.sha256,
+      byteSize: image.byteSize,
+      type: image.type,
+    })),
+    elements: request.elements,
+    referenceVideos: request.referenceVideos,
+  };
+}
+
+/** A digest of everything that defines the task, so a reused idempotency key can be checked. */
+function requestHash(request: NormalizedOmniRequest): string {
+  const canonical = JSON.stringify([
+    request.prompt,
+    request.modelName,
+    request.mode,
+    request.aspectRatio,
+    request.durationSeconds,
+    storedRequest(request),
+    request.externalTaskId,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+async function findByIdempotencyKey(db: Db, tenantId: string, key: string): Promise<TaskRow | null> {
+  const [task] = await db
+    .select()
+    .from(omniTasks)
+    .where(and(eq(omniTasks.tenantId, tenantId), eq(omniTasks.idempotencyKey, key)))
+    .limit(1);
+  return task ?? null;
+}
+
+function sameRequestOrRefuse(existing: TaskRow, hash: string): TaskRow {
+  if (existing.requestHash !== hash) {
+    throw new InvalidInputError('This idempotencyKey was already used with a different request.', [
+      { path: ['input', 'idempotencyKey'], message: 'already used with a different request' },
+    ]);
+  }
+  return existing;
+}
+
+/** Puts a PENDING task back on the reconciler's list after a retryable or ambiguous failure. */
+async function scheduleRetry(db: Db, taskId: string, error: KlingError): Promise<TaskRow | null> {
+  return db.transaction(async (tx) => {
+    const [task] = await tx
+      .update(omniTasks)
+      .set({
+        nextCheckAt: nextCheckAfterAttempts,
+        statusMessage: storable(`Waiting to reach the upstream: ${error.message}`),
+      })
+      .where(and(eq(omniTasks.id, taskId), eq(omniTasks.status, 'PENDING')))
+      .returning();
+    await tx.insert(taskEvents).values({
+      taskId,
+      kind: 'upstream',
+      source: 'create',
+      payload: storable({ error: error.code, message: error.message, ambiguous: error.ambiguous }),
+    });
+    return task ?? null;
+  });
+}
+
+/** Stores the task as PENDING with its upstream body, in one transaction with the quota check. */
+async function insertPending(
+  deps: TaskCommandDeps,
+  tenantId: string,
+  request: NormalizedOmniRequest,
+  row: { id: string; hash: string; body: UpstreamCreateBody },
+): Promise<TaskRow> {
+  return deps.db.transaction(async (tx) => {
+    if (deps.admit !== undefined) await deps.admit(tx, tenantId, request);
+    const [inserted] = await tx
+      .insert(omniTasks)
+      .values({
+        id: row.id,
+        tenantId,
+        status: 'PENDING',
+        prompt: request.prompt,
+        modelName: request.modelName,
+        mode: request.mode,
+        aspectRatio: request.aspectRatio,
+        durationSeconds: request.durationSeconds,
+        hasVideoInput: request.referenceVideos.length > 0,
+        request: storedRequest(request),
+        requestHash: row.hash,
+        externalTaskId: request.externalTaskId,
+        idempotencyKey: request.idempotencyKey,
+        deadlineAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
+        // Should this process die before the upstream answers, the reconciler picks the task up.
+        nextCheckAt: sql`now() + make_interval(secs => ${deps.pendingRecheckSeconds})`,
+      })
+      .returning();
+    if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');
+    await tx.insert(taskSubmissions).values({ taskId: row.id, body: row.body });
+    await deps.state.recordCreation(tx, inserted);
+    return inserted;
+  });
+}
+
+/**
+ * Stores the task as PENDING (with our id as its external task id), then submits it upstream.
+ * A definite upstream refusal fails the task and throws UpstreamError; a retryable or ambiguous
+ * failure leaves it PENDING for the reconciler, which looks it up by external id before retrying.
+ */
+async function create(deps: TaskCommandDeps, tenantId: string, request: NormalizedOmniRequest): Promise<TaskRow> {
+  const hash = requestHash(request);
+  if (request.idempotencyKey !== null) {
+    const existing = await findByIdempotencyKey(deps.db, tenantId, request.idempotencyKey);
+    if (existing !== null) return sameRequestOrRefuse(existing, hash);
+  }
+
+  const id = randomUUID();
+  const body = toUpstreamBody(request, { externalTaskId: id, callbackUrl: deps.callbackUrl(id) });
+  let task: TaskRow;
+  try {
+    task = await insertPending(deps, tenantId, request, { id, hash, body });
+  } catch (error) {
+    const constraint = uniqueViolation(error);
+    if (constraint === 'omni_tasks_tenant_idempotency_key_unique' && request.idempotencyKey !== null) {
+      // Another request with this key won the race; answer with its task.
+      const existing = await findByIdempotencyKey(deps.db, tenantId, request.idempotencyKey);
+      if (existing !== null) return sameRequestOrRefuse(existing, hash);
+    }
+    if (constraint === 'omni_tasks_tenant_external_task_id_unique') {
+      throw new InvalidInputError('Another task of this tenant already has this externalTaskId.', [
+        { path: ['input', 'externalTaskId'], message: 'already used by another task' },
+      ]);
+    }
+    throw error;
+  }
+  return (await submit(deps, task, body, 'create')) ?? task;
+}
+
+/** Applies a transition in a transaction of its own. */
+function apply(deps: TaskCommandDeps, taskId: string, transition: Transition): Promise<{ task: TaskRow; changed: boolean } | null> {
+  return deps.db.transaction((tx) => deps.state.transition(tx, taskId, transition));
+}
+
+/** Sends a PENDING task's body upstream and records the answer. */
+async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreateBody, source: string): Promise<TaskRow | null> {
+  let accepted;
+  try {
+    accepted = await deps.upstream.createTask(body);
+  } catch (error) {
+    if (!(error instanceof KlingError)) throw error;
+    if (!error.retryable && !error.ambiguous) {
+      const refused = await apply(
+        deps,
+        task.id,
+        storable({
+          status: 'FAILED' as const,
+          statusMessage: `The upstream refused the task (${error.code}): ${error.message}`,
+          source,
+          payload: { error: error.code, message: error.message, upstreamCode: error.upstreamCode },
+          // A callback may already have shown the task running upstream: then the refusal was
+          // of a duplicate attempt, not of the task.
+          onlyFrom: ['PENDING'],
+        }),
+      );
+      if (refused?.changed) throw new UpstreamError(error.message, error.code, false);
+      return refused?.task ?? null;
+    }
+    deps.logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
+    return scheduleRetry(deps.db, task.id, error);
+  }
+  return (await apply(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
+}
+
+/** Asks the upstream for the task's state now and applies the answer; null when the task is not the tenant's. */
+async function refresh(deps: TaskCommandDeps, tenantId: string, id: string): Promise<TaskRow | null> {
+  const task = await deps.reads.byId(tenantId, id);
+  if (task === null) return null;
+  let answer;
+  try {
+    answer = await deps.upstream.getTask(
+      task.upstreamTaskId !== null ? { taskId: task.upstreamTaskId } : { externalTaskId: task.id },
+    );
+  } catch (error) {
+    if (error instanceof KlingError) throw new UpstreamError(error.message, error.code, error.retryable);
+    throw error;
+  }
+  if (answer === null) return task;
+  return (await apply(deps, task.id, transitionFromUpstream(answer, 'refresh')))?.task ?? task;
+}
+
+/** Everything that changes tasks on behalf of clients, callbacks and the reconciler. */
+export function createTaskCommands(deps: TaskCommandDeps) {
+  return {
+    create: (tenantId: string, request: NormalizedOmniRequest) => create(deps, tenantId, request),
+    submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
+    refresh: (tenantId: string, id: string) => refresh(deps, tenantId, id),
+    apply: (taskId: string, transition: Transition) => apply(deps, taskId, transition),
+  };
+}
+
+export type TaskCommands = ReturnType<typeof createTaskCommands>;

@@ -70,15 +70,16 @@ export type App = {
   publicBaseUrl(): string;
 };
 
-/** The composition root: builds every part from its dependencies and wires them together. */
-export async function createApp({ config, database, logger, upstream, metrics = createMetrics(), clock = systemClock, ...deps }: AppDeps): Promise<App> {
-  const webhookSecret = await sharedSecret(database.db, 'webhook_secret', config.webhookSecret);
-  const runsJobs = config.role !== 'api';
-  let boundUrl: string | null = null;
-  let draining = false;
-  const publicBaseUrl = () => config.publicBaseUrl ?? boundUrl ?? `http://localhost:${config.port}`;
-  const store = deps.store === undefined ? storeFromConfig(config.videoStore, { publicBaseUrl, secret: webhookSecret }) : deps.store;
+type Wiring = Required<Pick<AppDeps, 'config' | 'database' | 'logger' | 'upstream' | 'metrics' | 'clock'>> & {
+  persistedOperations: ReadonlyMap<string, string> | null;
+  webhookSecret: string;
+  store: VideoStore | null;
+  publicBaseUrl: () => string;
+};
 
+/** The services the API and the jobs share: tenants and keys, metering, the task state machine and tasks, live updates. */
+async function createCore(w: Wiring) {
+  const { config, database, logger, clock, metrics, store } = w;
   const tenants = createTenantService(database.db, {
     adminApiKey: config.adminApiKey,
     authCacheSeconds: config.authCacheSeconds,
@@ -96,18 +97,19 @@ export async function createApp({ config, database, logger, upstream, metrics = 
       onFailed: [metering.recordUsage],
     },
   });
+  const rateLimits = createRateLimits({ defaults: config.rateLimits, clock, onLimited: (kind) => metrics.rateLimited(kind) });
   const tasks = createTaskService({
     db: database.db,
-    upstream,
+    upstream: w.upstream,
     logger,
     state: taskState,
     admit: metering.admit,
+    admitCreate: rateLimits.admitCreate,
     taskDeadlineMinutes: config.taskDeadlineMinutes,
     pendingRecheckSeconds: config.pendingRecheckSeconds,
-    callbackUrl: (taskId) => `${publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(webhookSecret, taskId)}`,
+    callbackUrl: (taskId) => `${w.publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(w.webhookSecret, taskId)}`,
   });
   const feed = await createTaskFeed(database, logger);
-  const rateLimits = createRateLimits({ defaults: config.rateLimits, clock, onLimited: (kind) => metrics.rateLimited(kind) });
   const services: Services = {
     tenants,
     tasks,
@@ -117,34 +119,38 @@ export async function createApp({ config, database, logger, upstream, metrics = 
       if (!video.archive || store === null) return video.upstreamUrl;
       return store.url(video.archive.key, new Date(clock.now() + config.videoUrlTtlSeconds * 1000));
     },
-    admitCreate(viewer) {
-      if (viewer.kind === 'tenant') rateLimits.admitCreate(viewer.tenantId, viewer.rates.createsPerMinute);
-    },
   };
   metrics.setSources({
     tasksByStatus: tasks.countByStatus,
     activeSubscriptions: () => feed.size(),
     reconcilerLagSeconds: () => reconcilerLagSeconds(database.db),
   });
+  return { services, tenants, tasks, metering, taskState, feed, sessions, rateLimits };
+}
 
-  const reconciler = runsJobs
-    ? createReconciler({
-        db: database.db,
-        tasks,
-        upstream,
-        logger,
-        taskDeadlineMinutes: config.taskDeadlineMinutes,
-        intervalMs: config.reconcilerIntervalMs,
-        onCheck: (outcome) => metrics.reconcilerCheck(outcome),
-        clock,
-      })
-    : null;
+type Core = Awaited<ReturnType<typeof createCore>>;
+
+/** The background jobs of ROLE=worker and ROLE=all: the reconciler, and the archiver when videos are stored. */
+function createJobs(w: Wiring, core: Core) {
+  const { config, database, logger, metrics, store } = w;
+  if (config.role === 'api') return { reconciler: null, archiver: null };
+  const reconciler = createReconciler({
+    db: database.db,
+    tasks: core.tasks,
+    upstream: w.upstream,
+    logger,
+    taskDeadlineMinutes: config.taskDeadlineMinutes,
+    intervalMs: config.reconcilerIntervalMs,
+    onCheck: (outcome) => metrics.reconcilerCheck(outcome),
+    clock: w.clock,
+  });
   const archiver =
-    runsJobs && store !== null
-      ? createArchiver({
+    store === null
+      ? null
+      : createArchiver({
           db: database.db,
           store,
-          taskState,
+          taskState: core.taskState,
           logger,
           intervalMs: config.reconcilerIntervalMs,
           maxBytes: config.archive.maxBytes,
@@ -152,37 +158,44 @@ export async function createApp({ config, database, logger, upstream, metrics = 
           maxAttempts: config.archive.maxAttempts,
           allowPrivateUrls: config.allowPrivateUrls,
           onOutcome: (outcome) => metrics.archiveJob(outcome),
-        })
-      : null;
+        });
+  return { reconciler, archiver };
+}
 
-  const authenticate = createAuthenticator({ tenants, logger, clock });
+/** GraphQL over HTTP, SSE and WebSocket, and the HTTP routes beside it. */
+function createHttp(w: Wiring, core: Core, draining: () => boolean) {
+  const { config, logger, metrics } = w;
+  const authenticate = createAuthenticator({ tenants: core.tenants, logger, clock: w.clock });
   const yoga = createYogaServer({
-    services,
+    services: core.services,
     logger,
     authenticate,
-    rateLimits,
+    rateLimits: core.rateLimits,
     queryLimits: config.queryLimits,
     corsOrigins: config.corsOrigins,
-    persistedOperations: deps.persistedOperations ?? null,
+    persistedOperations: w.persistedOperations,
     otelTracing: config.otelTracing,
     plugins: [useOperationMetrics(metrics)],
   });
   const sockets = createGraphQLWebSockets({
     yoga,
     authenticate,
-    sessions,
+    sessions: core.sessions,
     maxPayloadBytes: config.ws.maxPayloadBytes,
     connectionInitTimeoutMs: config.ws.connectionInitTimeoutMs,
     keepaliveMs: config.ws.keepaliveMs,
     maxSubscriptionsPerConnection: config.maxSubscriptions.perConnection,
   });
-  const localVideoDir = config.videoStore.kind === 'local' ? config.videoStore.dir : null;
+  const videoFiles =
+    w.store?.kind === 'local' && config.videoStore.kind === 'local'
+      ? { match: isVideoFilePath, handle: createVideoFileHandler({ dir: config.videoStore.dir, secret: w.webhookSecret }) }
+      : null;
   const routes = createRoutes({
-    database,
+    database: w.database,
     metrics,
     metricsToken: config.metricsToken,
     logger,
-    draining: () => draining,
+    draining,
     api:
       config.role === 'worker'
         ? null
@@ -190,33 +203,52 @@ export async function createApp({ config, database, logger, upstream, metrics = 
             graphql: (req, res, context) => void yoga(req, res, context),
             upgradeGraphql: sockets.handleUpgrade,
             authenticate,
-            admitRequest: rateLimits.admitRequest,
-            sessions,
+            admitRequest: core.rateLimits.admitRequest,
+            sessions: core.sessions,
             maxRequestBytes: config.maxRequestBytes,
             maxInflightBodyBytes: config.maxInflightBodyBytes,
-            usageExport: { path: USAGE_EXPORT_PATH, handle: createUsageExportHandler({ metering, authenticate, logger }) },
-            videoFiles:
-              store?.kind === 'local' && localVideoDir !== null
-                ? { match: isVideoFilePath, handle: createVideoFileHandler({ dir: localVideoDir, secret: webhookSecret }) }
-                : null,
+            usageExport: { path: USAGE_EXPORT_PATH, handle: createUsageExportHandler({ metering: core.metering, authenticate, logger }) },
+            videoFiles,
             webhooks: {
               match: isWebhookPath,
-              handle: createWebhookReceiver({ secret: webhookSecret, tasks, logger, onOutcome: (outcome) => metrics.webhook(outcome) }),
+              handle: createWebhookReceiver({ secret: w.webhookSecret, tasks: core.tasks, logger, onOutcome: (outcome) => metrics.webhook(outcome) }),
             },
           },
   });
-  const server = createHttpServer({ routes, logger, metrics, draining: () => draining });
+  return { yoga, sockets, server: createHttpServer({ routes, logger, metrics, draining }) };
+}
+
+/** The composition root: builds every part from its dependencies and wires them together. */
+export async function createApp(deps: AppDeps): Promise<App> {
+  const { config, database, logger } = deps;
+  let boundUrl: string | null = null;
+  let draining = false;
+  const publicBaseUrl = () => config.publicBaseUrl ?? boundUrl ?? `http://localhost:${config.port}`;
+  const webhookSecret = await sharedSecret(database.db, 'webhook_secret', config.webhookSecret);
+  const wiring: Wiring = {
+    ...deps,
+    metrics: deps.metrics ?? createMetrics(),
+    clock: deps.clock ?? systemClock,
+    persistedOperations: deps.persistedOperations ?? null,
+    webhookSecret,
+    publicBaseUrl,
+    store: deps.store === undefined ? storeFromConfig(config.videoStore, { publicBaseUrl, secret: webhookSecret }) : deps.store,
+  };
+  const core = await createCore(wiring);
+  const { reconciler, archiver } = createJobs(wiring, core);
+  const { yoga, sockets, server } = createHttp(wiring, core, () => draining);
+  const localVideoDir = config.videoStore.kind === 'local' ? config.videoStore.dir : null;
 
   return {
     server,
-    services,
-    metrics,
+    services: core.services,
+    metrics: wiring.metrics,
     reconciler,
     archiver,
     publicBaseUrl,
     async start() {
       boundUrl = await listen(server, config.port, config.host);
-      if (config.role !== 'worker') sessions.start();
+      if (config.role !== 'worker') core.sessions.start();
       reconciler?.start();
       if (archiver !== null && localVideoDir !== null) {
         const swept = await sweepStaleWrites(localVideoDir, 2 * config.archive.timeoutMs);
@@ -231,10 +263,10 @@ export async function createApp({ config, database, logger, upstream, metrics = 
         server,
         timeoutMs: config.shutdownTimeoutMs,
         logger,
-        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), sessions.stop()]),
+        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), core.sessions.stop()]),
         // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
         endStreams: async () => {
-          await feed.close();
+          await core.feed.close();
           await sockets.close();
         },
         dispose: async () => yoga.dispose(),

@@ -12,8 +12,6 @@ export type Services = {
   watch: WatchService;
   /** Where a client fetches a video: a signed URL of our copy once archived, else the upstream's. */
   videoUrl(video: StoredVideo): Promise<string>;
-  /** Throws RateLimitedError when the caller is over its createOmniVideo rate. */
-  admitCreate(viewer: Viewer): void;
 };
 
 export type GraphQLContext = {

@@ -29,7 +29,12 @@ export type TaskCommandDeps = {
   logger: Logger;
   /** Runs inside the creating transaction, after the tenant's row lock: throws to refuse (quotas). */
   admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
+  /** The tenant's create rate, checked first on every create: throws RateLimitedError when over it. */
+  admitCreate?: (tenantId: string, createsPerMinute: number | null) => void;
 };
+
+/** Who creates: the tenant and its own create rate (null: the configured default). */
+export type Creator = { tenantId: string; createsPerMinute: number | null };
 
 function storedRequest(request: NormalizedOmniRequest): StoredRequest {
   return {
@@ -140,7 +145,9 @@ async function insertPending(
  * A definite upstream refusal fails the task and throws UpstreamError; a retryable or ambiguous
  * failure leaves it PENDING for the reconciler, which looks it up by external id before retrying.
  */
-async function create(deps: TaskCommandDeps, tenantId: string, request: NormalizedOmniRequest): Promise<TaskRow> {
+async function create(deps: TaskCommandDeps, creator: Creator, request: NormalizedOmniRequest): Promise<TaskRow> {
+  const { tenantId } = creator;
+  deps.admitCreate?.(tenantId, creator.createsPerMinute);
   const hash = requestHash(request);
   if (request.idempotencyKey !== null) {
     const existing = await findByIdempotencyKey(deps.db, tenantId, request.idempotencyKey);
@@ -224,7 +231,7 @@ async function refresh(deps: TaskCommandDeps, tenantId: string, id: string): Pro
 /** Everything that changes tasks on behalf of clients, callbacks and the reconciler. */
 export function createTaskCommands(deps: TaskCommandDeps) {
   return {
-    create: (tenantId: string, request: NormalizedOmniRequest) => create(deps, tenantId, request),
+    create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, creator, request),
     submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
     refresh: (tenantId: string, id: string) => refresh(deps, tenantId, id),
     apply: (taskId: string, transition: Transition) => apply(deps, taskId, transition),

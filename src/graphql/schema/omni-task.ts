@@ -191,8 +191,8 @@ builder.mutationFields((t) => ({
       z.object({ input: createOmniVideoInputSchema }),
     ),
     resolve: async (_root, { input }, context) => {
-      context.services.admitCreate(context.viewer);
-      const task = await context.services.tasks.create(context.viewer.tenantId, input);
+      const { tenantId, rates } = context.viewer;
+      const task = await context.services.tasks.create({ tenantId, createsPerMinute: rates.createsPerMinute }, input);
       context.logger.info(
         { taskId: task.id, status: task.status, mode: task.mode, images: input.referenceImages.length, videos: input.referenceVideos.length },
         'omni task created',

@@ -4,6 +4,7 @@ CREATE TABLE "task_changes" (
 	"tenant_id" uuid NOT NULL,
 	"task_id" uuid NOT NULL,
 	"version" integer NOT NULL,
+	"task" jsonb NOT NULL,
 	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "task_changes_txid_seq_pk" PRIMARY KEY("txid","seq")
 );

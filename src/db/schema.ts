@@ -145,6 +145,8 @@ export const taskChanges = pgTable(
     tenantId: uuid('tenant_id').notNull(),
     taskId: uuid('task_id').notNull(),
     version: integer('version').notNull(),
+    /** The task row as this change left it (to_jsonb): subscribers and webhooks get each version as it was. */
+    task: jsonb('task').notNull(),
     createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
   (table) => [

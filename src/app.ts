@@ -19,7 +19,7 @@ import { createMeteringService } from './metering/metering.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import type { Metrics } from './metrics/metrics.ts';
 import { useOperationMetrics } from './metrics/operation-metrics.ts';
-import { createTaskFeed } from './pubsub/task-feed.ts';
+import { createChangeLog } from './pubsub/change-log.ts';
 import { createHttpServer } from './server/http-server.ts';
 import { drain, listen } from './server/lifecycle.ts';
 import { createRoutes } from './server/routes.ts';
@@ -89,7 +89,9 @@ async function createCore(w: Wiring) {
   // Other instances learn of a revocation by asking, once per auth-cache period.
   const sessions = createKeySessions({ liveKeys: tenants.liveKeys, intervalMs: Math.max(500, config.authCacheSeconds * 1000), logger });
   const metering = createMeteringService({ db: database.db, prices: config.prices, clock });
+  const changeLog = await createChangeLog(database, logger, { pollMs: config.changeLog.pollMs });
   const taskState = createTaskStateMachine({
+    onCommitted: () => changeLog.wake(),
     finalStateHooks: {
       // The archive job is queued with the final state, in its transaction: it cannot be lost.
       // Without an archiver on this instance (ROLE=api) it is still queued for the workers.
@@ -109,12 +111,12 @@ async function createCore(w: Wiring) {
     pendingRecheckSeconds: config.pendingRecheckSeconds,
     callbackUrl: (taskId) => `${w.publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(w.webhookSecret, taskId)}`,
   });
-  const feed = await createTaskFeed(database, logger);
+  const watch = createWatchService({ log: changeLog, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant });
   const services: Services = {
     tenants,
     tasks,
     metering,
-    watch: createWatchService({ feed, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant, clock }),
+    watch,
     async videoUrl(video) {
       if (!video.archive || store === null) return video.upstreamUrl;
       return store.url(video.archive.key, new Date(clock.now() + config.videoUrlTtlSeconds * 1000));
@@ -122,10 +124,10 @@ async function createCore(w: Wiring) {
   };
   metrics.setSources({
     tasksByStatus: tasks.countByStatus,
-    activeSubscriptions: () => feed.size(),
+    activeSubscriptions: () => watch.size(),
     reconcilerLagSeconds: () => reconcilerLagSeconds(database.db),
   });
-  return { services, tenants, tasks, metering, taskState, feed, sessions, rateLimits };
+  return { services, tenants, tasks, metering, taskState, changeLog, watch, sessions, rateLimits };
 }
 
 type Core = Awaited<ReturnType<typeof createCore>>;
@@ -266,8 +268,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
         stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), core.sessions.stop()]),
         // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
         endStreams: async () => {
-          await core.feed.close();
+          core.watch.close();
           await sockets.close();
+          await core.changeLog.close();
         },
         dispose: async () => yoga.dispose(),
       });

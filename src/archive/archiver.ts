@@ -14,7 +14,7 @@ export type ArchiverOptions = {
   db: Db;
   store: VideoStore;
   /** Records each finished copy on its task (a new version, announced). */
-  taskState: Pick<TaskStateMachine, 'recordArchive'>;
+  taskState: Pick<TaskStateMachine, 'commit' | 'recordArchive'>;
   logger: Logger;
   intervalMs: number;
   maxBytes: number;
@@ -89,7 +89,7 @@ export function createArchiver(options: ArchiverOptions): Archiver {
 
   /** Records the copy on the job and, through the state machine, on the task (one version, announced). */
   async function complete(job: ArchiveJob, stored: { key: string; size: number; sha256: string }): Promise<void> {
-    await db.transaction(async (tx) => {
+    await options.taskState.commit(db, async (tx) => {
       const [done] = await tx
         .update(videoArchives)
         .set({ status: 'done', storedKey: stored.key, sizeBytes: stored.size, sha256: stored.sha256, archivedAt: sql`now()`, nextAttemptAt: null, lastError: null })

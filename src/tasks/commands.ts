@@ -1,15 +1,16 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
-import type { Db, Tx } from '../db/database.ts';
+import type { Db, Executor, Tx } from '../db/database.ts';
 import { uniqueViolation } from '../db/errors.ts';
 import { storable } from '../db/storable.ts';
-import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
+import { omniTasks, taskEvents, taskSubmissions, tenants } from '../db/schema.ts';
 import type { StoredRequest } from '../db/schema.ts';
 import { InvalidInputError, UpstreamError } from '../errors.ts';
 import { KlingError } from '../kling/errors.ts';
 import type { KlingClient } from '../kling/client.ts';
 import { toUpstreamBody } from '../kling/body.ts';
 import type { UpstreamCreateBody } from '../kling/body.ts';
+import { positionNow } from '../pubsub/change-log.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
 import type { TaskReads } from './reads.ts';
@@ -64,7 +65,7 @@ function requestHash(request: NormalizedOmniRequest): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
-async function findByIdempotencyKey(db: Db, tenantId: string, key: string): Promise<TaskRow | null> {
+async function findByIdempotencyKey(db: Executor, tenantId: string, key: string): Promise<TaskRow | null> {
   const [task] = await db
     .select()
     .from(omniTasks)
@@ -103,14 +104,22 @@ async function scheduleRetry(db: Db, taskId: string, error: KlingError): Promise
   });
 }
 
-/** Stores the task as PENDING with its upstream body, in one transaction with the quota check. */
+/**
+ * Stores the task as PENDING with its upstream body, in one transaction with the quota check. The
+ * tenant's row lock orders the tenant's creates: a task already made with the same idempotency key
+ * is found here and returned (`created: false`), before the quota is asked, instead of racing
+ * another insert of the key.
+ */
 async function insertPending(
   deps: TaskCommandDeps,
   tenantId: string,
   request: NormalizedOmniRequest,
   row: { id: string; hash: string; body: UpstreamCreateBody },
-): Promise<TaskRow> {
-  return deps.db.transaction(async (tx) => {
+): Promise<{ task: TaskRow; created: boolean }> {
+  return deps.state.commit(deps.db, async (tx) => {
+    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('update');
+    const existing = request.idempotencyKey === null ? null : await findByIdempotencyKey(tx, tenantId, request.idempotencyKey);
+    if (existing !== null) return { task: existing, created: false };
     if (deps.admit !== undefined) await deps.admit(tx, tenantId, request);
     const [inserted] = await tx
       .insert(omniTasks)
@@ -131,12 +140,13 @@ async function insertPending(
         deadlineAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
         // Should this process die before the upstream answers, the reconciler picks the task up.
         nextCheckAt: sql`now() + make_interval(secs => ${deps.pendingRecheckSeconds})`,
+        changeTxid: positionNow.txid,
+        changeSeq: positionNow.seq,
       })
       .returning();
     if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');
     await tx.insert(taskSubmissions).values({ taskId: row.id, body: row.body });
-    await deps.state.recordCreation(tx, inserted);
-    return inserted;
+    return { task: await deps.state.recordCreation(tx, inserted), created: true };
   });
 }
 
@@ -158,7 +168,9 @@ async function create(deps: TaskCommandDeps, creator: Creator, request: Normaliz
   const body = toUpstreamBody(request, { externalTaskId: id, callbackUrl: deps.callbackUrl(id) });
   let task: TaskRow;
   try {
-    task = await insertPending(deps, tenantId, request, { id, hash, body });
+    const pending = await insertPending(deps, tenantId, request, { id, hash, body });
+    if (!pending.created) return sameRequestOrRefuse(pending.task, hash);
+    task = pending.task;
   } catch (error) {
     const constraint = uniqueViolation(error);
     if (constraint === 'omni_tasks_tenant_idempotency_key_unique' && request.idempotencyKey !== null) {
@@ -178,7 +190,7 @@ async function create(deps: TaskCommandDeps, creator: Creator, request: Normaliz
 
 /** Applies a transition in a transaction of its own. */
 function apply(deps: TaskCommandDeps, taskId: string, transition: Transition): Promise<{ task: TaskRow; changed: boolean } | null> {
-  return deps.db.transaction((tx) => deps.state.transition(tx, taskId, transition));
+  return deps.state.commit(deps.db, (tx) => deps.state.transition(tx, taskId, transition));
 }
 
 /** Sends a PENDING task's body upstream and records the answer. */

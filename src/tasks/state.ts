@@ -1,10 +1,10 @@
-import { eq, sql } from 'drizzle-orm';
-import type { Tx } from '../db/database.ts';
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db, Tx } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
 import type { KlingTask } from '../kling/payload.ts';
-import { announceChange } from '../pubsub/task-changes.ts';
+import { appendChange, ChangeOrderConflict, positionNow, positionStillAhead } from '../pubsub/change-log.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
 
@@ -70,14 +70,37 @@ async function lockTask(tx: Tx, taskId: string): Promise<TaskRow | undefined> {
   return task;
 }
 
-/** Writes the event of a task's new version and announces it: the change log and the live feed see every version. */
+/**
+ * Writes the event of a task's new version and appends it to the change log, which every live
+ * subscriber, resumed subscription and (later) webhook reads. Returns the task with its position.
+ */
 async function recordVersion(
   tx: Tx,
   task: TaskRow,
   event: Pick<typeof taskEvents.$inferInsert, 'kind' | 'source' | 'fromStatus' | 'toStatus' | 'payload'>,
-): Promise<void> {
+): Promise<TaskRow> {
   await tx.insert(taskEvents).values({ taskId: task.id, version: task.version, ...event });
-  await announceChange(tx, task);
+  await appendChange(tx, task.id);
+  return task;
+}
+
+/** Attempts at a transaction whose change would sort before one already logged (see appendChange). */
+const MAX_ORDER_RETRIES = 5;
+
+/**
+ * Runs `work` in a transaction of its own and, once it has committed, wakes the change log's
+ * readers. A transaction that lost the race described at appendChange is run again.
+ */
+async function commit<T>(db: Db, work: (tx: Tx) => Promise<T>, onCommitted: () => void): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const result = await db.transaction(work);
+      onCommitted();
+      return result;
+    } catch (error) {
+      if (!(error instanceof ChangeOrderConflict) || attempt >= MAX_ORDER_RETRIES) throw error;
+    }
+  }
 }
 
 /**
@@ -123,15 +146,17 @@ async function transition(
       completedAt: final ? sql`now()` : null,
       nextCheckAt: final ? null : sql`now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000})`,
       checkAttempts: 0,
+      changeTxid: positionNow.txid,
+      changeSeq: positionNow.seq,
     })
-    .where(eq(omniTasks.id, taskId))
+    .where(and(eq(omniTasks.id, taskId), positionStillAhead(omniTasks.changeTxid)))
     .returning();
-  if (updated === undefined) throw new Error(`task ${taskId} vanished under its row lock`);
+  if (updated === undefined) throw new ChangeOrderConflict(taskId);
   if (updated.status !== 'PENDING') await tx.delete(taskSubmissions).where(eq(taskSubmissions.taskId, taskId));
   const finalHooks = updated.status === 'SUCCEEDED' ? hooks.onSucceeded : updated.status === 'FAILED' ? hooks.onFailed : [];
   for (const hook of finalHooks) await hook(tx, updated, next);
-  await recordVersion(tx, updated, { kind: 'status', source: next.source, fromStatus: current.status, toStatus: updated.status });
-  return { task: updated, changed: true };
+  const logged = await recordVersion(tx, updated, { kind: 'status', source: next.source, fromStatus: current.status, toStatus: updated.status });
+  return { task: logged, changed: true };
 }
 
 /** Records a copy of a result video on its task: a new version, so that subscribers see `archived`. */
@@ -142,22 +167,24 @@ async function recordArchive(tx: Tx, taskId: string, copy: ArchivedVideo): Promi
   const videos = task.videos.map((video, i) => (i === copy.videoIndex - 1 ? { ...video, archive } : video));
   const [updated] = await tx
     .update(omniTasks)
-    .set({ videos, version: sql`${omniTasks.version} + 1`, updatedAt: sql`now()` })
-    .where(eq(omniTasks.id, taskId))
+    .set({ videos, version: sql`${omniTasks.version} + 1`, updatedAt: sql`now()`, changeTxid: positionNow.txid, changeSeq: positionNow.seq })
+    .where(and(eq(omniTasks.id, taskId), positionStillAhead(omniTasks.changeTxid)))
     .returning();
-  if (updated === undefined) return null;
-  await recordVersion(tx, updated, { kind: 'archive', source: 'archiver', payload: { videoIndex: copy.videoIndex, ...archive } });
-  return updated;
+  if (updated === undefined) throw new ChangeOrderConflict(taskId);
+  return recordVersion(tx, updated, { kind: 'archive', source: 'archiver', payload: { videoIndex: copy.videoIndex, ...archive } });
 }
 
 /**
  * The only writer of a task's `status` and `version`: every change of either is recorded as a
- * task event and announced on the change channel, in the caller's transaction.
+ * task event and appended to the change log, in the caller's transaction. Transactions that
+ * change tasks run through `commit`, which wakes the log's readers once they have committed.
  */
-export function createTaskStateMachine(deps: { finalStateHooks: FinalStateHooks }) {
+export function createTaskStateMachine(deps: { finalStateHooks: FinalStateHooks; onCommitted?: () => void }) {
+  const onCommitted = deps.onCommitted ?? (() => {});
   return {
+    commit: <T>(db: Db, work: (tx: Tx) => Promise<T>): Promise<T> => commit(db, work, onCommitted),
     /** A task just inserted as PENDING, version 1. */
-    recordCreation: (tx: Tx, task: TaskRow): Promise<void> =>
+    recordCreation: (tx: Tx, task: TaskRow): Promise<TaskRow> =>
       recordVersion(tx, task, { kind: 'status', source: 'create', toStatus: task.status }),
     transition: (tx: Tx, taskId: string, next: Transition) => transition(tx, taskId, next, deps.finalStateHooks),
     recordArchive,

@@ -1,275 +1,228 @@
-import { Repeater } from 'graphql-yoga';
-import { NotFoundError, SubscriptionLimitError } from '../errors.ts';
-import type { Clock } from '../clock.ts';
-import { systemClock } from '../clock.ts';
+import { AppError, NotFoundError, SubscriptionLimitError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { FeedSignal, TaskFeed } from '../pubsub/task-feed.ts';
+import { comparePositions, decodeChangeCursor, encodeChangeCursor } from '../pubsub/change-log.ts';
+import type { ChangeLog, ChangePosition, LoggedChange } from '../pubsub/change-log.ts';
 import type { TaskReads } from './reads.ts';
+import { taskFromSnapshot } from './snapshot.ts';
 import { isFinal } from './state.ts';
 import type { TaskRow } from './state.ts';
 
-// Tenant-wide watchers remember the last version they sent per task; beyond this many tasks the
-// oldest entries are forgotten (at worst a task is then re-sent once after a resync).
-const REMEMBERED_TASKS = 10_000;
-// Recent shared reads kept for subscribers that drain their signals a little later than others.
-const SHARED_READS = 2_000;
-// After a feed interruption, tasks changed since this long before the last known change are re-read.
-const RESYNC_MARGIN_MS = 5_000;
-// After a failed read a watcher reads again on its own, first after up to this long, doubling up to the
-// cap: a read can fail after the last signal that would have prompted it (a resync that raced the
-// database's return), and a watcher must not then wait for a change that already happened.
-const RETRY_FIRST_MS = 250;
-const RETRY_MAX_MS = 5_000;
+/** Changes a subscriber may have waiting before it is dropped as too slow (it can resume with its cursor). */
+const MAX_QUEUED = 10_000;
 
-/** Buffers feed signals from the moment it is created, so nothing is lost between a read and a wait. */
-function signalQueue(feed: TaskFeed, tenantId: string, accept: (signal: FeedSignal) => boolean) {
-  let pending: FeedSignal[] = [];
-  let wake: (() => void) | null = null;
-  let stopped = false;
-  let retryTimer: ReturnType<typeof setTimeout> | null = null;
-  let failures = 0;
-  const enqueue = (signal: FeedSignal) => {
-    pending.push(signal);
-    wake?.();
+/** A change-log entry with its task, parsed once for all the subscribers it reaches. */
+type Delivery = { position: ChangePosition; task: TaskRow };
+
+/**
+ * A pull stream with its own cleanup, run exactly once on every way it can end: completed,
+ * failed, or returned by the consumer, even before the first value was asked for (graphql-ws and
+ * yoga call `return()` when a client cancels, however early).
+ */
+function createStream<T>(cleanup: () => void) {
+  const queue: T[] = [];
+  let waiter: { resolve: (result: IteratorResult<T>) => void; reject: (error: unknown) => void } | null = null;
+  let ended = false;
+  let failure: unknown = null;
+  let cleaned = false;
+  const finish = () => {
+    if (cleaned) return;
+    cleaned = true;
+    cleanup();
   };
-  const unsubscribeFeed = feed.subscribe(tenantId, (signal) => {
-    if (accept(signal)) enqueue(signal);
-  });
-  return {
-    unsubscribe(): void {
-      if (retryTimer !== null) clearTimeout(retryTimer);
-      retryTimer = null;
-      unsubscribeFeed();
-    },
-    /** A read failed: queue a resync of our own after a growing delay (one pending at a time). */
-    retryLater(): void {
-      if (retryTimer !== null || stopped) return;
-      // Jittered, so that thousands of watchers failing at once do not all read again at once.
-      const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** failures) * (0.5 + Math.random() / 2);
-      failures += 1;
-      retryTimer = setTimeout(() => {
-        retryTimer = null;
-        enqueue({ kind: 'resync' });
-      }, delay);
-    },
-    /** A read succeeded: the next failure retries quickly again. */
-    readSucceeded(): void {
-      failures = 0;
-    },
-    /**
-     * Makes `drain` return null once `stop` settles. Subscribed to once: a reaction attached on
-     * every drain to a promise that settles only at the end would pile up for a subscription's life.
-     */
-    stopWith(stop: Promise<unknown>): void {
-      void stop.then(() => {
-        stopped = true;
-        wake?.();
+  const stop = (): Promise<IteratorResult<T>> => {
+    ended = true;
+    queue.length = 0;
+    finish();
+    waiter?.resolve({ value: undefined, done: true });
+    waiter = null;
+    return Promise.resolve({ value: undefined, done: true });
+  };
+  const iterator: AsyncIterableIterator<T> = {
+    next() {
+      if (queue.length > 0) return Promise.resolve({ value: queue.shift() as T, done: false });
+      if (ended) {
+        const error = failure;
+        failure = null;
+        return error === null ? Promise.resolve({ value: undefined, done: true }) : Promise.reject(error);
+      }
+      return new Promise((resolve, reject) => {
+        waiter = { resolve, reject };
       });
     },
-    /** Every signal received since the last call; waits for one if there is none. Null when stopped. */
-    async drain(): Promise<FeedSignal[] | null> {
-      if (pending.length === 0 && !stopped) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = null;
+    return: stop,
+    throw: stop,
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return {
+    iterator,
+    push(value: T): void {
+      if (ended) return;
+      if (waiter !== null) {
+        waiter.resolve({ value, done: false });
+        waiter = null;
+      } else if (queue.length >= MAX_QUEUED) {
+        this.end(new AppError('This subscription fell too far behind and was ended; resubscribe with your last changeCursor.', 'SUBSCRIPTION_OVERFLOW'));
+      } else queue.push(value);
+    },
+    /** Ends the stream once what is queued has been read; with an error, that error comes last. */
+    end(error: unknown = null): void {
+      if (ended) return;
+      ended = true;
+      failure = error;
+      finish();
+      if (waiter !== null && queue.length === 0) {
+        const w = waiter;
+        waiter = null;
+        failure = null;
+        if (error === null) w.resolve({ value: undefined, done: true });
+        else w.reject(error);
       }
-      if (stopped) return null;
-      const signals = pending;
-      pending = [];
-      return signals;
     },
   };
 }
 
+type Subscriber = { taskId: string | null; offer(delivery: Delivery): void; end(): void };
+
 type WatchDeps = {
-  feed: TaskFeed;
-  tasks: Pick<TaskReads, 'byId' | 'changedSince'>;
+  log: Pick<ChangeLog, 'listen' | 'head' | 'replay' | 'isExpired'>;
+  tasks: Pick<TaskReads, 'byId'>;
   logger: Logger;
   /** Live subscriptions a tenant may hold on this instance; 0 = no cap. */
   maxPerTenant?: number;
-  /** Wall-clock time: a tenant-wide watcher's resync reads what changed since shortly before it started. */
-  clock?: Clock;
-};
-
-/** What every watcher of one instance shares: the subscription count and the reads of announced changes. */
-type Watchers = Omit<WatchDeps, 'clock'> & {
-  clock: Clock;
-  claim(tenantId: string): () => void;
-  readAnnounced(tenantId: string, taskId: string, version: number): Promise<TaskRow | null>;
-  read(tenantId: string, taskId: string, signals: FeedSignal[]): Promise<TaskRow | null | 'unavailable'>;
 };
 
 /**
- * The task's current state at once, then each change (changes faster than a read coalesce
- * into the latest state; versions only grow), ending after a final state. Throws NotFoundError
- * for an id that is not the tenant's.
+ * Live updates from the change log: this instance's one tail of the log, fanned out to its
+ * subscribers by tenant (and task). Every subscriber sees every change of what it watches, in log
+ * order, each version once, with the task as that change left it; it remembers nothing but its
+ * queue, and leaves nothing behind however it ends.
  */
-async function watchTask(watch: Watchers, tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
-  const { feed, tasks } = watch;
-  const release = watch.claim(tenantId);
-  const queue = signalQueue(
-    feed,
-    tenantId,
-    (signal) => signal.kind !== 'change' || signal.change.taskId === taskId,
-  );
-  let current: TaskRow | null;
-  try {
-    current = await tasks.byId(tenantId, taskId);
-  } catch (error) {
-    queue.unsubscribe();
-    release();
-    throw error;
-  }
-  if (current === null) {
-    queue.unsubscribe();
-    release();
-    throw new NotFoundError('No task has this id.');
-  }
-  const first = current;
-  return new Repeater<TaskRow>(async (push, stop) => {
-    queue.stopWith(stop);
-    try {
-      let last = first;
-      await push(last);
-      while (!isFinal(last.status)) {
-        const signals = await queue.drain();
-        if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
-        const fresh = await watch.read(tenantId, taskId, signals);
-        if (fresh === 'unavailable') {
-          queue.retryLater();
-          continue;
-        }
-        queue.readSucceeded();
-        if (fresh === null) break;
-        if (fresh.version > last.version) {
-          last = fresh;
-          await push(fresh);
-        }
-      }
-    } finally {
-      queue.unsubscribe();
-      release();
-      stop();
-    }
-  });
-}
-
-/** Every change of every task of the tenant, creations included, from now on. */
-function watchTenant(watch: Watchers, tenantId: string): AsyncIterable<TaskRow> {
-  const { feed, tasks, logger } = watch;
-  const release = watch.claim(tenantId);
-  return new Repeater<TaskRow>(async (push, stop) => {
-    const queue = signalQueue(feed, tenantId, () => true);
-    queue.stopWith(stop);
-    const delivered = new Map<string, number>();
-    let since = new Date(watch.clock.now() - RESYNC_MARGIN_MS);
-    const offer = async (task: TaskRow) => {
-      if (task.version <= (delivered.get(task.id) ?? 0)) return;
-      delivered.delete(task.id);
-      delivered.set(task.id, task.version);
-      if (delivered.size > REMEMBERED_TASKS) delivered.delete(delivered.keys().next().value as string);
-      const margin = new Date(task.updatedAt.getTime() - RESYNC_MARGIN_MS);
-      if (margin > since) since = margin;
-      await push(task);
-    };
-    try {
-      for (;;) {
-        const signals = await queue.drain();
-        if (signals === null || signals.some((signal) => signal.kind === 'closed')) break;
-        try {
-          if (signals.some((signal) => signal.kind === 'resync')) {
-            for (const task of await tasks.changedSince(tenantId, since)) await offer(task);
-          }
-          const latest = new Map<string, number>();
-          for (const signal of signals) {
-            if (signal.kind === 'change') {
-              latest.set(signal.change.taskId, Math.max(signal.change.version, latest.get(signal.change.taskId) ?? 0));
-            }
-          }
-          for (const [id, version] of latest) {
-            const task = await watch.readAnnounced(tenantId, id, version);
-            if (task !== null) await offer(task);
-          }
-          queue.readSucceeded();
-        } catch (error) {
-          logger.warn({ err: error, tenantId }, 'watch: tenant read failed; reading again shortly');
-          queue.retryLater();
-        }
-      }
-    } finally {
-      queue.unsubscribe();
-      release();
-      stop();
-    }
-  });
-}
-
 export function createWatchService(deps: WatchDeps) {
-  const { tasks, logger } = deps;
-  const active = new Map<string, number>();
-  const sharedReads = new Map<string, Promise<TaskRow | null>>();
+  const byTenant = new Map<string, Set<Subscriber>>();
+  let live = 0;
 
-  /**
-   * One read per task and announced version on this instance, however many subscribers wait for
-   * it: a change watched by 1,000 subscribers costs one query, not 1,000. The row read may be newer
-   * than the version announced, never older.
-   */
-  function readAnnounced(tenantId: string, taskId: string, version: number): Promise<TaskRow | null> {
-    const key = `${tenantId}:${taskId}:${version}`;
-    let read = sharedReads.get(key);
-    if (read === undefined) {
-      read = tasks.byId(tenantId, taskId);
-      sharedReads.set(key, read);
-      if (sharedReads.size > SHARED_READS) sharedReads.delete(sharedReads.keys().next().value as string);
-      // A failed read is not shared: the next subscriber tries again.
-      read.catch(() => sharedReads.delete(key));
+  deps.log.listen((changes: LoggedChange[]) => {
+    for (const change of changes) {
+      const subscribers = byTenant.get(change.tenantId);
+      if (subscribers === undefined) continue;
+      let delivery: Delivery | null = null;
+      for (const subscriber of subscribers) {
+        if (subscriber.taskId !== null && subscriber.taskId !== change.taskId) continue;
+        delivery ??= { position: change.position, task: taskFromSnapshot(change.task, change.position) };
+        subscriber.offer(delivery);
+      }
     }
-    return read;
-  }
+  });
 
-  /** Counts a tenant's live subscription; the returned function releases it. */
-  function claim(tenantId: string): () => void {
-    const current = active.get(tenantId) ?? 0;
-    if (deps.maxPerTenant && current >= deps.maxPerTenant) {
+  /** Counts a tenant's live subscription and attaches it; the returned function undoes both. */
+  function attach(tenantId: string, subscriber: Subscriber): () => void {
+    const subscribers = byTenant.get(tenantId) ?? new Set<Subscriber>();
+    if (deps.maxPerTenant && subscribers.size >= deps.maxPerTenant) {
       throw new SubscriptionLimitError(
-        `Too many live subscriptions: this tenant already has ${current} on this gateway instance (limit ${deps.maxPerTenant}).`,
+        `Too many live subscriptions: this tenant already has ${subscribers.size} on this gateway instance (limit ${deps.maxPerTenant}).`,
       );
     }
-    active.set(tenantId, current + 1);
-    let released = false;
+    subscribers.add(subscriber);
+    byTenant.set(tenantId, subscribers);
+    live += 1;
+    let detached = false;
     return () => {
-      if (released) return;
-      released = true;
-      const left = (active.get(tenantId) ?? 1) - 1;
-      if (left <= 0) active.delete(tenantId);
-      else active.set(tenantId, left);
+      if (detached) return;
+      detached = true;
+      live -= 1;
+      subscribers.delete(subscriber);
+      if (subscribers.size === 0) byTenant.delete(tenantId);
     };
   }
 
-  /**
-   * Reads a task after `signals`, treating a database outage as "no news yet": the caller reads
-   * again after a delay, and the feed's reconnect brings a resync too. Announced changes share
-   * their read; a resync reads afresh.
-   */
-  async function read(tenantId: string, taskId: string, signals: FeedSignal[]): Promise<TaskRow | null | 'unavailable'> {
-    const versions = signals.flatMap((signal) => (signal.kind === 'change' ? [signal.change.version] : []));
-    const resync = signals.some((signal) => signal.kind === 'resync');
-    try {
-      return resync || versions.length === 0
-        ? await tasks.byId(tenantId, taskId)
-        : await readAnnounced(tenantId, taskId, Math.max(...versions));
-    } catch (error) {
-      logger.warn({ err: error, taskId }, 'watch: task read failed; reading again shortly');
-      return 'unavailable';
-    }
-  }
-
-  const watchers: Watchers = { ...deps, clock: deps.clock ?? systemClock, claim, readAnnounced, read };
   return {
-    task: (tenantId: string, taskId: string) => watchTask(watchers, tenantId, taskId),
-    tenant: (tenantId: string) => watchTenant(watchers, tenantId),
+    task: (tenantId: string, taskId: string) => watchTask(deps, attach, tenantId, taskId),
+    tenant: (tenantId: string, after: ChangePosition | null) => watchTenant(deps, attach, tenantId, after),
+    /** Live subscriptions on this instance, for /metrics and tests. */
+    size: () => live,
+    /** Ends every subscription (shutdown): streams complete after what they have queued. */
+    close(): void {
+      for (const subscribers of [...byTenant.values()]) for (const subscriber of [...subscribers]) subscriber.end();
+    },
   };
 }
 
+type Attach = (tenantId: string, subscriber: Subscriber) => () => void;
+
+/**
+ * The task's current state at once, then each change, ending after a final state. Attached before
+ * the read, so that a change between the read and the first live batch is not lost; changes
+ * at or before the state read are skipped. Throws NotFoundError for an id that is not the tenant's.
+ */
+async function watchTask(deps: WatchDeps, attach: Attach, tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
+  let floor: ChangePosition | null = null;
+  const early: Delivery[] = [];
+  const stream = createStream<TaskRow>(() => detach());
+  const offer = (delivery: Delivery) => {
+    if (floor === null) return void early.push(delivery);
+    if (comparePositions(delivery.position, floor) <= 0) return;
+    floor = delivery.position;
+    stream.push(delivery.task);
+    if (isFinal(delivery.task.status)) stream.end();
+  };
+  const detach = attach(tenantId, { taskId, offer, end: () => stream.end() });
+  let current: TaskRow | null;
+  try {
+    current = await deps.tasks.byId(tenantId, taskId);
+  } catch (error) {
+    detach();
+    throw error;
+  }
+  if (current === null) {
+    detach();
+    throw new NotFoundError('No task has this id.');
+  }
+  floor = { txid: current.changeTxid, seq: current.changeSeq };
+  stream.push(current);
+  if (isFinal(current.status)) stream.end();
+  for (const delivery of early.splice(0)) offer(delivery);
+  return stream.iterator;
+}
+
+/**
+ * Every change of every task of the tenant. With `after`, first the latest state of each task
+ * changed since that position (from the log, up to the live tail's head when attached), then the
+ * live changes after that head: no gap and no repeat at the seam.
+ */
+async function watchTenant(deps: WatchDeps, attach: Attach, tenantId: string, after: ChangePosition | null): Promise<AsyncIterable<TaskRow>> {
+  if (after !== null && (await deps.log.isExpired(after))) {
+    throw new AppError('This changeCursor is older than the change log keeps: list the tasks again, then subscribe without it.', 'CURSOR_EXPIRED');
+  }
+  let replaying = after !== null;
+  const held: Delivery[] = [];
+  const stream = createStream<TaskRow>(() => detach());
+  const offer = (delivery: Delivery) => (replaying ? held.push(delivery) : stream.push(delivery.task));
+  const detach = attach(tenantId, { taskId: null, offer, end: () => stream.end() });
+  if (after === null) return stream.iterator;
+  const seam = deps.log.head();
+  try {
+    for (const change of await deps.log.replay(tenantId, after, seam)) stream.push(taskFromSnapshot(change.task, change.position));
+  } catch (error) {
+    detach();
+    throw error;
+  }
+  replaying = false;
+  for (const delivery of held.splice(0)) if (comparePositions(delivery.position, seam) > 0) stream.push(delivery.task);
+  return stream.iterator;
+}
+
 export type WatchService = ReturnType<typeof createWatchService>;
+
+/** The opaque cursor of a task's latest change: `OmniTask.changeCursor`, and `after` to resume from. */
+export function changeCursorOf(task: TaskRow): string {
+  return encodeChangeCursor({ txid: task.changeTxid, seq: task.changeSeq });
+}
+
+/** A cursor given back by a client; BAD_USER_INPUT when it is not one the gateway gave out. */
+export function parseChangeCursor(cursor: string): ChangePosition {
+  const position = decodeChangeCursor(cursor);
+  if (position === null) throw new AppError('This is not a changeCursor the gateway gave out.', 'BAD_USER_INPUT');
+  return position;
+}

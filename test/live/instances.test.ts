@@ -94,10 +94,15 @@ describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL
     try {
       const watch = await subscribeWs(client, WATCH, { id: task.id });
       await watch.collector.untilCount(1);
-      // The task finishes while the feed hears nothing of it (its notification is lost, as in a
-      // database restart), then the listening connection is killed: only the resync can tell.
-      await admin`update omni_tasks set status = 'SUCCEEDED', version = version + 1, updated_at = now(), completed_at = now()
-                  where id = ${taskUuid(task.id)}`;
+      // The task finishes, logged as the state machine logs it but with no wake-up sent (as if the
+      // NOTIFY were lost in a database restart), then the listening connections are killed: only
+      // the instances' own reads of the change log can tell.
+      await admin`with finished as (
+                    update omni_tasks set status = 'SUCCEEDED', version = version + 1, updated_at = now(), completed_at = now(),
+                      change_txid = pg_current_xact_id()::text::bigint, change_seq = nextval('task_changes_seq_seq')
+                    where id = ${taskUuid(task.id)} returning *)
+                  insert into task_changes (txid, seq, tenant_id, task_id, version, task) overriding system value
+                  select change_txid, change_seq, tenant_id, id, version, to_jsonb(finished) from finished`;
       const listeners = await admin`select pid from pg_stat_activity
                                     where datname = current_database() and query ilike 'listen%' and pid <> pg_backend_pid()`;
       expect(listeners.length).toBeGreaterThanOrEqual(2); // one per instance

@@ -2,10 +2,11 @@ import { resolveCursorConnection } from '@pothos/plugin-relay';
 import type { ResolveCursorConnectionArgs } from '@pothos/plugin-relay';
 import { z } from 'zod';
 import type { StoredVideo } from '../../db/schema.ts';
-import { InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
+import { AppError, InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
 import { fromGlobalId } from '../../ids.ts';
 import { createOmniVideoInputSchema } from '../../tasks/create-input.ts';
 import type { TaskRow } from '../../tasks/state.ts';
+import { changeCursorOf, parseChangeCursor } from '../../tasks/watch.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType } from './enums.ts';
@@ -63,6 +64,10 @@ builder.node(OmniTaskRef, {
     status: t.field({ type: OmniTaskStatus, resolve: (task) => task.status }),
     statusMessage: t.exposeString('statusMessage', { nullable: true }),
     version: t.exposeInt('version', { description: 'Grows by one with every change of the task.' }),
+    changeCursor: t.string({
+      description: 'The position of this state in your change log: pass it as `after` to omniTaskUpdated to resume from here.',
+      resolve: (task) => changeCursorOf(task),
+    }),
     prompt: t.exposeString('prompt'),
     modelName: t.exposeString('modelName'),
     mode: t.field({ type: OmniMode, resolve: (task) => task.mode }),
@@ -219,11 +224,18 @@ builder.subscriptionField('omniTaskUpdated', (t) =>
     type: OmniTaskRef,
     description:
       'With an id: the task\'s current state at once, then every change; completes after a final state. ' +
-      'Without an id: every change of every task of your tenant, creation included.',
-    args: { id: t.arg.id() },
-    subscribe: (_root, { id }, context) => {
+      'Without an id: every change of every task of your tenant, creation included. With `after` (a changeCursor, ' +
+      'tenant-wide form only): first the latest state of every task changed since that cursor, in log order, then live. ' +
+      'A cursor older than the log keeps is an error with code CURSOR_EXPIRED: list the tasks again.',
+    args: { id: t.arg.id(), after: t.arg.string() },
+    subscribe: (_root, { id, after }, context) => {
       const tenantId = context.viewer.tenantId;
-      if (id === null || id === undefined) return context.services.watch.tenant(tenantId);
+      if (id === null || id === undefined) {
+        return context.services.watch.tenant(tenantId, after === null || after === undefined ? null : parseChangeCursor(after));
+      }
+      if (after !== null && after !== undefined) {
+        throw new AppError('`after` resumes the tenant-wide form only; a subscription with an id starts from the task\'s current state.', 'BAD_USER_INPUT');
+      }
       const taskId = fromGlobalId(id, 'OmniTask');
       if (taskId === null) throw new NotFoundError('No task has this id.');
       return context.services.watch.task(tenantId, taskId);

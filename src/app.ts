@@ -16,6 +16,7 @@ import type { KlingClient } from './kling/client.ts';
 import type { Logger } from './logger.ts';
 import { createUsageExportHandler, USAGE_EXPORT_PATH } from './metering/export-route.ts';
 import { createMeteringService } from './metering/metering.ts';
+import { createJobLoop } from './jobs/loop.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import type { Metrics } from './metrics/metrics.ts';
 import { useOperationMetrics } from './metrics/operation-metrics.ts';
@@ -69,6 +70,9 @@ export type App = {
   /** PUBLIC_BASE_URL, or the bound address once started. */
   publicBaseUrl(): string;
 };
+
+/** Change-log rows deleted per prune transaction; a full batch prunes again at once. */
+const PRUNE_BATCH = 5_000;
 
 type Wiring = Required<Pick<AppDeps, 'config' | 'database' | 'logger' | 'upstream' | 'metrics' | 'clock'>> & {
   persistedOperations: ReadonlyMap<string, string> | null;
@@ -135,7 +139,14 @@ type Core = Awaited<ReturnType<typeof createCore>>;
 /** The background jobs of ROLE=worker and ROLE=all: the reconciler, and the archiver when videos are stored. */
 function createJobs(w: Wiring, core: Core) {
   const { config, database, logger, metrics, store } = w;
-  if (config.role === 'api') return { reconciler: null, archiver: null };
+  if (config.role === 'api') return { reconciler: null, archiver: null, pruner: null };
+  const pruner = createJobLoop({
+    name: 'change-log-prune',
+    tick: () => core.changeLog.prune(config.changeLog.retentionSeconds, PRUNE_BATCH),
+    batchSize: PRUNE_BATCH,
+    intervalMs: 60_000,
+    logger,
+  });
   const reconciler = createReconciler({
     db: database.db,
     tasks: core.tasks,
@@ -161,7 +172,7 @@ function createJobs(w: Wiring, core: Core) {
           allowPrivateUrls: config.allowPrivateUrls,
           onOutcome: (outcome) => metrics.archiveJob(outcome),
         });
-  return { reconciler, archiver };
+  return { reconciler, archiver, pruner };
 }
 
 /** GraphQL over HTTP, SSE and WebSocket, and the HTTP routes beside it. */
@@ -237,7 +248,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     store: deps.store === undefined ? storeFromConfig(config.videoStore, { publicBaseUrl, secret: webhookSecret }) : deps.store,
   };
   const core = await createCore(wiring);
-  const { reconciler, archiver } = createJobs(wiring, core);
+  const { reconciler, archiver, pruner } = createJobs(wiring, core);
   const { yoga, sockets, server } = createHttp(wiring, core, () => draining);
   const localVideoDir = config.videoStore.kind === 'local' ? config.videoStore.dir : null;
 
@@ -252,6 +263,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       boundUrl = await listen(server, config.port, config.host);
       if (config.role !== 'worker') core.sessions.start();
       reconciler?.start();
+      pruner?.start();
       if (archiver !== null && localVideoDir !== null) {
         const swept = await sweepStaleWrites(localVideoDir, 2 * config.archive.timeoutMs);
         if (swept > 0) logger.info({ swept }, 'removed partial video writes left by a crash');
@@ -265,7 +277,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
         server,
         timeoutMs: config.shutdownTimeoutMs,
         logger,
-        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), core.sessions.stop()]),
+        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), pruner?.stop(), core.sessions.stop()]),
         // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
         endStreams: async () => {
           core.watch.close();

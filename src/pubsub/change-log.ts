@@ -250,7 +250,6 @@ function createTail(db: Db, logger: Logger, start: ChangePosition, options: Requ
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    listeners: () => listeners.size,
     async close(): Promise<void> {
       closed = true;
       if (recheck !== null) clearTimeout(recheck);
@@ -307,8 +306,6 @@ export async function createChangeLog(database: Database, logger: Logger, option
     listen: tail.listen,
     /** The position of the last change handed to listeners. */
     head: tail.head,
-    /** Listeners attached (live subscriptions), for /metrics. */
-    size: tail.listeners,
     replay: (tenantId: string, after: ChangePosition, upTo: ChangePosition) => replay(db, tenantId, after, upTo),
     isExpired: (position: ChangePosition) => isExpired(db, position),
     prune: (retentionSeconds: number, limit = 5_000) => prune(db, retentionSeconds, limit),

@@ -5,6 +5,8 @@ import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_T
 import type { TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
+import { introspect, named, possibleTypes, required, rootFields } from '../support/schema-model.ts';
+import type { Field, RootKind, SchemaModel, TypeRef } from '../support/schema-model.ts';
 import { Collector, wsClient } from '../support/subscriptions.ts';
 import type { Received } from '../support/subscriptions.ts';
 import { NO_RATE_LIMITS } from './load.ts';
@@ -12,61 +14,9 @@ import { NO_RATE_LIMITS } from './load.ts';
 /** DESIGN.md §4: the operations of the admin scope. */
 const ADMIN_FIELDS = ['Mutation.createApiKey', 'Mutation.createTenant', 'Mutation.revokeApiKey', 'Mutation.updateTenantLimits', 'Query.tenants'];
 
-// --- a schema model from a shallow introspection (deep enough for [T!]!, within the depth limit) ---
+// --- operations built from the live schema (test/support/schema-model.ts) -----------------------
 
-type TypeRef = { kind: string; name: string | null; ofType: TypeRef | null };
-type InputValue = { name: string; type: TypeRef; defaultValue: string | null };
-type Field = { name: string; args: InputValue[]; type: TypeRef };
-type FullType = {
-  kind: string;
-  name: string;
-  fields: Field[] | null;
-  inputFields: InputValue[] | null;
-  possibleTypes: { name: string }[] | null;
-  enumValues: { name: string }[] | null;
-};
-type Schema = { roots: Record<'Query' | 'Mutation' | 'Subscription', string | null>; types: Map<string, FullType> };
-
-const TYPE_REF = 'kind name ofType { kind name ofType { kind name ofType { kind name } } }';
-const INTROSPECTION = `{
-  __schema {
-    queryType { name } mutationType { name } subscriptionType { name }
-    types {
-      kind name
-      fields { name args { name defaultValue type { ${TYPE_REF} } } type { ${TYPE_REF} } }
-      inputFields { name defaultValue type { ${TYPE_REF} } }
-      possibleTypes { name }
-      enumValues { name }
-    }
-  }
-}`;
-
-async function introspect(gateway: TestGateway, apiKey: string): Promise<Schema> {
-  type Answer = {
-    __schema: {
-      queryType: { name: string } | null;
-      mutationType: { name: string } | null;
-      subscriptionType: { name: string } | null;
-      types: FullType[];
-    };
-  };
-  const data = expectData(await gateway.graphql<Answer>(INTROSPECTION, {}, apiKey), INTROSPECTION).__schema;
-  return {
-    roots: { Query: data.queryType?.name ?? null, Mutation: data.mutationType?.name ?? null, Subscription: data.subscriptionType?.name ?? null },
-    types: new Map(data.types.map((type) => [type.name, type])),
-  };
-}
-
-function named(ref: TypeRef): TypeRef {
-  let at = ref;
-  while (at.kind === 'NON_NULL' || at.kind === 'LIST') {
-    if (at.ofType === null) throw new Error('type reference nested deeper than the introspection query reads');
-    at = at.ofType;
-  }
-  return at;
-}
-
-function containsId(schema: Schema, ref: TypeRef, seen = new Set<string>()): boolean {
+function containsId(schema: SchemaModel, ref: TypeRef, seen = new Set<string>()): boolean {
   const type = named(ref);
   if (type.kind === 'SCALAR') return type.name === 'ID';
   if (type.kind !== 'INPUT_OBJECT' || seen.has(type.name!)) return false;
@@ -74,10 +24,8 @@ function containsId(schema: Schema, ref: TypeRef, seen = new Set<string>()): boo
   return (schema.types.get(type.name!)?.inputFields ?? []).some((field) => containsId(schema, field.type, seen));
 }
 
-const required = (value: InputValue) => value.type.kind === 'NON_NULL' && value.defaultValue === null;
-
 /** A GraphQL literal of the given type: `id` in every ID position, the simplest valid value elsewhere. */
-function literal(schema: Schema, ref: TypeRef, id: string): string {
+function literal(schema: SchemaModel, ref: TypeRef, id: string): string {
   if (ref.kind === 'NON_NULL') return literal(schema, ref.ofType!, id);
   if (ref.kind === 'LIST') return `[${literal(schema, ref.ofType!, id)}]`;
   const type = schema.types.get(ref.name!)!;
@@ -104,13 +52,8 @@ function literal(schema: Schema, ref: TypeRef, id: string): string {
   }
 }
 
-function possibleTypes(schema: Schema, name: string): Set<string> {
-  const type = schema.types.get(name)!;
-  return new Set(type.kind === 'OBJECT' ? [name] : (type.possibleTypes ?? []).map((t) => t.name));
-}
-
 /** Scalars only, `__typename`, and for abstract types `... on Error { message }` / `... on Node { id }` where they apply. */
-function selection(schema: Schema, ref: TypeRef): string {
+function selection(schema: SchemaModel, ref: TypeRef): string {
   const type = schema.types.get(named(ref).name!)!;
   if (type.kind === 'SCALAR' || type.kind === 'ENUM') return '';
   if (type.kind === 'OBJECT') {
@@ -130,26 +73,19 @@ function selection(schema: Schema, ref: TypeRef): string {
   return `{ __typename ${fragments.join(' ')} }`;
 }
 
-type RootKind = 'Query' | 'Mutation' | 'Subscription';
 type Probe = { root: RootKind; field: Field; operation: (id: string) => string };
 
-function probes(schema: Schema): Probe[] {
-  const all: Probe[] = [];
-  for (const root of ['Query', 'Mutation', 'Subscription'] as const) {
-    const name = schema.roots[root];
-    if (name === null) continue;
-    for (const field of schema.types.get(name)!.fields!) {
-      const args = field.args.filter((arg) => required(arg) || containsId(schema, arg.type));
-      const keyword = root.toLowerCase();
-      all.push({
-        root,
-        field,
-        operation: (id) =>
-          `${keyword} { ${field.name}${args.length > 0 ? `(${args.map((arg) => `${arg.name}: ${literal(schema, arg.type, id)}`).join(', ')})` : ''} ${selection(schema, field.type)} }`,
-      });
-    }
-  }
-  return all;
+function probes(schema: SchemaModel): Probe[] {
+  return rootFields(schema).map(({ root, field }) => {
+    const args = field.args.filter((arg) => required(arg) || containsId(schema, arg.type));
+    const keyword = root.toLowerCase();
+    return {
+      root,
+      field,
+      operation: (id: string) =>
+        `${keyword} { ${field.name}${args.length > 0 ? `(${args.map((arg) => `${arg.name}: ${literal(schema, arg.type, id)}`).join(', ')})` : ''} ${selection(schema, field.type)} }`,
+    };
+  });
 }
 
 // --- running operations ------------------------------------------------------------------------

@@ -22,3 +22,13 @@ export function manualClock(start = Date.now()): Clock & { advance(ms: number): 
     },
   };
 }
+
+/**
+ * Whether an instant can be stored and compared in the database: years 1 to 9999 in UTC (a
+ * DateTime such as 0000-01-01T00:00:00Z, or 9999-12-31T23:59:59-14:00, which is year 10000 in
+ * UTC, is valid ISO 8601 but not a PostgreSQL timestamp that round-trips).
+ */
+export function isStorableInstant(date: Date): boolean {
+  const year = date.getUTCFullYear();
+  return !Number.isNaN(date.getTime()) && year >= 1 && year <= 9999;
+}

@@ -2,6 +2,10 @@ import { decodeGlobalID, encodeGlobalID } from '@pothos/plugin-relay';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
 export function toGlobalId(typename: string, id: string): string {
   return encodeGlobalID(typename, id);
 }
@@ -13,7 +17,7 @@ export function toGlobalId(typename: string, id: string): string {
 export function fromGlobalId(globalId: string, typename: string): string | null {
   try {
     const decoded = decodeGlobalID(globalId);
-    return decoded.typename === typename && UUID.test(decoded.id) ? decoded.id.toLowerCase() : null;
+    return decoded.typename === typename && isUuid(decoded.id) ? decoded.id.toLowerCase() : null;
   } catch {
     return null;
   }

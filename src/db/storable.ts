@@ -11,3 +11,14 @@ export function storable<T>(value: T): T {
   }
   return value;
 }
+
+/**
+ * Whether a client's string can be stored and returned verbatim: PostgreSQL stores no NUL in text
+ * or jsonb, and jsonb refuses lone surrogates. Client input is refused at the boundary instead of
+ * failing (or being altered) at the insert.
+ */
+export function isStorableText(value: string): boolean {
+  return value.isWellFormed() && !value.includes('\u0000');
+}
+
+export const STORABLE_TEXT_MESSAGE = 'must be valid Unicode text without NUL (U+0000) characters';

@@ -4,7 +4,11 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import { ForbiddenError, InvalidInputError } from '../errors.ts';
+import { isUuid } from '../ids.ts';
 import type { GraphQLContext, TenantContext } from './context.ts';
+
+/** The node types `node(id:)` loads; each registers a loadOne that applies the caller's scope. */
+const LOADABLE_NODES = new Set(['OmniTask', 'Tenant']);
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
@@ -36,6 +40,12 @@ export const builder = new SchemaBuilder<{
     unsafelyHandleInputErrors: true,
   },
   relay: {
+    // An id of a type that cannot be loaded, or whose id part is not one of our uuids, is no node:
+    // null, like an unknown id, instead of an error naming schema internals or a failed query.
+    nodeQueryOptions: {
+      resolve: (_root, { id }, _context, _info, resolveNode) =>
+        LOADABLE_NODES.has(id.typename) && isUuid(String(id.id)) ? resolveNode(id) : null,
+    },
     clientMutationId: 'omit',
     cursorType: 'String',
     nodesQueryOptions: false,

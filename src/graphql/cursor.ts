@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isStorableInstant } from '../clock.ts';
 import { InvalidInputError } from '../errors.ts';
 
 /** A position in a list ordered by (created_at, id): opaque to clients, stable under inserts. */
@@ -13,7 +14,9 @@ export function encodeCursor(position: Keyset): string {
 export function decodeCursor(cursor: string, argument: string): Keyset {
   try {
     const parsed = cursorModel.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
-    return { createdAt: new Date(parsed.t), id: parsed.id };
+    const createdAt = new Date(parsed.t);
+    if (!isStorableInstant(createdAt)) throw new Error('not an instant of ours');
+    return { createdAt, id: parsed.id };
   } catch {
     throw new InvalidInputError(`"${argument}" is not a cursor returned by this list.`, [
       { path: [argument], message: 'not a valid cursor' },

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { readImageHeader } from './image-header.ts';
+import { isStorableText, STORABLE_TEXT_MESSAGE } from '../db/storable.ts';
 
 /** Models this gateway lets clients pick; CometAPI routes only kling-video-o1 to this endpoint. */
 export const ALLOWED_MODEL_NAMES = ['kling-video-o1'] as const;
@@ -54,15 +55,7 @@ function codePointLength(value: string): number {
   return n;
 }
 
-/**
- * PostgreSQL stores no NUL in text or jsonb, and jsonb refuses lone surrogates: such strings are
- * refused here, at the boundary, instead of failing (or being altered) at the insert.
- */
-function isStorableText(value: string): boolean {
-  return value.isWellFormed() && !value.includes('\u0000');
-}
-
-const TEXT_MESSAGE = 'must be valid Unicode text without NUL (U+0000) characters';
+const TEXT_MESSAGE = STORABLE_TEXT_MESSAGE;
 
 /** A client string that can be stored and returned verbatim. */
 const text = () => z.string().refine(isStorableText, { message: TEXT_MESSAGE });

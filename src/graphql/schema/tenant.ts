@@ -7,6 +7,7 @@ import type { Tenant } from '../../tenants/tenants.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import { UsageSummaryRef, usageOf } from './usage.ts';
+import { isStorableText, STORABLE_TEXT_MESSAGE } from '../../db/storable.ts';
 
 const limitModel = z
   .number()
@@ -103,7 +104,10 @@ builder.queryField('tenants', (t) =>
 
 const CreateTenantInput = builder.inputType('CreateTenantInput', {
   fields: (t) => ({
-    name: t.string({ required: true, validate: z.string().trim().min(1, 'must not be empty').max(200, 'is too long') }),
+    name: t.string({
+      required: true,
+      validate: z.string().trim().min(1, 'must not be empty').max(200, 'is too long').refine(isStorableText, STORABLE_TEXT_MESSAGE),
+    }),
     monthlyVideoSecondsLimit: t.int({ validate: limitModel }),
     maxConcurrentTasks: t.int({ validate: limitModel }),
     requestsPerSecond: t.int({ validate: rateModel }),

@@ -9,6 +9,7 @@ import type { Simulator } from './simulator/server.ts';
 import { readPersistedOperations } from './graphql/persisted-operations.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics/metrics.ts';
+import { createSandboxTenantOnce, sandboxBanner } from './tenants/sandbox.ts';
 
 function configOrExit(): Config {
   try {
@@ -73,7 +74,17 @@ const persistedOperations =
   config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile);
 const app = await createApp({ config, database, logger, upstream, metrics, persistedOperations });
 const { url } = await app.start();
+// With the simulator and the embedded database, the first start makes a tenant to try the API
+// with. Settled before the "listening" line.
+const sandboxMode = config.cometApiKey === null && config.databaseUrl === null && config.role !== 'worker';
+const sandbox = sandboxMode ? await createSandboxTenantOnce(database.db) : null;
 logger.info({ url, role: config.role }, `omni gateway listening on ${url}`);
+if (sandboxMode) {
+  const graphiql = `${app.publicBaseUrl()}/graphql`;
+  // Plain output, not a log line: API keys never reach the logs.
+  if (sandbox !== null) console.log(sandboxBanner(sandbox.apiKey, graphiql));
+  logger.info({ graphiql }, sandbox === null ? `GraphiQL at ${graphiql}; the sandbox key was printed at the first start` : 'sandbox tenant created');
+}
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.ts';
 import type { QueryLimits } from '../query-limits.ts';
 import type { Viewer } from '../tenants/tenants.ts';
 import type { GraphQLContext, Services } from './context.ts';
+import { createGraphiQLRenderer, graphiqlOptions } from './graphiql.ts';
 import { useHiddenSuggestions, useQueryLimits } from './limits.ts';
 import { schema } from './schema/index.ts';
 
@@ -79,6 +80,8 @@ export function createYogaServer(options: YogaOptions): Yoga {
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    graphiql: graphiqlOptions,
+    renderGraphiQL: createGraphiQLRenderer(schema),
     maskedErrors: { maskError: maskErrors },
     cors:
       options.corsOrigins === null

@@ -6,6 +6,7 @@ import type { Authenticate } from '../auth/authenticate.ts';
 import type { KeySessions } from '../auth/key-sessions.ts';
 import type { Database } from '../db/database.ts';
 import { AppError } from '../errors.ts';
+import { createGraphiQLAssetHandler, GRAPHIQL_ASSETS_PATH } from '../graphql/graphiql.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -119,6 +120,21 @@ function createBodyBudget(maxBytes: number) {
 }
 
 /**
+ * The GraphiQL page loads nothing from another host, and the browser holds it to that. Its inline
+ * scripts carry the page's options; Monaco's editors inject styles.
+ */
+const GRAPHIQL_CSP = [
+  "default-src 'self'",
+  "script-src 'self' 'unsafe-inline'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "worker-src 'self'",
+  "connect-src 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/**
  * /graphql over HTTP. The key is checked from the headers before a byte of the body is read: a
  * caller without a valid key is answered at once and its connection closed, so an anonymous
  * client can make the gateway neither buffer nor parse anything. Bodies must declare their length
@@ -139,6 +155,7 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
       // A CORS preflight and the GraphiQL page run no operation and need no key.
       if (req.method === 'OPTIONS' || browserPage) {
         if (hasBody(req)) return sendJson(res, 400, { error: 'this request takes no body' }, { connection: 'close' });
+        if (browserPage) res.setHeader('content-security-policy', GRAPHIQL_CSP);
         return api.graphql(req, res, { requestId });
       }
       let viewer: Viewer;
@@ -177,11 +194,20 @@ export function createRoutes(deps: RouteDeps): Route[] {
     });
     return routes;
   }
-  routes.push(graphqlRoute(api), {
-    label: api.usageExport.path,
-    match: (path) => path === api.usageExport.path,
-    handle: (req, res, { path }) => api.usageExport.handle(req, res, path),
-  });
+  const graphiqlAsset = createGraphiQLAssetHandler();
+  routes.push(
+    graphqlRoute(api),
+    {
+      label: `${GRAPHIQL_ASSETS_PATH}:name`,
+      match: (path) => path.startsWith(GRAPHIQL_ASSETS_PATH),
+      handle: (req, res, { path }) => graphiqlAsset(req, res, path),
+    },
+    {
+      label: api.usageExport.path,
+      match: (path) => path === api.usageExport.path,
+      handle: (req, res, { path }) => api.usageExport.handle(req, res, path),
+    },
+  );
   if (api.videoFiles !== null) {
     const files = api.videoFiles;
     routes.push({ label: '/files/videos/:key', match: files.match, handle: (req, res, { path }) => files.handle(req, res, path) });

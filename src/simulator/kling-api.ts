@@ -74,6 +74,7 @@ function newTask(init: { id: string; account: string; body: CreateBody; resultBa
     updatedAt: now,
     callbackUrl: body.callback_url ?? null,
     durationSeconds,
+    aspectRatio: body.aspect_ratio ?? null,
     units: Number(units(body.mode, (body.video_list?.length ?? 0) > 0, durationSeconds)),
     failWith: failMarker ? failMarker[1] || 'The generated video did not pass content review' : null,
     silent: init.silent,

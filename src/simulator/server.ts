@@ -39,6 +39,11 @@ type SimulatorOptions = {
   apiKey?: string;
   /** Milliseconds after creation at which a task turns processing, and reaches its final state. */
   delays?: { processingMs: number; finishMs: number };
+  /**
+   * Size of generated result bytes (an MP4 header, then bytes derived from the task id), for
+   * tests that need large or exact downloads. Unset: the real, playable MP4 of the task's aspect
+   * ratio and duration.
+   */
   videoBytes?: number;
   publicBaseUrl?: string;
 };
@@ -66,7 +71,7 @@ function checkedVideoBytes(videoBytes: number): number {
 
 export function createSimulator(options: SimulatorOptions = {}): Simulator {
   const delays = options.delays ?? { processingMs: 1500, finishMs: 4000 };
-  const videoBytes = checkedVideoBytes(options.videoBytes ?? 64 * 1024);
+  const videoBytes = options.videoBytes === undefined ? null : checkedVideoBytes(options.videoBytes);
   const state = createSimulatorState(delays);
   const openResponses = new Set<ServerResponse>();
   let server: Server | null = null;

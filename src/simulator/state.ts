@@ -14,6 +14,8 @@ export type SimTask = {
   updatedAt: number;
   callbackUrl: string | null;
   durationSeconds: number;
+  /** As requested; null when the request named none (a first frame or a base video sets it). */
+  aspectRatio: '16:9' | '9:16' | '1:1' | null;
   units: number;
   failWith: string | null;
   /** created while callbacks were switched off: this task never calls back */

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 
 /*
- * The simulated result video of a task: a valid MP4 box header, then bytes derived from the task
- * id and their position, so any range can be generated on its own and a test can predict it.
+ * The result of a task when a test asks for a given size (`videoBytes`): a valid MP4 box header,
+ * then bytes derived from the task id and their position, so any range can be generated on its
+ * own and a test can predict it. Not playable; without `videoBytes` the simulator serves a real
+ * MP4 (sample-videos.ts).
  */
 
 const CHUNK_BYTES = 64 * 1024;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { SimTask } from './state.ts';
+import type { SimTask } from './task.ts';
 
 // The JSON bodies of the simulated upstream, shaped like the reference's examples (§1–§3).
 

@@ -6,7 +6,8 @@ import { BodyTooLargeError, readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
 import { createdData, klingError, klingSuccess, queryData } from './bodies.ts';
 import { applyFault, takeFault } from './faults.ts';
-import type { SimTask, SimulatorState } from './state.ts';
+import type { SimulatorState } from './state.ts';
+import type { SimTask } from './task.ts';
 
 export const CREATE_PATH = '/kling/v1/videos/omni-video';
 

@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { parseRange } from '../http/range.ts';
 import { applyFault, takeFault } from './faults.ts';
 import { sampleVideo } from './sample-videos.ts';
-import type { SimTask, SimulatorState } from './state.ts';
+import type { SimulatorState } from './state.ts';
+import type { SimTask } from './task.ts';
 import { videoChunks } from './video-bytes.ts';
 
 /** A result's length and a way to produce any of its byte ranges. */

@@ -9,6 +9,7 @@ CREATE TABLE "task_changes" (
 	CONSTRAINT "task_changes_txid_seq_pk" PRIMARY KEY("txid","seq")
 );
 --> statement-breakpoint
+DROP INDEX "omni_tasks_tenant_updated_idx";--> statement-breakpoint
 ALTER TABLE "omni_tasks" ADD COLUMN "change_txid" bigint DEFAULT 0 NOT NULL;--> statement-breakpoint
 ALTER TABLE "omni_tasks" ADD COLUMN "change_seq" bigint DEFAULT 0 NOT NULL;--> statement-breakpoint
 CREATE INDEX "task_changes_tenant_position_idx" ON "task_changes" USING btree ("tenant_id","txid","seq");--> statement-breakpoint

@@ -114,8 +114,6 @@ export const omniTasks = pgTable(
     index('omni_tasks_tenant_created_idx').on(table.tenantId, table.createdAt, table.id),
     // Quota checks count a tenant's in-flight tasks.
     index('omni_tasks_tenant_status_idx').on(table.tenantId, table.status),
-    // Resync of tenant-wide subscribers after a feed outage: "what changed since".
-    index('omni_tasks_tenant_updated_idx').on(table.tenantId, table.updatedAt),
     uniqueIndex('omni_tasks_upstream_task_id_unique').on(table.upstreamTaskId),
     uniqueIndex('omni_tasks_tenant_external_task_id_unique').on(table.tenantId, table.externalTaskId),
     uniqueIndex('omni_tasks_tenant_idempotency_key_unique').on(table.tenantId, table.idempotencyKey),

@@ -1,6 +1,5 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { sendJson } from '../http/respond.ts';
 import { klingError } from './bodies.ts';
 import { createControlHandler } from './control.ts';
@@ -10,6 +9,7 @@ import { createResultHandler } from './results.ts';
 import { createSimulatorState } from './state.ts';
 import type { SimulatorStats } from './state.ts';
 import { MAX_VIDEO_BYTES, MIN_VIDEO_BYTES } from './video-bytes.ts';
+import { listen as listenOn } from '../http/listen.ts';
 
 /*
  * An in-process stand-in for CometAPI's Kling Omni endpoints that speaks the same HTTP contract
@@ -47,20 +47,6 @@ type SimulatorOptions = {
   videoBytes?: number;
   publicBaseUrl?: string;
 };
-
-/** Starts `server` listening; the URL it answers at. */
-async function startListening(server: Server, port: number, host: string): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${hostPart}:${address.port}`;
-}
 
 function checkedVideoBytes(videoBytes: number): number {
   if (!Number.isInteger(videoBytes) || videoBytes < MIN_VIDEO_BYTES || videoBytes > MAX_VIDEO_BYTES) {
@@ -116,7 +102,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   async function listen(port: number, host = '127.0.0.1'): Promise<{ url: string }> {
     if (server) throw new Error('simulator is already listening');
     server = createServer(handle);
-    listenUrl = await startListening(server, port, host);
+    listenUrl = await listenOn(server, port, host);
     return { url: listenUrl };
   }
 

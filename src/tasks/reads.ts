@@ -67,17 +67,6 @@ export function createTaskReads(db: Db) {
 
     pageQuery,
 
-    /** A tenant's tasks changed at or after `since`, oldest change first (resync after a feed outage). */
-    async changedSince(tenantId: string, since: Date, limit = 1_000): Promise<TaskRow[]> {
-      return db
-        .select()
-        .from(omniTasks)
-        .where(and(eq(omniTasks.tenantId, tenantId), gte(omniTasks.updatedAt, since)))
-        .orderBy(asc(omniTasks.updatedAt))
-        .limit(limit);
-    },
-
-    /** Tasks per status over every tenant, for /metrics. */
     /** Tasks by status, all tenants: the counts the database maintains, so the cost is flat in table size. */
     async countByStatus(): Promise<Record<string, number>> {
       const rows = await db

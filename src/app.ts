@@ -221,7 +221,10 @@ function createHttp(w: Wiring, core: Core, draining: () => boolean) {
             sessions: core.sessions,
             maxRequestBytes: config.maxRequestBytes,
             maxInflightBodyBytes: config.maxInflightBodyBytes,
-            usageExport: { path: USAGE_EXPORT_PATH, handle: createUsageExportHandler({ metering: core.metering, authenticate, logger }) },
+            usageExport: {
+              path: USAGE_EXPORT_PATH,
+              handle: createUsageExportHandler({ metering: core.metering, authenticate, admitRequest: core.rateLimits.admitRequest, logger }),
+            },
             videoFiles,
             webhooks: {
               match: isWebhookPath,
@@ -229,7 +232,7 @@ function createHttp(w: Wiring, core: Core, draining: () => boolean) {
             },
           },
   });
-  return { yoga, sockets, server: createHttpServer({ routes, logger, metrics, draining }) };
+  return { yoga, sockets, server: createHttpServer({ routes, logger, metrics, draining, requestTimeoutMs: config.requestTimeoutMs }) };
 }
 
 /** The composition root: builds every part from its dependencies and wires them together. */

@@ -95,6 +95,7 @@ const environmentModel = z
     OTEL_TRACING: booleanFlag.default(false),
     CHANGE_LOG_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     CHANGE_LOG_RETENTION_HOURS: z.coerce.number().min(1).default(7 * 24),
+    REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).default(120_000),
     METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     MAX_INFLIGHT_BODY_BYTES: z.coerce.number().int().min(1024).optional(),
     AUTH_CACHE_SECONDS: z.coerce.number().min(0).max(300).default(5),
@@ -164,6 +165,8 @@ export type Config = {
   otelTracing: boolean;
   /** How often each instance reads the change log without a wake-up, and how long the log keeps changes. */
   changeLog: { pollMs: number; retentionSeconds: number };
+  /** How long a client may take to send a whole request (headers and body) before it is cut off. */
+  requestTimeoutMs: number;
   /** When set, the bearer /metrics requires. */
   metricsToken: string | null;
   /** Request-body bytes being read at once across all /graphql requests of the instance (503 beyond). */
@@ -255,6 +258,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     otelTracing: e.OTEL_TRACING,
     authCacheSeconds: e.AUTH_CACHE_SECONDS,
     metricsToken: e.METRICS_TOKEN ?? null,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     changeLog: { pollMs: e.CHANGE_LOG_POLL_MS, retentionSeconds: Math.round(e.CHANGE_LOG_RETENTION_HOURS * 3600) },
     maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES ?? 2 * e.MAX_REQUEST_BYTES,
     prices: e.PRICE_TABLE ?? DEFAULT_PRICES,

@@ -18,6 +18,8 @@ export type GraphQLContext = {
   viewer: Viewer;
   services: Services;
   logger: Logger;
+  /** The HTTP exchange's lifetime (null over WebSocket, where graphql-ws ends subscriptions itself). */
+  signal: AbortSignal | null;
 };
 
 /** The context of a field behind the tenant scope (`t.withAuth({ tenant: true })`): the viewer is a tenant. */

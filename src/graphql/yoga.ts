@@ -28,6 +28,8 @@ export type ServerContext = {
   requestId?: string;
   /** Set by the HTTP route, which checked the key (and the request rate) before reading the body. */
   viewer?: Viewer;
+  /** Aborted when the HTTP exchange ends: a subscription started for it ends too. */
+  signal?: AbortSignal;
 };
 
 export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -97,7 +99,7 @@ export function createYogaServer(options: YogaOptions): Yoga {
     context: async (initial): Promise<GraphQLContext> => {
       let viewer = initial.viewer;
       if (viewer === undefined) {
-        viewer = initial.extra?.viewer ?? (await options.authenticate(initial.request.headers.get('authorization')));
+        viewer = initial.extra?.viewer ?? (await options.authenticate(initial.request.headers.get('authorization'), initial.req?.socket.remoteAddress));
         options.rateLimits.admitRequest(viewer);
       }
       const requestLogger = logger.child({
@@ -105,7 +107,7 @@ export function createYogaServer(options: YogaOptions): Yoga {
         tenantId: viewer.kind === 'tenant' ? viewer.tenantId : undefined,
         admin: viewer.kind === 'admin' || undefined,
       });
-      return { viewer, services, logger: requestLogger };
+      return { viewer, services, logger: requestLogger, signal: initial.signal ?? null };
     },
   });
 }

@@ -81,17 +81,20 @@ function csvRow(event: UsageEvent): string {
  */
 export function createUsageExportHandler(deps: {
   metering: MeteringService;
-  authenticate: (authorization: string | undefined) => Promise<Viewer>;
+  authenticate: (authorization: string | undefined, address?: string) => Promise<Viewer>;
+  /** The tenant's request rate: an export counts as a request. */
+  admitRequest: (viewer: Viewer) => void;
   logger: Logger;
 }) {
   return async function exportUsage(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
     let viewer: Viewer;
     try {
-      viewer = await deps.authenticate(req.headers.authorization);
+      viewer = await deps.authenticate(req.headers.authorization, req.socket.remoteAddress);
+      deps.admitRequest(viewer);
     } catch (error) {
-      const status = error instanceof AppError && error.code === 'SERVICE_UNAVAILABLE' ? 503 : 401;
-      return sendJson(res, status, { error: error instanceof Error ? error.message : 'unauthenticated' });
+      const http = error instanceof AppError ? (error.extensions.http as { status?: number; headers?: Record<string, string> } | undefined) : undefined;
+      return sendJson(res, http?.status ?? 401, { error: error instanceof Error ? error.message : 'unauthenticated' }, http?.headers ?? {});
     }
     const url = new URL(req.url ?? '/', 'http://local');
     const parsed = queryModel.safeParse(Object.fromEntries(url.searchParams));

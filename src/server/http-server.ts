@@ -31,6 +31,8 @@ export function createHttpServer(deps: {
   metrics: Metrics;
   /** True while draining: upgrades are refused. */
   draining(): boolean;
+  /** How long a client may take to send a whole request: a slow body cannot hold its share of the body budget for long. */
+  requestTimeoutMs: number;
 }): Server {
   const { routes, logger, metrics } = deps;
   const routeFor = (path: string) => routes.find((route) => route.match(path));
@@ -60,6 +62,9 @@ export function createHttpServer(deps: {
       failed(error);
     }
   });
+
+  server.requestTimeout = deps.requestTimeoutMs;
+  server.headersTimeout = Math.min(deps.requestTimeoutMs, 60_000);
 
   server.on('upgrade', (req, socket, head) => {
     const route = routeFor(pathOf(req));

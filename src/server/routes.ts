@@ -25,11 +25,11 @@ export type RouteDeps = {
   /** Null when ROLE=worker: only the health routes are served. */
   api: {
     /** Yoga's Node request listener, for HTTP and SSE; `viewer` is set once the key was checked. */
-    graphql(req: IncomingMessage, res: ServerResponse, context: { requestId: string; viewer?: Viewer }): void;
+    graphql(req: IncomingMessage, res: ServerResponse, context: { requestId: string; viewer?: Viewer; signal?: AbortSignal }): void;
     upgradeGraphql(req: IncomingMessage, socket: Duplex, head: Buffer): void;
     authenticate: Authenticate;
     admitRequest(viewer: Viewer): void;
-    /** An SSE stream lives only as long as its key: revoking the key ends it. */
+    /** A response (an SSE stream above all) lives only as long as its key: revoking the key ends it. */
     sessions: Pick<KeySessions, 'open'>;
     maxRequestBytes: number;
     maxInflightBodyBytes: number;
@@ -94,23 +94,34 @@ function hasBody(req: IncomingMessage): boolean {
   return Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
 }
 
+/** Bodies this small are never held back: they cannot exhaust memory, and every client sends them. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
 /**
- * Bytes of /graphql bodies being read at once on this instance: authenticated callers may send
- * large bodies (inline images), and together they must not exhaust memory.
+ * Bytes of large /graphql bodies being read at once on this instance: authenticated callers may
+ * send large bodies (inline images), and together they must not exhaust memory. One tenant holds
+ * at most one large body's worth at a time, so it cannot take the whole budget from the others;
+ * the server's request timeout bounds how long a slow body holds its share.
  */
-function createBodyBudget(maxBytes: number) {
+function createBodyBudget(maxBytes: number, perTenantBytes: number) {
   let inFlight = 0;
+  const byTenant = new Map<string, number>();
   return {
     /** Reserves the declared length until the request ends; false when over budget. */
-    admit(req: IncomingMessage, bytes: number): boolean {
-      if (bytes === 0) return true;
-      if (inFlight + bytes > maxBytes) return false;
+    admit(req: IncomingMessage, bytes: number, tenant: string): boolean {
+      if (bytes <= SMALL_BODY_BYTES) return true;
+      const held = byTenant.get(tenant) ?? 0;
+      if (inFlight + bytes > maxBytes || held + bytes > perTenantBytes) return false;
       inFlight += bytes;
+      byTenant.set(tenant, held + bytes);
       let released = false;
       const release = () => {
         if (released) return;
         released = true;
         inFlight -= bytes;
+        const left = (byTenant.get(tenant) ?? bytes) - bytes;
+        if (left <= 0) byTenant.delete(tenant);
+        else byTenant.set(tenant, left);
       };
       req.once('end', release);
       req.once('close', release);
@@ -141,7 +152,7 @@ const GRAPHIQL_CSP = [
  * (Node never reads past it), within the per-request limit and the instance's body budget.
  */
 function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
-  const budget = createBodyBudget(api.maxInflightBodyBytes);
+  const budget = createBodyBudget(api.maxInflightBodyBytes, api.maxRequestBytes);
   return {
     label: '/graphql',
     match: (path) => path === '/graphql',
@@ -170,13 +181,15 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
       if (bytes > api.maxRequestBytes) {
         return sendJson(res, 413, { error: `request body over ${api.maxRequestBytes} bytes` }, { connection: 'close' });
       }
-      if (!budget.admit(req, bytes)) {
+      if (!budget.admit(req, bytes, viewer.kind === 'tenant' ? viewer.tenantId : 'admin')) {
         return sendJson(res, 503, { error: 'too many large requests in progress; retry shortly' }, { connection: 'close', 'retry-after': '1' });
       }
-      if (viewer.kind === 'tenant' && (req.headers.accept ?? '').includes('text/event-stream')) {
-        res.once('close', api.sessions.open(viewer.apiKeyId, () => res.destroy()));
-      }
-      api.graphql(req, res, { requestId, viewer });
+      // Whatever the response turns out to be (a stream, whichever Accept chose it), it lives no
+      // longer than its key, and a subscription started for it ends with it (a 406 included).
+      const exchange = new AbortController();
+      res.once('close', () => exchange.abort());
+      if (viewer.kind === 'tenant') res.once('close', api.sessions.open(viewer.apiKeyId, () => res.destroy()));
+      api.graphql(req, res, { requestId, viewer, signal: exchange.signal });
     },
     upgrade: api.upgradeGraphql,
   };

@@ -18,7 +18,7 @@ type Delivery = { position: ChangePosition; task: TaskRow };
  * failed, or returned by the consumer, even before the first value was asked for (graphql-ws and
  * yoga call `return()` when a client cancels, however early).
  */
-function createStream<T>(cleanup: () => void) {
+function createStream<T>(cleanup: () => void, signal: AbortSignal | null) {
   const queue: T[] = [];
   let waiter: { resolve: (result: IteratorResult<T>) => void; reject: (error: unknown) => void } | null = null;
   let ended = false;
@@ -55,7 +55,7 @@ function createStream<T>(cleanup: () => void) {
       return iterator;
     },
   };
-  return {
+  const stream = {
     iterator,
     push(value: T): void {
       if (ended) return;
@@ -63,7 +63,7 @@ function createStream<T>(cleanup: () => void) {
         waiter.resolve({ value, done: false });
         waiter = null;
       } else if (queue.length >= MAX_QUEUED) {
-        this.end(new AppError('This subscription fell too far behind and was ended; resubscribe with your last changeCursor.', 'SUBSCRIPTION_OVERFLOW'));
+        stream.end(new AppError('This subscription fell too far behind and was ended; resubscribe with your last changeCursor.', 'SUBSCRIPTION_OVERFLOW'));
       } else queue.push(value);
     },
     /** Ends the stream once what is queued has been read; with an error, that error comes last. */
@@ -81,7 +81,13 @@ function createStream<T>(cleanup: () => void) {
       }
     },
   };
+  // The exchange that asked for the stream is over (client gone, or its answer was not a stream at all).
+  signal?.addEventListener('abort', () => stream.end(), { once: true });
+  return stream;
 }
+
+/** A stream with nothing in it: for an exchange that was over before its subscription began. */
+async function* ended(): AsyncGenerator<TaskRow> {}
 
 type Subscriber = { taskId: string | null; offer(delivery: Delivery): void; end(): void };
 
@@ -138,8 +144,9 @@ export function createWatchService(deps: WatchDeps) {
   }
 
   return {
-    task: (tenantId: string, taskId: string) => watchTask(deps, attach, tenantId, taskId),
-    tenant: (tenantId: string, after: ChangePosition | null) => watchTenant(deps, attach, tenantId, after),
+    task: (tenantId: string, taskId: string, signal: AbortSignal | null = null) => watchTask(deps, attach, tenantId, taskId, signal),
+    tenant: (tenantId: string, after: ChangePosition | null, signal: AbortSignal | null = null) =>
+      watchTenant(deps, attach, tenantId, after, signal),
     /** Live subscriptions on this instance, for /metrics and tests. */
     size: () => live,
     /** Ends every subscription (shutdown): streams complete after what they have queued. */
@@ -156,10 +163,17 @@ type Attach = (tenantId: string, subscriber: Subscriber) => () => void;
  * the read, so that a change between the read and the first live batch is not lost; changes
  * at or before the state read are skipped. Throws NotFoundError for an id that is not the tenant's.
  */
-async function watchTask(deps: WatchDeps, attach: Attach, tenantId: string, taskId: string): Promise<AsyncIterable<TaskRow>> {
+async function watchTask(
+  deps: WatchDeps,
+  attach: Attach,
+  tenantId: string,
+  taskId: string,
+  signal: AbortSignal | null,
+): Promise<AsyncIterable<TaskRow>> {
+  if (signal?.aborted) return ended();
   let floor: ChangePosition | null = null;
   const early: Delivery[] = [];
-  const stream = createStream<TaskRow>(() => detach());
+  const stream = createStream<TaskRow>(() => detach(), signal);
   const offer = (delivery: Delivery) => {
     if (floor === null) return void early.push(delivery);
     if (comparePositions(delivery.position, floor) <= 0) return;
@@ -191,17 +205,27 @@ async function watchTask(deps: WatchDeps, attach: Attach, tenantId: string, task
  * changed since that position (from the log, up to the live tail's head when attached), then the
  * live changes after that head: no gap and no repeat at the seam.
  */
-async function watchTenant(deps: WatchDeps, attach: Attach, tenantId: string, after: ChangePosition | null): Promise<AsyncIterable<TaskRow>> {
+async function watchTenant(
+  deps: WatchDeps,
+  attach: Attach,
+  tenantId: string,
+  after: ChangePosition | null,
+  signal: AbortSignal | null,
+): Promise<AsyncIterable<TaskRow>> {
   if (after !== null && (await deps.log.isExpired(after))) {
     throw new AppError('This changeCursor is older than the change log keeps: list the tasks again, then subscribe without it.', 'CURSOR_EXPIRED');
   }
+  if (signal?.aborted) return ended();
   let replaying = after !== null;
   const held: Delivery[] = [];
-  const stream = createStream<TaskRow>(() => detach());
+  const stream = createStream<TaskRow>(() => detach(), signal);
   const offer = (delivery: Delivery) => (replaying ? held.push(delivery) : stream.push(delivery.task));
   const detach = attach(tenantId, { taskId: null, offer, end: () => stream.end() });
   if (after === null) return stream.iterator;
-  const seam = deps.log.head();
+  // A client may hold a position this instance's tail has not reached yet (it resumed elsewhere,
+  // or here, a moment ago): nothing at or before its cursor is sent again.
+  const head = deps.log.head();
+  const seam = comparePositions(after, head) > 0 ? after : head;
   try {
     for (const change of await deps.log.replay(tenantId, after, seam)) stream.push(taskFromSnapshot(change.task, change.position));
   } catch (error) {

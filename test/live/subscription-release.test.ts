@@ -33,6 +33,19 @@ describe('subscriptions release what they hold on every path', () => {
     await gateway?.stop();
   });
 
+  it('a subscription asked for in a form the client does not accept (406) holds nothing', async () => {
+    for (const accept of ['application/json', 'image/png', 'application/graphql-response+json']) {
+      const response = await fetch(`${gateway.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept, authorization: `Bearer ${tenant.apiKey}` },
+        body: JSON.stringify({ query: 'subscription { omniTaskUpdated { id } }' }),
+      });
+      expect(response.status).toBe(406);
+      await response.arrayBuffer();
+    }
+    await expect.poll(() => gateway.app.services.watch.size(), { timeout: 5_000 }).toBe(0);
+  });
+
   it(`${PAIRS} subscribe + complete pairs sent back to back, then the socket closed: nothing is left, and a new subscription hears a new task`, async () => {
     const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
     const socket = await rawSocket(gateway, tenant.apiKey);

@@ -87,6 +87,39 @@ describe('authentication before the body', () => {
   });
 });
 
+describe('the body budget is shared fairly', () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startGateway({ env: { MAX_REQUEST_BYTES: String(1024 * 1024), MAX_INFLIGHT_BODY_BYTES: String(3 * 1024 * 1024) } });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  it('one tenant holds one large body at a time; others still send theirs, and small bodies always pass', async () => {
+    const greedy = await createTenant(gateway, 'Greedy');
+    const polite = await createTenant(gateway, 'Polite');
+    const large = 1024 * 1024;
+    const holding = slowPost(gateway.url, { authorization: `Bearer ${greedy.apiKey}` }, large);
+    const second = slowPost(gateway.url, { authorization: `Bearer ${greedy.apiKey}` }, large);
+    expect((await second.answered).response.statusCode).toBe(503);
+    // Another tenant's large body is still admitted, read and answered.
+    const padded = JSON.stringify({ query: VIEWER, variables: { pad: 'x'.repeat(large - 200) } });
+    const other = await fetch(`${gateway.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${polite.apiKey}` },
+      body: padded,
+    });
+    expect(other.status).toBe(200);
+    expect(await other.json()).toEqual({ data: { viewer: { tenant: { name: 'Polite' } } } });
+    // Small requests are never held back.
+    expect(expectData(await gateway.graphql(VIEWER, {}, polite.apiKey))).toEqual({ viewer: { tenant: { name: 'Polite' } } });
+    expect(expectData(await gateway.graphql(VIEWER, {}, greedy.apiKey))).toEqual({ viewer: { tenant: { name: 'Greedy' } } });
+    holding.abort();
+    await holding.closed;
+  });
+});
+
 describe('failed authentications', () => {
   let gateway: TestGateway;
   beforeAll(async () => {

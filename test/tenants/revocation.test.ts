@@ -47,6 +47,17 @@ describe('revoking a key ends what it opened', () => {
     const viaWs = await subscribeWs(socket, TENANT_WIDE);
     const viaSse = await subscribeSse(gateway.url, doomed.apiKey, TENANT_WIDE);
     cleanups.push(async () => viaSse.close());
+    // fetch's and curl's default Accept (*/*) gets an SSE stream too: it must end the same way.
+    const wildcard = await fetch(`${gateway.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: '*/*', authorization: `Bearer ${doomed.apiKey}` },
+      body: JSON.stringify({ query: TENANT_WIDE }),
+    });
+    expect(wildcard.headers.get('content-type')).toContain('text/event-stream');
+    const wildcardEnded = wildcard.text().then(
+      () => 'ended',
+      () => 'ended',
+    );
     const survivor = wsClient(gateway.url, tenant.apiKey);
     cleanups.push(async () => survivor.dispose());
     const kept = await subscribeWs(survivor, TENANT_WIDE);
@@ -57,6 +68,7 @@ describe('revoking a key ends what it opened', () => {
     expect(at - started).toBeLessThan((AUTH_CACHE_SECONDS + 1) * 1000);
     await viaWs.collector.untilDone(2_000);
     await viaSse.collector.untilDone((AUTH_CACHE_SECONDS + 1) * 1000);
+    expect(await wildcardEnded).toBe('ended');
     // The revoked key opens nothing new; the tenant's other key still hears its tasks.
     expect((await gateway.graphql('{ viewer { tenant { name } } }', {}, doomed.apiKey)).status).toBe(401);
     await createTask(gateway, tenant, TEXT_TO_VIDEO);

@@ -231,14 +231,14 @@ builder.subscriptionField('omniTaskUpdated', (t) =>
     subscribe: (_root, { id, after }, context) => {
       const tenantId = context.viewer.tenantId;
       if (id === null || id === undefined) {
-        return context.services.watch.tenant(tenantId, after === null || after === undefined ? null : parseChangeCursor(after));
+        return context.services.watch.tenant(tenantId, after === null || after === undefined ? null : parseChangeCursor(after), context.signal);
       }
       if (after !== null && after !== undefined) {
         throw new AppError('`after` resumes the tenant-wide form only; a subscription with an id starts from the task\'s current state.', 'BAD_USER_INPUT');
       }
       const taskId = fromGlobalId(id, 'OmniTask');
       if (taskId === null) throw new NotFoundError('No task has this id.');
-      return context.services.watch.task(tenantId, taskId);
+      return context.services.watch.task(tenantId, taskId, context.signal);
     },
     resolve: (task) => task,
   }),

@@ -20,7 +20,7 @@ import { createJobLoop } from './jobs/loop.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import type { Metrics } from './metrics/metrics.ts';
 import { useOperationMetrics } from './metrics/operation-metrics.ts';
-import { createChangeLog } from './pubsub/change-log.ts';
+import { createChangeLog, createCursorCodec } from './pubsub/change-log.ts';
 import { createHttpServer } from './server/http-server.ts';
 import { listen } from './http/listen.ts';
 import { drain } from './server/lifecycle.ts';
@@ -116,7 +116,13 @@ async function createCore(w: Wiring) {
     pendingRecheckSeconds: config.pendingRecheckSeconds,
     callbackUrl: (taskId) => `${w.publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(w.webhookSecret, taskId)}`,
   });
-  const watch = createWatchService({ log: changeLog, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant });
+  const watch = createWatchService({
+    log: changeLog,
+    tasks,
+    cursors: createCursorCodec(w.webhookSecret),
+    logger,
+    maxPerTenant: config.maxSubscriptions.perTenant,
+  });
   const services: Services = {
     tenants,
     tasks,

@@ -1,3 +1,4 @@
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database, Db, Executor, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
@@ -34,17 +35,44 @@ export function comparePositions(a: ChangePosition, b: ChangePosition): number {
 
 const CURSOR_PREFIX = 'c1.';
 
-/** An opaque cursor for clients: the position, versioned so that its form can change later. */
-export function encodeChangeCursor(position: ChangePosition): string {
-  return CURSOR_PREFIX + Buffer.from(`${position.txid}.${position.seq}`).toString('base64url');
-}
+export type CursorCodec = {
+  encode(position: ChangePosition): string;
+  /** Null for anything the codec did not make (forged, altered, from another deployment). */
+  decode(cursor: string): ChangePosition | null;
+};
 
-export function decodeChangeCursor(cursor: string): ChangePosition | null {
-  if (!cursor.startsWith(CURSOR_PREFIX) || cursor.length > 64) return null;
-  const match = /^(\d{1,19})\.(\d{1,19})$/.exec(Buffer.from(cursor.slice(CURSOR_PREFIX.length), 'base64url').toString());
-  if (match === null) return null;
-  const position = { txid: BigInt(match[1]!), seq: BigInt(match[2]!) };
-  return position.txid <= 2n ** 63n - 1n && position.seq <= 2n ** 63n - 1n ? position : null;
+/**
+ * Client cursors that are opaque for real: a position is global, so in the clear it would let one
+ * tenant count every tenant's changes. AES-256-GCM under a key derived from the deployment's
+ * secret, with the nonce derived from the position (the same position always gives the same
+ * cursor; GCM's tag refuses any other string).
+ */
+export function createCursorCodec(secret: string): CursorCodec {
+  const key = createHmac('sha256', secret).update('omni-gateway change cursor v1').digest();
+  return {
+    encode(position) {
+      const plain = Buffer.alloc(16);
+      plain.writeBigUInt64BE(position.txid, 0);
+      plain.writeBigUInt64BE(position.seq, 8);
+      const nonce = createHmac('sha256', key).update(plain).digest().subarray(0, 12);
+      const cipher = createCipheriv('aes-256-gcm', key, nonce);
+      const sealed = Buffer.concat([cipher.update(plain), cipher.final()]);
+      return CURSOR_PREFIX + Buffer.concat([nonce, sealed, cipher.getAuthTag()]).toString('base64url');
+    },
+    decode(cursor) {
+      if (!cursor.startsWith(CURSOR_PREFIX) || cursor.length > 80) return null;
+      const bytes = Buffer.from(cursor.slice(CURSOR_PREFIX.length), 'base64url');
+      if (bytes.length !== 44) return null;
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12));
+        decipher.setAuthTag(bytes.subarray(28));
+        const plain = Buffer.concat([decipher.update(bytes.subarray(12, 28)), decipher.final()]);
+        return { txid: plain.readBigUInt64BE(0), seq: plain.readBigUInt64BE(8) };
+      } catch {
+        return null;
+      }
+    },
+  };
 }
 
 /** Appending would put this change before one already logged for the task: retry the transaction. */

@@ -1,7 +1,7 @@
 import { AppError, NotFoundError, SubscriptionLimitError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { comparePositions, decodeChangeCursor, encodeChangeCursor } from '../pubsub/change-log.ts';
-import type { ChangeLog, ChangePosition, LoggedChange } from '../pubsub/change-log.ts';
+import { comparePositions } from '../pubsub/change-log.ts';
+import type { ChangeLog, ChangePosition, CursorCodec, LoggedChange } from '../pubsub/change-log.ts';
 import type { TaskReads } from './reads.ts';
 import { taskFromSnapshot } from './snapshot.ts';
 import { isFinal } from './state.ts';
@@ -94,6 +94,7 @@ type Subscriber = { taskId: string | null; offer(delivery: Delivery): void; end(
 type WatchDeps = {
   log: Pick<ChangeLog, 'listen' | 'head' | 'replay' | 'isExpired'>;
   tasks: Pick<TaskReads, 'byId'>;
+  cursors: CursorCodec;
   logger: Logger;
   /** Live subscriptions a tenant may hold on this instance; 0 = no cap. */
   maxPerTenant?: number;
@@ -149,6 +150,14 @@ export function createWatchService(deps: WatchDeps) {
       watchTenant(deps, attach, tenantId, after, signal),
     /** Live subscriptions on this instance, for /metrics and tests. */
     size: () => live,
+    /** The opaque cursor of a task's latest change: `OmniTask.changeCursor`, and `after` to resume from. */
+    cursorOf: (task: TaskRow): string => deps.cursors.encode({ txid: task.changeTxid, seq: task.changeSeq }),
+    /** A cursor a client gave back; BAD_USER_INPUT when it is not one the gateway gave out. */
+    parseCursor(cursor: string): ChangePosition {
+      const position = deps.cursors.decode(cursor);
+      if (position === null) throw new AppError('This is not a changeCursor the gateway gave out.', 'BAD_USER_INPUT');
+      return position;
+    },
     /** Ends every subscription (shutdown): streams complete after what they have queued. */
     close(): void {
       for (const subscribers of [...byTenant.values()]) for (const subscriber of [...subscribers]) subscriber.end();
@@ -239,14 +248,3 @@ async function watchTenant(
 
 export type WatchService = ReturnType<typeof createWatchService>;
 
-/** The opaque cursor of a task's latest change: `OmniTask.changeCursor`, and `after` to resume from. */
-export function changeCursorOf(task: TaskRow): string {
-  return encodeChangeCursor({ txid: task.changeTxid, seq: task.changeSeq });
-}
-
-/** A cursor given back by a client; BAD_USER_INPUT when it is not one the gateway gave out. */
-export function parseChangeCursor(cursor: string): ChangePosition {
-  const position = decodeChangeCursor(cursor);
-  if (position === null) throw new AppError('This is not a changeCursor the gateway gave out.', 'BAD_USER_INPUT');
-  return position;
-}

@@ -6,7 +6,6 @@ import { AppError, InvalidInputError, NotFoundError, QuotaExceededError, RateLim
 import { fromGlobalId } from '../../ids.ts';
 import { createOmniVideoInputSchema } from '../../tasks/create-input.ts';
 import type { TaskRow } from '../../tasks/state.ts';
-import { changeCursorOf, parseChangeCursor } from '../../tasks/watch.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType } from './enums.ts';
@@ -66,7 +65,7 @@ builder.node(OmniTaskRef, {
     version: t.exposeInt('version', { description: 'Grows by one with every change of the task.' }),
     changeCursor: t.string({
       description: 'The position of this state in your change log: pass it as `after` to omniTaskUpdated to resume from here.',
-      resolve: (task) => changeCursorOf(task),
+      resolve: (task, _args, context) => context.services.watch.cursorOf(task),
     }),
     prompt: t.exposeString('prompt'),
     modelName: t.exposeString('modelName'),
@@ -231,7 +230,7 @@ builder.subscriptionField('omniTaskUpdated', (t) =>
     subscribe: (_root, { id, after }, context) => {
       const tenantId = context.viewer.tenantId;
       if (id === null || id === undefined) {
-        return context.services.watch.tenant(tenantId, after === null || after === undefined ? null : parseChangeCursor(after), context.signal);
+        return context.services.watch.tenant(tenantId, after === null || after === undefined ? null : context.services.watch.parseCursor(after), context.signal);
       }
       if (after !== null && after !== undefined) {
         throw new AppError('`after` resumes the tenant-wide form only; a subscription with an id starts from the task\'s current state.', 'BAD_USER_INPUT');

@@ -126,7 +126,8 @@ export function createUsageExportHandler(deps: {
         if (events.length === 0) break;
         const chunk = events.map(csvRow).join('');
         if (!res.write(chunk)) await drainedOrClosed(res);
-        const last = events.at(-1)!;
+        const last = events.at(-1);
+        if (last === undefined) break;
         after = { occurredAt: last.occurredAt, id: last.id };
         if (events.length < PAGE || res.destroyed) break;
       }

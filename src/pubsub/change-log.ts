@@ -301,7 +301,10 @@ function createWaker(db: Db, logger: Logger, intervalMs: number) {
     wake(): void {
       if (timer !== null) return;
       const wait = intervalMs - (performance.now() - last);
-      if (wait <= 0) return notify();
+      if (wait <= 0) {
+        notify();
+        return;
+      }
       timer = setTimeout(() => {
         timer = null;
         notify();

@@ -79,7 +79,7 @@ export async function sweepStaleWrites(dir: string, olderThanMs: number, now = D
   for (const name of names) {
     const file = join(scratch, name);
     const info = await stat(file).catch(() => null);
-    if (info !== null && info.isFile() && now - info.mtimeMs > olderThanMs) {
+    if (info?.isFile() && now - info.mtimeMs > olderThanMs) {
       await rm(file, { force: true });
       removed += 1;
     }

@@ -32,7 +32,7 @@ function holdingSource(bytes: Buffer) {
   });
   let requests = 0;
   const held: (() => void)[] = [];
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer((_req, res) => {
     requests += 1;
     res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': bytes.length });
     if (requests > 1) return res.end(bytes);

@@ -11,7 +11,7 @@ import {
   TEXT_TO_VIDEO,
   taskUuid,
 } from '../support/fixtures.ts';
-import type { TaskView, TestTenant } from '../support/fixtures.ts';
+import type { TaskView } from '../support/fixtures.ts';
 import { ADMIN_KEY, expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 

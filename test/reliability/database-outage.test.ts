@@ -111,7 +111,8 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
       while (!stopTraffic) {
         const at = Date.now();
         const startedIn = phase;
-        const input = { prompt: `Traffic ${(sequence += 1)}`, mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 };
+        sequence += 1;
+        const input = { prompt: `Traffic ${sequence}`, mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 };
         const record = (answer: GraphQLAnswer | null, error: string | null) =>
           void sent.push({ at, answeredAt: Date.now(), sentIn: startedIn, phase: startedIn === phase ? startedIn : 'edge', answer, error });
         inFlight.push(
@@ -134,7 +135,9 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
     const client = wsClient(url, tenant.apiKey);
     cleanups.push(() => client.dispose());
     let socketClosures = 0;
-    client.on('closed', () => void (socketClosures += 1));
+    client.on('closed', () => {
+      socketClosures += 1;
+    });
     const everything = await subscribeWs(client, WATCH_TASK, {});
     const early = sent.map(accepted).filter((id): id is string => id !== null).slice(0, 6);
     const watchers = await Promise.all(early.map((id) => subscribeWs(client, WATCH_TASK, { id })));

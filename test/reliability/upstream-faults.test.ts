@@ -220,7 +220,7 @@ describe('creates under upstream faults', () => {
       // The upstream runs (and bills) this task: the gateway must report what the upstream does.
       const watch = await subscribeWs(client, WATCH_TASK, { id: taskGlobalId(taskId!) });
       await watch.collector.untilDone(15_000);
-      const statuses = watch.collector.items.map((item) => (item.data?.omniTaskUpdated as { status: string }).status);
+      const statuses = watch.collector.items.map((item) => (item.data?.omniTaskUpdated as { status: string } | undefined)?.status);
       expect(statuses.at(-1), `answer ${answer.text}; updates ${JSON.stringify(watch.collector.items)}`).toBe('SUCCEEDED');
     } finally {
       await client.dispose();

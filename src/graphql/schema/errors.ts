@@ -1,5 +1,5 @@
-import { AppError, InvalidInputError } from '../../errors.ts';
-import type { InputIssue } from '../../errors.ts';
+import { InvalidInputError } from '../../errors.ts';
+import type { AppError, InputIssue } from '../../errors.ts';
 import { builder } from '../builder.ts';
 
 export const ErrorInterface = builder.interfaceRef<AppError>('Error').implement({

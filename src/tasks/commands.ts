@@ -15,6 +15,7 @@ import type { Logger } from '../logger.ts';
 import type { TaskReads } from './reads.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
+import { createUpstreamReads } from './upstream-reads.ts';
 
 export type TaskCommandDeps = {
   db: Db;
@@ -177,7 +178,11 @@ async function create(deps: TaskCommandDeps, creator: Creator, request: Normaliz
 }
 
 /** Applies a transition in a transaction of its own. */
-function apply(deps: TaskCommandDeps, taskId: string, transition: Transition): Promise<{ task: TaskRow; changed: boolean } | null> {
+function applyTransition(
+  deps: TaskCommandDeps,
+  taskId: string,
+  transition: Transition,
+): Promise<{ task: TaskRow; changed: boolean } | null> {
   return deps.db.transaction((tx) => deps.state.transition(tx, taskId, transition));
 }
 
@@ -189,7 +194,7 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
   } catch (error) {
     if (!(error instanceof KlingError)) throw error;
     if (!error.retryable && !error.ambiguous) {
-      const refused = await apply(
+      const refused = await applyTransition(
         deps,
         task.id,
         storable({
@@ -208,7 +213,7 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
     deps.logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
     return scheduleRetry(deps.db, task.id, error);
   }
-  return (await apply(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
+  return (await applyTransition(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
 }
 
 /** Asks the upstream for the task's state now and applies the answer; null when the task is not the tenant's. */
@@ -225,16 +230,19 @@ async function refresh(deps: TaskCommandDeps, tenantId: string, id: string): Pro
     throw error;
   }
   if (answer === null) return task;
-  return (await apply(deps, task.id, transitionFromUpstream(answer, 'refresh')))?.task ?? task;
+  return (await applyTransition(deps, task.id, transitionFromUpstream(answer, 'refresh')))?.task ?? task;
 }
 
 /** Everything that changes tasks on behalf of clients, callbacks and the reconciler. */
 export function createTaskCommands(deps: TaskCommandDeps) {
+  const apply = (taskId: string, transition: Transition) => applyTransition(deps, taskId, transition);
+  const reads = createUpstreamReads({ db: deps.db, upstream: deps.upstream, logger: deps.logger, apply });
   return {
     create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, creator, request),
     submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
     refresh: (tenantId: string, id: string) => refresh(deps, tenantId, id),
-    apply: (taskId: string, transition: Transition) => apply(deps, taskId, transition),
+    apply,
+    confirmFinal: reads.confirmFinal,
   };
 }
 

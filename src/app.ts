@@ -115,6 +115,7 @@ async function createCore(w: Wiring) {
     tasks,
     metering,
     watch: createWatchService({ feed, tasks, logger, maxPerTenant: config.maxSubscriptions.perTenant, clock }),
+    rateLimits,
     async videoUrl(video) {
       if (!video.archive || store === null) return video.upstreamUrl;
       return store.url(video.archive.key, new Date(clock.now() + config.videoUrlTtlSeconds * 1000));

@@ -16,6 +16,7 @@ import type { TaskReads } from './reads.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
 import { createUpstreamReads } from './upstream-reads.ts';
+import type { UpstreamReads } from './upstream-reads.ts';
 
 export type TaskCommandDeps = {
   db: Db;
@@ -216,21 +217,10 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
   return (await applyTransition(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
 }
 
-/** Asks the upstream for the task's state now and applies the answer; null when the task is not the tenant's. */
-async function refresh(deps: TaskCommandDeps, tenantId: string, id: string): Promise<TaskRow | null> {
+/** Asks the upstream for the task's state now (rationed) and applies the answer; null when the task is not the tenant's. */
+async function refresh(deps: TaskCommandDeps, reads: UpstreamReads, tenantId: string, id: string): Promise<TaskRow | null> {
   const task = await deps.reads.byId(tenantId, id);
-  if (task === null) return null;
-  let answer;
-  try {
-    answer = await deps.upstream.getTask(
-      task.upstreamTaskId !== null ? { taskId: task.upstreamTaskId } : { externalTaskId: task.id },
-    );
-  } catch (error) {
-    if (error instanceof KlingError) throw new UpstreamError(error.message, error.code, error.retryable);
-    throw error;
-  }
-  if (answer === null) return task;
-  return (await applyTransition(deps, task.id, transitionFromUpstream(answer, 'refresh')))?.task ?? task;
+  return task === null ? null : reads.refresh(task);
 }
 
 /** Everything that changes tasks on behalf of clients, callbacks and the reconciler. */
@@ -240,7 +230,7 @@ export function createTaskCommands(deps: TaskCommandDeps) {
   return {
     create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, creator, request),
     submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
-    refresh: (tenantId: string, id: string) => refresh(deps, tenantId, id),
+    refresh: (tenantId: string, id: string) => refresh(deps, reads, tenantId, id),
     apply,
     confirmFinal: reads.confirmFinal,
   };

@@ -1,7 +1,8 @@
-import { and, eq, isNotNull, ne, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNotNull, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.ts';
 import { storable } from '../db/storable.ts';
 import { omniTasks, taskEvents } from '../db/schema.ts';
+import { UpstreamError } from '../errors.ts';
 import { KlingError } from '../kling/errors.ts';
 import type { CallLimits, KlingClient } from '../kling/client.ts';
 import type { KlingTask } from '../kling/payload.ts';
@@ -9,10 +10,14 @@ import type { Logger } from '../logger.ts';
 import { transitionFromUpstream } from './state.ts';
 import type { TaskRow, Transition } from './state.ts';
 
+/** A refresh this soon after the task's last upstream read answers from the stored state. */
+export const REFRESH_MIN_INTERVAL_MS = 5_000;
 /** How long a callback waits for the upstream to confirm its final status before leaving it to the reconciler. */
 export const CALLBACK_CONFIRM_TIMEOUT_MS = 3_000;
 
 const CONFIRM_SOURCE = 'webhook-confirm';
+/** The task events that record an upstream read: the reconciler's polls, refreshes and callback confirmations. */
+const READ_SOURCES = ['poll', 'refresh', CONFIRM_SOURCE];
 
 type Applied = { task: TaskRow; changed: boolean };
 
@@ -40,6 +45,23 @@ function coalescing<T>() {
   };
 }
 
+/** Whether the upstream was read about the task within the last REFRESH_MIN_INTERVAL_MS (on any instance). */
+async function readRecently(db: Db, taskId: string): Promise<boolean> {
+  const rows = await db
+    .select({ id: taskEvents.id })
+    .from(taskEvents)
+    .where(
+      and(
+        eq(taskEvents.taskId, taskId),
+        eq(taskEvents.kind, 'upstream'),
+        inArray(taskEvents.source, READ_SOURCES),
+        gt(taskEvents.createdAt, sql`now() - make_interval(secs => ${REFRESH_MIN_INTERVAL_MS / 1000})`),
+      ),
+    )
+    .limit(1);
+  return rows.length > 0;
+}
+
 /** Keeps a callback's body in the audit trail, whatever is made of it. */
 async function recordCallback(db: Db, taskId: string, payload: unknown): Promise<void> {
   await db.insert(taskEvents).values({ taskId, kind: 'upstream', source: 'webhook', payload: storable(payload) as object });
@@ -56,7 +78,11 @@ async function dueNow(db: Db, taskId: string): Promise<void> {
     .where(and(eq(omniTasks.id, taskId), isNotNull(omniTasks.nextCheckAt), ne(omniTasks.status, 'PENDING')));
 }
 
-/** The upstream reads made on behalf of callbacks: concurrent reads of one task on this instance share one request. */
+/**
+ * The upstream reads made on behalf of clients and callbacks, rationed: concurrent reads of one
+ * task on this instance share one request, and a refresh right after a read answers from the
+ * stored state.
+ */
 export function createUpstreamReads(deps: UpstreamReadDeps) {
   const { db, upstream, logger } = deps;
   const shared = coalescing<Applied | null>();
@@ -67,6 +93,17 @@ export function createUpstreamReads(deps: UpstreamReadDeps) {
   }
 
   return {
+    /** Asks the upstream for the task's state and applies the answer; the task as it is afterwards. */
+    async refresh(task: TaskRow): Promise<TaskRow> {
+      if (await readRecently(db, task.id)) return task;
+      try {
+        return (await shared(`refresh:${task.id}`, () => readAndApply(task, 'refresh')).result)?.task ?? task;
+      } catch (error) {
+        if (error instanceof KlingError) throw new UpstreamError(error.message, error.code, error.retryable);
+        throw error;
+      }
+    },
+
     /**
      * A callback reporting a final status is a hint, never the record: one quick upstream read
      * (shared by the callbacks of the task that arrive meanwhile) decides the status, the videos

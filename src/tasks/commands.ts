@@ -12,6 +12,7 @@ import { toUpstreamBody } from '../kling/body.ts';
 import type { UpstreamCreateBody } from '../kling/body.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
+import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
@@ -223,6 +224,23 @@ async function refresh(deps: TaskCommandDeps, reads: UpstreamReads, tenantId: st
   return task === null ? null : reads.refresh(task);
 }
 
+/**
+ * Fails a task at its deadline and, in the same transaction, keeps it on the reconciler's list
+ * (`recheckAfterSeconds`): the upstream may still finish, and bill, the task.
+ */
+async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessage: string, recheckAfterSeconds: number) {
+  return deps.db.transaction(async (tx) => {
+    const result = await deps.state.transition(tx, taskId, { status: 'FAILED', statusMessage, source: DEADLINE_SOURCE });
+    if (result?.changed) {
+      await tx
+        .update(omniTasks)
+        .set({ nextCheckAt: sql`now() + make_interval(secs => ${recheckAfterSeconds})` })
+        .where(eq(omniTasks.id, taskId));
+    }
+    return result;
+  });
+}
+
 /** Everything that changes tasks on behalf of clients, callbacks and the reconciler. */
 export function createTaskCommands(deps: TaskCommandDeps) {
   const apply = (taskId: string, transition: Transition) => applyTransition(deps, taskId, transition);
@@ -233,6 +251,8 @@ export function createTaskCommands(deps: TaskCommandDeps) {
     refresh: (tenantId: string, id: string) => refresh(deps, reads, tenantId, id),
     apply,
     confirmFinal: reads.confirmFinal,
+    failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number) =>
+      failAtDeadline(deps, taskId, statusMessage, recheckAfterSeconds),
   };
 }
 

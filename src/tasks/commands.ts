@@ -106,6 +106,37 @@ async function scheduleRetry(db: Db, taskId: string, error: KlingError): Promise
   });
 }
 
+/**
+ * Keeps a task whose create is in flight off every reconciler's list: its next_check_at is pushed
+ * `pendingRecheckSeconds` ahead, again every third of that while `attempt` runs, so that no
+ * second create is sent meanwhile by this instance or another. Should this process die, the lease
+ * runs out within `pendingRecheckSeconds` and the reconciler takes over; renewals also stop once
+ * the create has outlived the client's own bound on it (a call that never ends holds no task).
+ * When the attempt ends, its outcome sets the next check (accepted, retry later, refused).
+ */
+async function underCreateLease<T>(deps: TaskCommandDeps, taskId: string, attempt: () => Promise<T>): Promise<T> {
+  const seconds = deps.pendingRecheckSeconds;
+  const until = Date.now() + deps.upstream.createTimeLimitMs;
+  const renew = () =>
+    deps.db
+      .update(omniTasks)
+      .set({ nextCheckAt: sql`now() + make_interval(secs => ${seconds})` })
+      .where(and(eq(omniTasks.id, taskId), eq(omniTasks.status, 'PENDING')));
+  const timer = setInterval(
+    () => {
+      if (Date.now() > until) clearInterval(timer);
+      else renew().catch((error: unknown) => deps.logger.warn({ err: error, taskId }, 'could not renew a create lease'));
+    },
+    (seconds * 1000) / 3,
+  );
+  // The lease is already held: by the stored task's first next_check_at, or by the reconciler's lease.
+  try {
+    return await attempt();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Stores the task as PENDING with its upstream body, in one transaction with the quota check. */
 async function insertPending(
   deps: TaskCommandDeps,
@@ -192,7 +223,7 @@ function applyTransition(
 async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreateBody, source: string): Promise<TaskRow | null> {
   let accepted;
   try {
-    accepted = await deps.upstream.createTask(body);
+    accepted = await underCreateLease(deps, task.id, () => deps.upstream.createTask(body));
   } catch (error) {
     if (!(error instanceof KlingError)) throw error;
     if (!error.retryable && !error.ambiguous) {

@@ -116,8 +116,13 @@ function latencyFigures(
 
 // --- webhooks ---------------------------------------------------------------------------------
 
-/** A Kling "succeed" callback for a seeded task, posted to the URL the gateway gave the upstream. */
-async function postSucceeded(ctx: BenchContext, task: WatchableTask): Promise<void> {
+/**
+ * A Kling "processing" callback for a seeded task, posted to the URL the gateway gave the upstream.
+ * Not a final one: a final status in a callback is only a hint, confirmed by an upstream read
+ * before anything is recorded, and these seeded tasks exist in no upstream. A callback records
+ * "processing" on its own word, so this measures the webhook → subscriber path itself.
+ */
+async function postProcessing(ctx: BenchContext, task: WatchableTask): Promise<void> {
   const url = `${ctx.gateway.url}/webhooks/kling/${task.id}/${webhookToken(ctx.webhookSecret, task.id)}`;
   const now = Date.now();
   const response = await fetch(url, {
@@ -125,13 +130,12 @@ async function postSucceeded(ctx: BenchContext, task: WatchableTask): Promise<vo
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       task_id: task.upstreamTaskId,
-      task_status: 'succeed',
+      task_status: 'processing',
       task_status_msg: '',
       created_at: now - 60_000,
       updated_at: now,
-      final_unit_deduction: '4',
       task_info: { external_task_id: task.id },
-      task_result: { videos: [{ id: `video-${task.id}`, url: `${ctx.simulatorUrl}/results/${task.upstreamTaskId}.mp4`, duration: '5.0' }] },
+      task_result: {},
     }),
   });
   const text = await response.text();
@@ -146,9 +150,9 @@ async function publishTick(ctx: BenchContext, key: string, seq: number): Promise
   if (response.status !== 200) throw new Error(`anchor publish answered ${response.status}`);
 }
 
-function succeededUpdate(payload: NextPayload, globalId: string): boolean {
+function processingUpdate(payload: NextPayload, globalId: string): boolean {
   const update = payload.data?.omniTaskUpdated as { id?: string; status?: string } | undefined;
-  return update?.id === globalId && update.status === 'SUCCEEDED';
+  return update?.id === globalId && update.status === 'PROCESSING';
 }
 
 function tickOf(payload: NextPayload): { key?: string; seq?: number } | undefined {
@@ -323,8 +327,8 @@ const deliveryFanOut: Scenario = {
           url: `${ctx.gateway.url}/graphql`,
           authorization: `Bearer ${ctx.seed.fanout.apiKey}`,
           operation: { query: TENANT_UPDATES },
-          trigger: (round) => postSucceeded(ctx, tasks[round]!),
-          matches: (payload, round) => succeededUpdate(payload, toGlobalId('OmniTask', tasks[round]!.id)),
+          trigger: (round) => postProcessing(ctx, tasks[round]!),
+          matches: (payload, round) => processingUpdate(payload, toGlobalId('OmniTask', tasks[round]!.id)),
         },
         subscribers,
         rounds,
@@ -425,8 +429,8 @@ const deliveryPerTask: Scenario = {
           url: `${ctx.gateway.url}/graphql`,
           authorization: `Bearer ${ctx.seed.watch.apiKey}`,
           operation: (i) => ({ query: TASK_UPDATES, variables: { id: toGlobalId('OmniTask', tasks[i]!.id) } }),
-          trigger: (i) => postSucceeded(ctx, tasks[i]!),
-          matches: (payload, i) => succeededUpdate(payload, toGlobalId('OmniTask', tasks[i]!.id)),
+          trigger: (i) => postProcessing(ctx, tasks[i]!),
+          matches: (payload, i) => processingUpdate(payload, toGlobalId('OmniTask', tasks[i]!.id)),
         },
         subscribers,
         callbacks,

@@ -128,6 +128,7 @@ async function createCore(w: Wiring) {
     tasks,
     metering,
     watch,
+    rateLimits,
     async videoUrl(video) {
       if (!video.archive || store === null) return video.upstreamUrl;
       return store.url(video.archive.key, new Date(clock.now() + config.videoUrlTtlSeconds * 1000));

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { RateLimits } from '../auth/rate-limits.ts';
 import type { StoredVideo } from '../db/schema.ts';
 import type { MeteringService } from '../metering/metering.ts';
 import type { TaskService } from '../tasks/tasks.ts';
@@ -10,6 +11,8 @@ export type Services = {
   tasks: TaskService;
   metering: MeteringService;
   watch: WatchService;
+  /** The per-tenant request rate, for fields that cost a request of their own (refreshOmniTask). */
+  rateLimits: Pick<RateLimits, 'admitRequest'>;
   /** Where a client fetches a video: a signed URL of our copy once archived, else the upstream's. */
   videoUrl(video: StoredVideo): Promise<string>;
 };

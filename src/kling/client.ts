@@ -12,10 +12,18 @@ import type { KlingOp } from './errors.ts';
 import { readKlingTask } from './payload.ts';
 import type { KlingTask } from './payload.ts';
 
+/** Tighter bounds for one call than the client's own (e.g. a quick look that must not hold a caller). */
+export type CallLimits = { timeoutMs?: number; maxAttempts?: number };
+
 export type KlingClient = {
   createTask(body: UpstreamCreateBody): Promise<KlingTask>;
   /** null when the upstream does not know the task */
-  getTask(id: { taskId: string } | { externalTaskId: string }): Promise<KlingTask | null>;
+  getTask(id: { taskId: string } | { externalTaskId: string }, limits?: CallLimits): Promise<KlingTask | null>;
+  /**
+   * The longest a createTask call can take: every attempt and every lookup timing out, every
+   * wait between attempts at its longest. A create still running is over by then.
+   */
+  readonly createTimeLimitMs: number;
 };
 
 export type KlingClientOptions = {
@@ -85,6 +93,11 @@ async function send(transport: Transport, op: KlingOp, url: string, body?: Upstr
   } finally {
     transport.onCall?.({ op, outcome, durationMs: performance.now() - started });
   }
+}
+
+/** The longest wait between two attempts (delayBeforeRetry's cap). */
+function longestDelay(policy: RetryPolicy): number {
+  return Math.max(policy.backoff.maxMs, CONCURRENCY_MIN_WAIT_MS);
 }
 
 function delayBeforeRetry(policy: RetryPolicy, retry: number, last: KlingError): number {
@@ -173,18 +186,20 @@ export function createKlingClient(opts: KlingClientOptions): KlingClient {
   const endpoint = `${opts.baseUrl.replace(/\/+$/, '')}/kling/v1/videos/omni-video`;
   const urlFor = (id: string) => `${endpoint}/${encodeURIComponent(id)}`;
 
-  async function getOnce(id: string): Promise<KlingTask | null> {
+  async function getOnce(id: string, via = transport): Promise<KlingTask | null> {
     try {
-      return await send(transport, 'get', urlFor(id));
+      return await send(via, 'get', urlFor(id));
     } catch (error) {
       if (error instanceof KlingError && isNotFound(error)) return null;
       throw error;
     }
   }
 
-  async function getTask(id: { taskId: string } | { externalTaskId: string }): Promise<KlingTask | null> {
+  async function getTask(id: { taskId: string } | { externalTaskId: string }, limits: CallLimits = {}): Promise<KlingTask | null> {
+    const via = { ...transport, timeoutMs: Math.min(transport.timeoutMs, limits.timeoutMs ?? Infinity) };
+    const attempts = { ...policy, maxAttempts: Math.max(1, Math.min(policy.maxAttempts, limits.maxAttempts ?? Infinity)) };
     // Kling resolves the path segment as either id kind.
-    return withRetries(policy, () => getOnce('taskId' in id ? id.taskId : id.externalTaskId));
+    return withRetries(attempts, () => getOnce('taskId' in id ? id.taskId : id.externalTaskId, via));
   }
 
   async function createTask(body: UpstreamCreateBody): Promise<KlingTask> {
@@ -208,5 +223,8 @@ export function createKlingClient(opts: KlingClientOptions): KlingClient {
     }
   }
 
-  return { createTask, getTask };
+  // Creates and the lookups before each retry, the waits between them, then settleFailedCreate's lookup with its retries.
+  const { maxAttempts } = policy;
+  const createTimeLimitMs = (3 * maxAttempts - 1) * transport.timeoutMs + 2 * (maxAttempts - 1) * longestDelay(policy);
+  return { createTask, getTask, createTimeLimitMs };
 }

@@ -169,6 +169,11 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable; clock?
               return { ...common, kind: 'video' as const, videoSeconds: seconds, secondsSource: source, units: seconds * rate };
             })()
           : { ...common, kind: 'failure' as const, videoSeconds: 0, secondsSource: 'none' as const, units: 0 };
+      if (values.kind === 'video') {
+        // A task failed at its deadline that the upstream finished after all (tasks/late-success.ts)
+        // counts as succeeded, not as both: its failure record (0 units) gives way to the video.
+        await tx.delete(usageEvents).where(and(eq(usageEvents.taskId, task.id), eq(usageEvents.kind, 'failure')));
+      }
       await tx.insert(usageEvents).values(values).onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
     },
 

@@ -22,6 +22,7 @@ function resultUrl(task: SimTask, watermark: boolean): string {
 // The callback example of the reference (§3) carries no watermark_url; the query (§2a) does.
 function taskResult(task: SimTask, withWatermark: boolean) {
   if (task.status !== 'succeed') return {};
+  if (task.resultVideos !== null) return { videos: task.resultVideos };
   const video = {
     id: task.videoId,
     url: resultUrl(task, false),

@@ -3,14 +3,49 @@ import { z } from 'zod';
 import { readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
 import { faultSchema } from './faults.ts';
-import type { SimulatorState } from './state.ts';
+import type { FinishOutcome, SimulatorState } from './state.ts';
 
 const MAX_BODY_BYTES = 128 * 1024 * 1024;
 
 const settingsSchema = z.object({ callbacks: z.boolean().optional() });
 
 /**
- * `/__control/{stats,reset,faults,settings}`: steers a simulator that runs in another process.
+ * How to end a task now, in the words of a Kling callback (reference §3): a test that posts a
+ * hand-made callback makes the upstream's record say the same, so that a gateway confirming the
+ * callback by a query reads what the callback claimed.
+ */
+const finishSchema = z.object({
+  task_id: z.string().min(1),
+  task_status: z.enum(['succeed', 'failed']).optional(),
+  task_status_msg: z.string().optional(),
+  task_result: z
+    .object({
+      videos: z
+        .array(z.object({ id: z.string(), url: z.string(), duration: z.union([z.string(), z.number()]).transform(String) }))
+        .optional(),
+    })
+    .optional(),
+  final_unit_deduction: z.union([z.string(), z.number()]).transform(Number).optional(),
+});
+
+function toFinish(parsed: z.output<typeof finishSchema>): { taskId: string; outcome: FinishOutcome } {
+  const outcome: FinishOutcome = {};
+  if (parsed.task_status !== undefined) outcome.status = parsed.task_status;
+  if (parsed.task_status_msg) outcome.statusMessage = parsed.task_status_msg;
+  if (parsed.task_result?.videos !== undefined) outcome.videos = parsed.task_result.videos;
+  if (parsed.final_unit_deduction !== undefined && Number.isFinite(parsed.final_unit_deduction)) {
+    outcome.units = parsed.final_unit_deduction;
+  }
+  return { taskId: parsed.task_id, outcome };
+}
+
+/** Reads a finish request; throws a ZodError for a body that is not one. */
+export function parseFinish(body: unknown): { taskId: string; outcome: FinishOutcome } {
+  return toFinish(finishSchema.parse(body));
+}
+
+/**
+ * `/__control/{stats,reset,faults,settings,finish}`: steers a simulator that runs in another process.
  * These routes are unauthenticated, so the simulator belongs on loopback.
  */
 export function createControlHandler(state: SimulatorState) {
@@ -32,6 +67,12 @@ export function createControlHandler(state: SimulatorState) {
       if (!parsed.success) return sendJson(res, 400, { error: z.prettifyError(parsed.error) });
       state.faults.push(...(Array.isArray(parsed.data) ? parsed.data : [parsed.data]));
       return sendJson(res, 200, { queued: state.faults.length });
+    }
+    if (action === 'finish') {
+      const parsed = finishSchema.safeParse(body);
+      if (!parsed.success) return sendJson(res, 400, { error: z.prettifyError(parsed.error) });
+      const { taskId, outcome } = toFinish(parsed.data);
+      return sendJson(res, 200, { finished: state.finish(taskId, outcome) });
     }
     if (action === 'settings') {
       const parsed = settingsSchema.safeParse(body);

@@ -81,6 +81,7 @@ function newTask(init: { id: string; account: string; body: CreateBody; resultBa
     silent: init.silent,
     watermark: body.watermark_info?.enabled ?? false,
     videoId: randomUUID(),
+    resultVideos: null,
     resultBase: init.resultBase,
     callbacks: Promise.resolve(),
   };

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { sendJson } from '../http/respond.ts';
 import { klingError } from './bodies.ts';
-import { createControlHandler } from './control.ts';
+import { createControlHandler, parseFinish } from './control.ts';
 import type { SimulatorFault } from './faults.ts';
 import { CREATE_PATH, createKlingApi } from './kling-api.ts';
 import { createResultHandler } from './results.ts';
@@ -33,6 +33,11 @@ export type Simulator = {
   settings: { callbacks: boolean };
   readonly stats: SimulatorStats;
   reset(): void;
+  /**
+   * Ends a task now (as `POST /__control/finish` does), described like a Kling callback: its
+   * status, reason, videos and units, or those it would have had. False if it is unknown or final.
+   */
+  finish(body: unknown): boolean;
 };
 
 type SimulatorOptions = {
@@ -129,5 +134,9 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       return structuredClone(state.stats);
     },
     reset: state.reset,
+    finish(body) {
+      const { taskId, outcome } = parseFinish(body);
+      return state.finish(taskId, outcome);
+    },
   };
 }

@@ -30,6 +30,8 @@ export type SimulatorState = {
   hasExternalId(account: string, externalTaskId: string): boolean;
   /** Registers a new task, announces it and schedules its progress. */
   start(task: SimTask): void;
+  /** Ends a task now, as its timers would (callback included), or as `outcome` says; false if unknown or already final. */
+  finish(id: string, outcome: FinishOutcome): boolean;
   /** Resolves after `ms`, unless a reset comes first (then never). */
   wait(ms: number): Promise<void>;
   reset(): void;
@@ -37,7 +39,26 @@ export type SimulatorState = {
   close(): void;
 };
 
+/** How a test ends a task early: its own status, reason, videos and units, or those it would have had. */
+export type FinishOutcome = {
+  status?: 'succeed' | 'failed';
+  statusMessage?: string;
+  videos?: { id: string; url: string; duration: string }[];
+  units?: number;
+};
+
 const CALLBACK_TIMEOUT_MS = 5000;
+
+const isFinished = (task: SimTask) => task.status === 'succeed' || task.status === 'failed';
+
+/** Gives a task the outcome a test asked for; the final status it then reaches. */
+function applyOutcome(task: SimTask, outcome: FinishOutcome): 'succeed' | 'failed' {
+  if (outcome.status === 'failed') task.failWith = outcome.statusMessage ?? task.failWith ?? 'Task failed';
+  if (outcome.status === 'succeed') task.failWith = null;
+  if (outcome.videos !== undefined) task.resultVideos = outcome.videos;
+  if (outcome.units !== undefined) task.units = outcome.units;
+  return task.failWith === null ? 'succeed' : 'failed';
+}
 
 function emptyStats(): SimulatorStats {
   return {
@@ -135,7 +156,7 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
   }
 
   function advance(task: SimTask, status: TaskStatus): void {
-    if (tasks.get(task.id) !== task) return; // reset since
+    if (tasks.get(task.id) !== task || isFinished(task)) return; // reset since, or finished early
     task.status = status;
     task.updatedAt = Date.now();
     if (status === 'failed') task.statusMessage = task.failWith ?? 'Task failed';
@@ -171,6 +192,12 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
     },
     hasExternalId: (account, externalTaskId) => byExternalId.has(externalKey(account, externalTaskId)),
     start,
+    finish(id, outcome) {
+      const task = tasks.get(id);
+      if (task === undefined || isFinished(task)) return false;
+      advance(task, applyOutcome(task, outcome));
+      return true;
+    },
     wait: (ms) => new Promise((resolve) => schedule(ms, resolve)),
     reset,
     close() {

@@ -20,6 +20,8 @@ export type SimTask = {
   silent: boolean;
   watermark: boolean;
   videoId: string;
+  /** The result videos of a task finished through `finish` with videos of its own (else generated). */
+  resultVideos: { id: string; url: string; duration: string }[] | null;
   resultBase: string;
   callbacks: Promise<void>;
 };

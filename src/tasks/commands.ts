@@ -13,9 +13,12 @@ import type { UpstreamCreateBody } from '../kling/body.ts';
 import { positionNow } from '../pubsub/change-log.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
+import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
+import { createUpstreamReads } from './upstream-reads.ts';
+import type { UpstreamReads } from './upstream-reads.ts';
 
 export type TaskCommandDeps = {
   db: Db;
@@ -105,6 +108,37 @@ async function scheduleRetry(db: Db, taskId: string, error: KlingError): Promise
 }
 
 /**
+ * Keeps a task whose create is in flight off every reconciler's list: its next_check_at is pushed
+ * `pendingRecheckSeconds` ahead, again every third of that while `attempt` runs, so that no
+ * second create is sent meanwhile by this instance or another. Should this process die, the lease
+ * runs out within `pendingRecheckSeconds` and the reconciler takes over; renewals also stop once
+ * the create has outlived the client's own bound on it (a call that never ends holds no task).
+ * When the attempt ends, its outcome sets the next check (accepted, retry later, refused).
+ */
+async function underCreateLease<T>(deps: TaskCommandDeps, taskId: string, attempt: () => Promise<T>): Promise<T> {
+  const seconds = deps.pendingRecheckSeconds;
+  const until = Date.now() + deps.upstream.createTimeLimitMs;
+  const renew = () =>
+    deps.db
+      .update(omniTasks)
+      .set({ nextCheckAt: sql`now() + make_interval(secs => ${seconds})` })
+      .where(and(eq(omniTasks.id, taskId), eq(omniTasks.status, 'PENDING')));
+  const timer = setInterval(
+    () => {
+      if (Date.now() > until) clearInterval(timer);
+      else renew().catch((error: unknown) => deps.logger.warn({ err: error, taskId }, 'could not renew a create lease'));
+    },
+    (seconds * 1000) / 3,
+  );
+  // The lease is already held: by the stored task's first next_check_at, or by the reconciler's lease.
+  try {
+    return await attempt();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
  * Stores the task as PENDING with its upstream body, in one transaction with the quota check. The
  * tenant's row lock orders the tenant's creates: a task already made with the same idempotency key
  * is found here and returned (`created: false`), before the quota is asked, instead of racing
@@ -189,7 +223,11 @@ async function create(deps: TaskCommandDeps, creator: Creator, request: Normaliz
 }
 
 /** Applies a transition in a transaction of its own. */
-function apply(deps: TaskCommandDeps, taskId: string, transition: Transition): Promise<{ task: TaskRow; changed: boolean } | null> {
+function applyTransition(
+  deps: TaskCommandDeps,
+  taskId: string,
+  transition: Transition,
+): Promise<{ task: TaskRow; changed: boolean } | null> {
   return deps.state.commit(deps.db, (tx) => deps.state.transition(tx, taskId, transition));
 }
 
@@ -197,11 +235,11 @@ function apply(deps: TaskCommandDeps, taskId: string, transition: Transition): P
 async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreateBody, source: string): Promise<TaskRow | null> {
   let accepted;
   try {
-    accepted = await deps.upstream.createTask(body);
+    accepted = await underCreateLease(deps, task.id, () => deps.upstream.createTask(body));
   } catch (error) {
     if (!(error instanceof KlingError)) throw error;
     if (!error.retryable && !error.ambiguous) {
-      const refused = await apply(
+      const refused = await applyTransition(
         deps,
         task.id,
         storable({
@@ -220,33 +258,44 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
     deps.logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
     return scheduleRetry(deps.db, task.id, error);
   }
-  return (await apply(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
+  return (await applyTransition(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
 }
 
-/** Asks the upstream for the task's state now and applies the answer; null when the task is not the tenant's. */
-async function refresh(deps: TaskCommandDeps, tenantId: string, id: string): Promise<TaskRow | null> {
+/** Asks the upstream for the task's state now (rationed) and applies the answer; null when the task is not the tenant's. */
+async function refresh(deps: TaskCommandDeps, reads: UpstreamReads, tenantId: string, id: string): Promise<TaskRow | null> {
   const task = await deps.reads.byId(tenantId, id);
-  if (task === null) return null;
-  let answer;
-  try {
-    answer = await deps.upstream.getTask(
-      task.upstreamTaskId !== null ? { taskId: task.upstreamTaskId } : { externalTaskId: task.id },
-    );
-  } catch (error) {
-    if (error instanceof KlingError) throw new UpstreamError(error.message, error.code, error.retryable);
-    throw error;
-  }
-  if (answer === null) return task;
-  return (await apply(deps, task.id, transitionFromUpstream(answer, 'refresh')))?.task ?? task;
+  return task === null ? null : reads.refresh(task);
+}
+
+/**
+ * Fails a task at its deadline and, in the same transaction, keeps it on the reconciler's list
+ * (`recheckAfterSeconds`): the upstream may still finish, and bill, the task.
+ */
+async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessage: string, recheckAfterSeconds: number) {
+  return deps.state.commit(deps.db, async (tx) => {
+    const result = await deps.state.transition(tx, taskId, { status: 'FAILED', statusMessage, source: DEADLINE_SOURCE });
+    if (result?.changed) {
+      await tx
+        .update(omniTasks)
+        .set({ nextCheckAt: sql`now() + make_interval(secs => ${recheckAfterSeconds})` })
+        .where(eq(omniTasks.id, taskId));
+    }
+    return result;
+  });
 }
 
 /** Everything that changes tasks on behalf of clients, callbacks and the reconciler. */
 export function createTaskCommands(deps: TaskCommandDeps) {
+  const apply = (taskId: string, transition: Transition) => applyTransition(deps, taskId, transition);
+  const reads = createUpstreamReads({ db: deps.db, upstream: deps.upstream, logger: deps.logger, apply });
   return {
     create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, creator, request),
     submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
-    refresh: (tenantId: string, id: string) => refresh(deps, tenantId, id),
-    apply: (taskId: string, transition: Transition) => apply(deps, taskId, transition),
+    refresh: (tenantId: string, id: string) => refresh(deps, reads, tenantId, id),
+    apply,
+    confirmFinal: reads.confirmFinal,
+    failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number) =>
+      failAtDeadline(deps, taskId, statusMessage, recheckAfterSeconds),
   };
 }
 

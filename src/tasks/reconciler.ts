@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNotNull, lte, or, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, lte, notInArray, or, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
@@ -7,13 +7,15 @@ import type { KlingClient } from '../kling/client.ts';
 import type { UpstreamCreateBody } from '../kling/body.ts';
 import { createJobLoop } from '../jobs/loop.ts';
 import type { Logger } from '../logger.ts';
+import type { KlingTask } from '../kling/payload.ts';
 import type { TaskCommands } from './commands.ts';
 import { isFinal, nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow } from './state.ts';
+import { upstreamIdOf } from './upstream-reads.ts';
 
 export type ReconcilerOptions = {
   db: Db;
-  tasks: Pick<TaskCommands, 'apply' | 'submit'>;
+  tasks: Pick<TaskCommands, 'apply' | 'submit' | 'failAtDeadline'>;
   upstream: KlingClient;
   logger: Logger;
   taskDeadlineMinutes: number;
@@ -31,6 +33,19 @@ export type ReconcilerOptions = {
 
 type ReconcilerOutcome = 'changed' | 'unchanged' | 'deadline' | 'submitted' | 'failed';
 
+const FINAL_STATUSES = ['SUCCEEDED', 'FAILED'] as const;
+
+/**
+ * A task failed at its deadline is still looked at, since the upstream may yet finish (and bill)
+ * it: a minute after the failure, then doubling up to an hour, until a day after the deadline.
+ */
+const AFTER_DEADLINE_FIRST_CHECK_SECONDS = 60;
+const AFTER_DEADLINE_MAX_CHECK_SECONDS = 3_600;
+const AFTER_DEADLINE_WATCH_MS = 24 * 60 * 60_000;
+
+/** What handling one leased task needs. */
+type Handling = Required<Pick<ReconcilerOptions, 'db' | 'tasks' | 'upstream' | 'logger' | 'taskDeadlineMinutes' | 'clock'>>;
+
 export type Reconciler = {
   start(): void;
   /** Stops the loop and waits for the tick in progress (leased tasks are finished, not dropped). */
@@ -45,11 +60,14 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<T
     const due = await tx
       .select({ id: omniTasks.id })
       .from(omniTasks)
-      // Due for news, or past the deadline whatever the backoff says: the deadline is enforced on time.
+      // Due for news, or unfinished past the deadline whatever the backoff says: the deadline is enforced on time.
       .where(
         and(
           isNotNull(omniTasks.nextCheckAt),
-          or(lte(omniTasks.nextCheckAt, sql`now()`), lte(omniTasks.deadlineAt, sql`now()`)),
+          or(
+            lte(omniTasks.nextCheckAt, sql`now()`),
+            and(lte(omniTasks.deadlineAt, sql`now()`), notInArray(omniTasks.status, [...FINAL_STATUSES])),
+          ),
         ),
       )
       .orderBy(omniTasks.nextCheckAt)
@@ -67,9 +85,29 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<T
   });
 }
 
-/** Puts a task's next look further away, growing with its attempts (no news this time). */
+/** Puts an unfinished task's next look further away, growing with its attempts (no news this time). */
 async function backOff(db: Db, taskId: string): Promise<void> {
-  await db.update(omniTasks).set({ nextCheckAt: nextCheckAfterAttempts }).where(eq(omniTasks.id, taskId));
+  await db
+    .update(omniTasks)
+    .set({ nextCheckAt: nextCheckAfterAttempts })
+    .where(and(eq(omniTasks.id, taskId), notInArray(omniTasks.status, [...FINAL_STATUSES])));
+}
+
+/** The next look at a task failed at its deadline: a minute after the first, doubling up to an hour. */
+async function backOffAfterDeadline(db: Db, taskId: string): Promise<void> {
+  const next = sql`now() + make_interval(secs => least(${AFTER_DEADLINE_MAX_CHECK_SECONDS}, ${AFTER_DEADLINE_FIRST_CHECK_SECONDS} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
+  await db
+    .update(omniTasks)
+    .set({ nextCheckAt: next })
+    .where(and(eq(omniTasks.id, taskId), eq(omniTasks.status, 'FAILED')));
+}
+
+/** Takes a final task off the reconciler's list. */
+async function stopWatching(db: Db, taskId: string): Promise<void> {
+  await db
+    .update(omniTasks)
+    .set({ nextCheckAt: null })
+    .where(and(eq(omniTasks.id, taskId), inArray(omniTasks.status, [...FINAL_STATUSES])));
 }
 
 /** The stored upstream body of a task not yet accepted upstream. */
@@ -88,66 +126,109 @@ export async function reconcilerLagSeconds(db: Db): Promise<number> {
 }
 
 /**
- * The background worker of every instance: polls the upstream for tasks whose last news is older
- * than their backoff, retries creates that never reached the upstream, and fails tasks past their
- * deadline. Due tasks are leased with FOR UPDATE SKIP LOCKED, so each is handled by one instance.
+ * A task past its deadline. The upstream is asked once first: a task it finished is recorded as it
+ * finished (a paid video is never dropped). Only if it has not finished, or cannot be asked, is
+ * the task failed, and then still watched for a while (recheckAfterDeadline).
  */
-export function createReconciler(options: ReconcilerOptions): Reconciler {
-  const { db, tasks, upstream, logger } = options;
-  const batchSize = options.batchSize ?? 20;
-  const leaseSeconds = options.leaseSeconds ?? 60;
-  const clock = options.clock ?? systemClock;
+async function enforceDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
+  let answer: KlingTask | null = null;
+  try {
+    answer = await h.upstream.getTask(upstreamIdOf(task), { maxAttempts: 1 });
+  } catch (error) {
+    h.logger.info({ taskId: task.id, err: error }, 'reconciler: the upstream could not be asked before failing a task at its deadline');
+  }
+  const upstream = answer === null ? null : transitionFromUpstream(answer, 'poll');
+  if (upstream !== null && isFinal(upstream.status)) {
+    await h.tasks.apply(task.id, upstream);
+    return 'changed';
+  }
+  await h.tasks.failAtDeadline(
+    task.id,
+    `The upstream gave no final state within ${h.taskDeadlineMinutes} minutes; the gateway gave the task up.`,
+    AFTER_DEADLINE_FIRST_CHECK_SECONDS,
+  );
+  return 'deadline';
+}
 
-  async function handle(task: TaskRow): Promise<ReconcilerOutcome> {
-    if (isFinal(task.status)) return 'unchanged';
-    if (task.deadlineAt.getTime() <= clock.now()) {
-      await tasks.apply(task.id, {
-        status: 'FAILED',
-        statusMessage: `The upstream gave no final state within ${options.taskDeadlineMinutes} minutes; the gateway gave the task up.`,
-        source: 'deadline',
-      });
-      return 'deadline';
-    }
-    // Ask by our id (the external task id) while the upstream id is unknown: a create whose answer
-    // was lost is found this way instead of being submitted a second time.
-    const answer = await upstream.getTask(
-      task.upstreamTaskId !== null ? { taskId: task.upstreamTaskId } : { externalTaskId: task.id },
-    );
-    if (answer !== null) {
-      const result = await tasks.apply(task.id, transitionFromUpstream(answer, 'poll'));
-      if (result?.changed) return 'changed';
-      await backOff(db, task.id);
+/**
+ * A task failed at its deadline, looked at again until a day after it: a success the upstream
+ * reports now turns it SUCCEEDED (the state machine allows this one move out of a final state).
+ */
+async function recheckAfterDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
+  const watched = task.status === 'FAILED' && h.clock.now() < task.deadlineAt.getTime() + AFTER_DEADLINE_WATCH_MS;
+  const answer = watched ? await h.upstream.getTask(upstreamIdOf(task), { maxAttempts: 1 }) : null;
+  if (answer !== null) {
+    const result = await h.tasks.apply(task.id, transitionFromUpstream(answer, 'poll'));
+    if (result?.changed) return 'changed';
+    if (answer.status !== 'failed') {
+      await backOffAfterDeadline(h.db, task.id);
       return 'unchanged';
-    }
-    if (task.status !== 'PENDING') {
-      logger.warn({ taskId: task.id, upstreamTaskId: task.upstreamTaskId }, 'the upstream does not know a submitted task');
-      await backOff(db, task.id);
-      return 'unchanged';
-    }
-    const body = await submission(db, task.id);
-    if (body === null) {
-      await tasks.apply(task.id, {
-        status: 'FAILED',
-        statusMessage: 'The task never reached the upstream and its request is no longer available.',
-        source: 'reconciler',
-      });
-      return 'failed';
-    }
-    // submit() records the answer, fails the task on a definite refusal, or backs off.
-    try {
-      await tasks.submit(task, body, 'reconciler');
-      return 'submitted';
-    } catch (error) {
-      logger.info({ taskId: task.id, err: error }, 'a retried create was refused upstream');
-      return 'failed';
     }
   }
+  // Past the watch, failed upstream too, or unknown there: nothing more will come.
+  await stopWatching(h.db, task.id);
+  return 'unchanged';
+}
+
+/** A PENDING task the upstream does not know: submits it again under the same external id. */
+async function resubmit(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
+  const body = await submission(h.db, task.id);
+  if (body === null) {
+    await h.tasks.apply(task.id, {
+      status: 'FAILED',
+      statusMessage: 'The task never reached the upstream and its request is no longer available.',
+      source: 'reconciler',
+    });
+    return 'failed';
+  }
+  // submit() holds the create lease while the create runs, records the answer, fails the task on a
+  // definite refusal, or backs off.
+  try {
+    await h.tasks.submit(task, body, 'reconciler');
+    return 'submitted';
+  } catch (error) {
+    h.logger.info({ taskId: task.id, err: error }, 'a retried create was refused upstream');
+    return 'failed';
+  }
+}
+
+async function handle(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
+  if (isFinal(task.status)) return recheckAfterDeadline(h, task);
+  if (task.deadlineAt.getTime() <= h.clock.now()) return enforceDeadline(h, task);
+  // Ask by our id (the external task id) while the upstream id is unknown: a create whose answer
+  // was lost is found this way instead of being submitted a second time.
+  const answer = await h.upstream.getTask(upstreamIdOf(task));
+  if (answer !== null) {
+    const result = await h.tasks.apply(task.id, transitionFromUpstream(answer, 'poll'));
+    if (result?.changed) return 'changed';
+    await backOff(h.db, task.id);
+    return 'unchanged';
+  }
+  if (task.status !== 'PENDING') {
+    h.logger.warn({ taskId: task.id, upstreamTaskId: task.upstreamTaskId }, 'the upstream does not know a submitted task');
+    await backOff(h.db, task.id);
+    return 'unchanged';
+  }
+  return resubmit(h, task);
+}
+
+/**
+ * The background worker of every instance: polls the upstream for tasks whose last news is older
+ * than their backoff, retries creates that never reached the upstream, fails tasks past their
+ * deadline and watches those for a late success a while longer. Due tasks are leased with FOR
+ * UPDATE SKIP LOCKED, so each is handled by one instance.
+ */
+export function createReconciler(options: ReconcilerOptions): Reconciler {
+  const { db, logger } = options;
+  const batchSize = options.batchSize ?? 20;
+  const leaseSeconds = options.leaseSeconds ?? 60;
+  const handling: Handling = { ...options, clock: options.clock ?? systemClock };
 
   async function tick(): Promise<number> {
     const leased = await lease(db, batchSize, leaseSeconds);
     await Promise.all(
       leased.map((task) =>
-        handle(task).then(
+        handle(handling, task).then(
           (outcome) => options.onCheck?.(outcome),
           async (error: unknown) => {
             options.onCheck?.('error');

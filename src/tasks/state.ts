@@ -5,6 +5,7 @@ import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
 import type { KlingTask } from '../kling/payload.ts';
 import { appendChange, ChangeOrderConflict, positionNow, positionStillAhead } from '../pubsub/change-log.ts';
+import { isLateSuccess } from './late-success.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
 
@@ -124,7 +125,9 @@ async function transition(
       payload: next.payload as object,
     });
   }
-  if (RANK[next.status] <= RANK[current.status] || (next.onlyFrom && !next.onlyFrom.includes(current.status))) {
+  // The one move out of a final state: FAILED at the deadline → SUCCEEDED upstream after all (late-success.ts).
+  const stale = RANK[next.status] <= RANK[current.status] && !(await isLateSuccess(tx, current, next.status));
+  if (stale || (next.onlyFrom && !next.onlyFrom.includes(current.status))) {
     // Not a change of state, but an upstream id learnt late (e.g. by a lookup) is still worth keeping.
     if (current.upstreamTaskId === null && next.upstreamTaskId) {
       await tx.update(omniTasks).set({ upstreamTaskId: next.upstreamTaskId }).where(eq(omniTasks.id, taskId));

@@ -22,7 +22,9 @@ export function isWebhookPath(path: string): boolean {
 /**
  * POST /webhooks/kling/{taskId}/{token}: the upstream's status callback. A wrong token and an
  * unknown task are the same 401 (existence is never revealed); nothing is read from the body
- * before the token is checked.
+ * before the token is checked. Whoever learns a callback URL can post to it, so a callback moves
+ * a task on (submitted, processing) but never finishes it: a final status is confirmed by one
+ * upstream read, and what that read says is recorded.
  */
 export function createWebhookReceiver(deps: {
   secret: string;
@@ -73,8 +75,11 @@ export function createWebhookReceiver(deps: {
         logger.warn({ taskId, upstreamTaskId: payload.taskId }, 'webhook names another task; ignored');
         return answer(res, 'bad_request', 400, { error: 'the body describes another task' });
       }
-      const result = await tasks.apply(taskId, transitionFromUpstream(payload, 'webhook'));
-      const changed = result?.changed ?? false;
+      // A final status is only a hint: the upstream's own answer decides it (and the videos and seconds).
+      const final = payload.status === 'succeed' || payload.status === 'failed';
+      const changed = final
+        ? (await tasks.confirmFinal(task, payload)).changed
+        : ((await tasks.apply(taskId, transitionFromUpstream(payload, 'webhook')))?.changed ?? false);
       return answer(res, changed ? 'applied' : 'unchanged', 200, { ok: true, changed });
     } catch (error) {
       // The upstream retries callbacks that fail; a 503 asks it to, without revealing internals.

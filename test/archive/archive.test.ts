@@ -127,6 +127,7 @@ describe('result URLs at private addresses', () => {
       const body = callbackBody(task, 'succeed', {
         task_result: { videos: [{ id: 'v', url: `${gateway.simulatorUrl}/results/${task.upstreamTaskId}.mp4`, duration: '5' }] },
       });
+      gateway.simulator.finish(body); // the upstream agrees: a final callback is confirmed by a read
       expect((await postJson(callbackUrlOf(gateway, task.id), body)).status).toBe(200);
       expect(await gateway.archiver().tick()).toBe(1);
       expect(await job(gateway, task)).toEqual([{ status: 'failed', attempts: 1, last_error: expect.stringContaining("is not a public address") }]);

@@ -113,6 +113,7 @@ describe.skipIf(serverUrl === null)('the archive job across a crash', () => {
     const task = made.data.createOmniVideo.task as { id: string; upstreamTaskId: string };
     const taskId = taskUuid(task.id);
     const body = callbackBody(task, 'succeed', { task_result: { videos: [{ id: 'v', url: sourceUrl, duration: '5' }] } });
+    simulator.finish(body); // the upstream agrees: a final callback is confirmed by a read
     expect((await postJson(`${firstUrl}/webhooks/kling/${taskId}/${webhookToken(SECRET, taskId)}`, body)).status).toBe(200);
 
     await source.half; // the first instance is halfway through the download…

@@ -131,7 +131,9 @@ describe('tenant-wide subscriptions', () => {
         await watchB.collector.until((c) => updates(c).some((u) => u.id === warmB.id), "B's first task");
 
         const taskA = await createTask(gateway, a, TEXT_TO_VIDEO);
-        await postJson(callbackUrlOf(gateway, taskA.id), callbackBody(taskA, 'succeed'));
+        const succeeded = callbackBody(taskA, 'succeed');
+        gateway.simulator.finish(succeeded); // the upstream agrees: a final callback is confirmed by a read
+        await postJson(callbackUrlOf(gateway, taskA.id), succeeded);
         await watchA.collector.until((c) => updates(c).some((u) => u.id === taskA.id && u.status === 'SUCCEEDED'), "A's task to succeed");
         expect(updates(watchA.collector).filter((u) => u.id === taskA.id).map((u) => u.status)).toEqual([
           'PENDING',

@@ -28,6 +28,8 @@ afterAll(async () => {
 
 async function finish(task: TaskView, status: 'succeed' | 'failed', duration = '5'): Promise<void> {
   const body = callbackBody(task, status, status === 'succeed' ? { task_result: { videos: [{ id: 'v', url: 'https://cdn.example/v.mp4', duration }] } } : {});
+  // A final callback is confirmed by an upstream read: the upstream finished the task as the body says.
+  expect(gateway.simulator.finish(body)).toBe(true);
   const response = await postJson(callbackUrlOf(gateway, task.id), body);
   expect(response.status).toBe(200);
 }
@@ -100,6 +102,7 @@ describe('the usage ledger', () => {
     const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
     const url = callbackUrlOf(gateway, task.id);
     const bodies = [callbackBody(task, 'submitted'), callbackBody(task, 'processing'), callbackBody(task, 'succeed')];
+    expect(gateway.simulator.finish(bodies[2])).toBe(true);
     for (let round = 0; round < 3; round += 1) {
       for (const body of bodies) expect((await postJson(url, body)).status).toBe(200);
     }

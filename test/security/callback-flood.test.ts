@@ -51,8 +51,13 @@ let tenant: TestTenant;
 
 beforeAll(async () => {
   // A quiet upstream: it never moves a task on by itself and sends no callbacks, so every status
-  // change in this file comes from the callbacks the test posts.
-  gateway = await startGateway({ delays: { processingMs: 600_000, finishMs: 1_200_000 }, env: NO_RATE_LIMITS });
+  // change in this file comes from the callbacks the test posts. The test finishes each task
+  // upstream before the flood (a final callback is confirmed by an upstream read, which must
+  // agree), and the reconciler stays idle, so that it does not report those finals first.
+  gateway = await startGateway({
+    delays: { processingMs: 600_000, finishMs: 1_200_000 },
+    env: { ...NO_RATE_LIMITS, RECONCILER_INTERVAL_MS: '600000' },
+  });
   gateway.simulator.settings.callbacks = false;
   tenant = await createTenant(gateway, 'Flooded');
 });
@@ -76,6 +81,8 @@ describe('a flood of 10,000 callbacks across 100 tasks', () => {
         const callbacks = planCallbacks(random, final, random() >= 0.2);
         return { task, url: callbackUrlOf(gateway, task.id), final, callbacks };
       });
+      // A final callback is confirmed by an upstream read: the upstream finished each task as its callbacks say.
+      for (const plan of plans) expect(gateway.simulator.finish(callbackBody(plan.task, plan.final))).toBe(true);
 
       const sends = shuffle(
         plans.flatMap((plan, taskIndex) => plan.callbacks.map((status) => ({ taskIndex, status }))),

@@ -105,7 +105,9 @@ beforeAll(async () => {
   b = await createTenant(gateway, 'Tenant B');
   // A's task is final, so that A's own per-task subscription (the positive control) completes.
   const task = await createTask(gateway, a, TEXT_TO_VIDEO);
-  expect((await postJson(callbackUrlOf(gateway, task.id), callbackBody(task, 'succeed'))).status).toBe(200);
+  const succeeded = callbackBody(task, 'succeed');
+  gateway.simulator.finish(succeeded); // the upstream agrees: a final callback is confirmed by a read
+  expect((await postJson(callbackUrlOf(gateway, task.id), succeeded)).status).toBe(200);
   const query = 'mutation ($tenantId: ID!) { createApiKey(tenantId: $tenantId) { id apiKey } }';
   const key = expectData(await gateway.graphql<{ createApiKey: { id: string; apiKey: string } }>(query, { tenantId: a.id }), query).createApiKey;
   secondKeyOfA = key.apiKey;

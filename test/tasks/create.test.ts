@@ -7,6 +7,7 @@ import { createTask, createTenant, createVideo, TEXT_TO_VIDEO, taskUuid } from '
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
+import { waitFor } from '../reliability/support.ts';
 
 let gateway: TestGateway;
 let tenant: TestTenant;
@@ -168,6 +169,16 @@ describe('createOmniVideo sends the upstream the body of the reference, field fo
 });
 
 describe('invalid input', () => {
+  // The tasks of the tests above finish upstream and call back, and a final callback is confirmed by
+  // an upstream read: let them settle first, so that a request seen below can only come from the input.
+  beforeEach(async () => {
+    const unfinished = async () => {
+      const query = sql`select count(*)::int as count from omni_tasks where status not in ('SUCCEEDED', 'FAILED')`;
+      return Number((await queryRows<{ count: number }>(gateway.database.db, query))[0]?.count);
+    };
+    await waitFor('the earlier tasks to finish', async () => (await unfinished()) === 0);
+    gateway.upstreamRequests.length = 0;
+  });
   const tooSmall = png(299, 400).toString('base64');
   const tooWide = png(900, 300).toString('base64');
   it.each([

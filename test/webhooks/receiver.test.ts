@@ -51,6 +51,8 @@ describe('POST /webhooks/kling/{taskId}/{token}', () => {
     expect(await read(task)).toMatchObject({ status: 'PROCESSING', version: 3 });
 
     const final = callbackBody(task, 'succeed');
+    // A final callback is confirmed by an upstream read: the upstream finished the task as the body says.
+    expect(gateway.simulator.finish(final)).toBe(true);
     expect(await postJson(url, final)).toEqual({ status: 200, body: { ok: true, changed: true } });
     const succeeded = await read(task);
     expect(succeeded).toMatchObject({
@@ -71,7 +73,9 @@ describe('POST /webhooks/kling/{taskId}/{token}', () => {
 
   it('reads the failure reason from task_status_msg', async () => {
     const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
-    expect((await postJson(callbackUrlOf(gateway, task.id), callbackBody(task, 'failed'))).status).toBe(200);
+    const failed = callbackBody(task, 'failed');
+    expect(gateway.simulator.finish(failed)).toBe(true);
+    expect((await postJson(callbackUrlOf(gateway, task.id), failed)).status).toBe(200);
     expect(await read(task)).toMatchObject({ status: 'FAILED', statusMessage: 'Image pixel is invalid', version: 3 });
   });
 

@@ -181,6 +181,9 @@ builder.queryFields((t) => ({
   ),
 }));
 
+/** The operations (by their context) that already ran a refreshOmniTask. */
+const refreshed = new WeakSet<object>();
+
 builder.mutationFields((t) => ({
   createOmniVideo: t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
@@ -210,6 +213,10 @@ builder.mutationFields((t) => ({
     description: 'Asks the upstream for the task\'s state now and applies the answer.',
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, context) => {
+      // Each refresh asks the upstream, so each counts as a request: the operation itself paid for
+      // the first, each further one (aliases) takes one more from the tenant's request rate.
+      if (refreshed.has(context)) context.services.rateLimits.admitRequest(context.viewer);
+      else refreshed.add(context);
       const taskId = fromGlobalId(id, 'OmniTask');
       return taskId === null ? null : context.services.tasks.refresh(context.viewer.tenantId, taskId);
     },

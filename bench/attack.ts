@@ -27,7 +27,10 @@ function attackBody(): Buffer {
 function attack(url: string, body: Buffer): Promise<{ ms: number; status: number }> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const req = request(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length } });
+    const req = request(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': body.length },
+    });
     req.once('response', (response) => {
       response.resume();
       resolve({ ms: performance.now() - started, status: response.statusCode ?? 0 });
@@ -65,7 +68,14 @@ const dataDir = mkdtempSync(join(tmpdir(), 'omni-attack-'));
 const port = await freePort();
 const url = `http://127.0.0.1:${port}`;
 const gateway = startNode('gateway', 'src/main.ts', {
-  env: { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN, LOG_LEVEL: 'warn', RATE_LIMIT_REQUESTS_PER_SECOND: '0' },
+  env: {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    ADMIN_API_KEY: ADMIN,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_REQUESTS_PER_SECOND: '0',
+  },
 });
 try {
   await waitForHttp(`${url}/readyz`, gateway, 30_000);
@@ -87,12 +97,18 @@ try {
   const refusal = percentiles(answers.map((answer) => answer.ms));
   const before = percentiles(quiet);
   const meanwhile = percentiles(during);
-  console.log(`attack: ${ATTACKERS} × ${(body.length / 1024 / 1024).toFixed(1)} MB without a key; statuses ${[...new Set(answers.map((a) => a.status))].join(', ')}`);
+  console.log(
+    `attack: ${ATTACKERS} × ${(body.length / 1024 / 1024).toFixed(1)} MB without a key; statuses ${[...new Set(answers.map((a) => a.status))].join(', ')}`,
+  );
   console.log(`| figure | value |\n|---|---|`);
   console.log(`| time to refusal, median / max | ${refusal.p50.toFixed(1)} ms / ${refusal.max.toFixed(1)} ms |`);
-  console.log(`| gateway RSS before → peak | ${(rssBefore / 1024).toFixed(0)} MiB → ${(rssPeak / 1024).toFixed(0)} MiB (+${((rssPeak - rssBefore) / 1024).toFixed(0)} MiB) |`);
+  console.log(
+    `| gateway RSS before → peak | ${(rssBefore / 1024).toFixed(0)} MiB → ${(rssPeak / 1024).toFixed(0)} MiB (+${((rssPeak - rssBefore) / 1024).toFixed(0)} MiB) |`,
+  );
   console.log(`| tenant read p50 / p99, quiet (${before.count} reads) | ${before.p50.toFixed(2)} ms / ${before.p99.toFixed(2)} ms |`);
-  console.log(`| tenant read p50 / p99, during the attack (${meanwhile.count} reads) | ${meanwhile.p50.toFixed(2)} ms / ${meanwhile.p99.toFixed(2)} ms |`);
+  console.log(
+    `| tenant read p50 / p99, during the attack (${meanwhile.count} reads) | ${meanwhile.p50.toFixed(2)} ms / ${meanwhile.p99.toFixed(2)} ms |`,
+  );
 } finally {
   await gateway.stop();
   rmSync(dataDir, { recursive: true, force: true });

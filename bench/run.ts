@@ -72,7 +72,11 @@ function options() {
       },
       strict: true,
     });
-    const only = values.only?.split(',').map((id) => id.trim()).filter((id) => id.length > 0) ?? null;
+    const only =
+      values.only
+        ?.split(',')
+        .map((id) => id.trim())
+        .filter((id) => id.length > 0) ?? null;
     const unknown = only?.filter((id) => !SCENARIOS.some((scenario) => scenario.id === id)) ?? [];
     if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')}`);
     if (values.help) {
@@ -347,7 +351,9 @@ function printProfile(scenarios: Record<string, ProfileSummary>, file: string): 
       .join(', ');
     console.log(`${id}: busy ${summary.busyMs.toFixed(0)} ms, idle ${summary.idleMs.toFixed(0)} ms — ${areas}`);
     for (const entry of summary.top.slice(0, 10)) {
-      console.log(`  ${(entry.share * 100).toFixed(1).padStart(5)}%  ${entry.selfMs.toFixed(0).padStart(6)} ms  ${entry.function}  ${entry.where}`);
+      console.log(
+        `  ${(entry.share * 100).toFixed(1).padStart(5)}%  ${entry.selfMs.toFixed(0).padStart(6)} ms  ${entry.function}  ${entry.where}`,
+      );
     }
     console.log('');
   }

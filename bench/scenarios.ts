@@ -245,7 +245,14 @@ type FanOutTarget = {
   matches(payload: NextPayload, round: number): boolean;
 };
 
-type FanOutResult = { latencyMs: Percentiles; triggerMs: Percentiles; missed: number; rounds: number; subscribers: number; openSeconds: number };
+type FanOutResult = {
+  latencyMs: Percentiles;
+  triggerMs: Percentiles;
+  missed: number;
+  rounds: number;
+  subscribers: number;
+  openSeconds: number;
+};
 
 async function fanOut(target: FanOutTarget, subscribers: number, rounds: number): Promise<FanOutResult> {
   const swarm = await openSwarm({
@@ -355,7 +362,10 @@ const deliveryFanOut: Scenario = {
         'bare yoga publish → same',
         anchor.latencyMs,
         {
-          note: (which) => (which === 'p50' ? `${rounds} callbacks × ${subscribers} deliveries; webhook answered in p50 ${gateway.triggerMs.p50.toFixed(1)} ms` : undefined),
+          note: (which) =>
+            which === 'p50'
+              ? `${rounds} callbacks × ${subscribers} deliveries; webhook answered in p50 ${gateway.triggerMs.p50.toFixed(1)} ms`
+              : undefined,
           ...(error === undefined ? {} : { error }),
         },
       ),
@@ -505,7 +515,10 @@ const throughput: Scenario = {
       });
     };
     return {
-      figures: [row('throughput.omniTask', 'omniTask(id) throughput', task), row('throughput.omniTasks', 'omniTasks(first: 20) throughput', list)],
+      figures: [
+        row('throughput.omniTask', 'omniTask(id) throughput', task),
+        row('throughput.omniTasks', 'omniTasks(first: 20) throughput', list),
+      ],
       details: { hello: describeLatency(hello), omniTask: describeLatency(task), omniTasks: describeLatency(list) },
     };
   },
@@ -513,7 +526,13 @@ const throughput: Scenario = {
 
 // --- HTTP: latency ----------------------------------------------------------------------------
 
-function latencyLoad(ctx: BenchContext, url: string, headers: Record<string, string>, body: string | (() => string), expect: (body: string) => boolean): HttpLoad {
+function latencyLoad(
+  ctx: BenchContext,
+  url: string,
+  headers: Record<string, string>,
+  body: string | (() => string),
+  expect: (body: string) => boolean,
+): HttpLoad {
   return { ...ctx.plan.latency, url, headers, body, expect };
 }
 
@@ -540,9 +559,13 @@ const paging: Scenario = {
     const page = (key: string, after: string | null) =>
       latencyLoad(ctx, url, bearer(key), graphqlBody(LIST_QUERY, { first: 50, after }), expectPage);
     type Page = { omniTasks: { edges: unknown[]; pageInfo: { hasNextPage: boolean } } };
-    for (const [key, after] of [[large.apiKey, null], [large.apiKey, large.middleCursor]] as const) {
+    for (const [key, after] of [
+      [large.apiKey, null],
+      [large.apiKey, large.middleCursor],
+    ] as const) {
       const data = await checkedGraphql<Page>(ctx, key, LIST_QUERY, { first: 50, after });
-      if (data.omniTasks.edges.length !== 50) throw new Error(`a page of the large tenant has ${data.omniTasks.edges.length} edges, not 50`);
+      if (data.omniTasks.edges.length !== 50)
+        throw new Error(`a page of the large tenant has ${data.omniTasks.edges.length} edges, not 50`);
     }
     const rows = (n: number) => `10^${Math.round(Math.log10(n))}`;
     ctx.log(`paging: first page at ${rows(small.rows)} and ${rows(large.rows)} rows, 1 connection`);
@@ -555,14 +578,28 @@ const paging: Scenario = {
     const deepError = problemOf(deepSmall, deepLarge);
     return {
       figures: [
-        ...latencyFigures('paging.first', `omniTasks(first: 50) at ${rows(large.rows)} rows`, firstLarge.latencyMs, `same at ${rows(small.rows)} rows`, firstSmall.latencyMs, {
-          note: (which) => (which === 'p50' ? 'must stay near 1×' : undefined),
-          ...(firstError === undefined ? {} : { error: firstError }),
-        }),
-        ...latencyFigures('paging.middle', `omniTasks(first: 50, after: middle) at ${rows(large.rows)}`, deepLarge.latencyMs, `same at ${rows(small.rows)} rows`, deepSmall.latencyMs, {
-          note: (which) => (which === 'p50' ? 'keyset: a deep page costs a first page' : undefined),
-          ...(deepError === undefined ? {} : { error: deepError }),
-        }),
+        ...latencyFigures(
+          'paging.first',
+          `omniTasks(first: 50) at ${rows(large.rows)} rows`,
+          firstLarge.latencyMs,
+          `same at ${rows(small.rows)} rows`,
+          firstSmall.latencyMs,
+          {
+            note: (which) => (which === 'p50' ? 'must stay near 1×' : undefined),
+            ...(firstError === undefined ? {} : { error: firstError }),
+          },
+        ),
+        ...latencyFigures(
+          'paging.middle',
+          `omniTasks(first: 50, after: middle) at ${rows(large.rows)}`,
+          deepLarge.latencyMs,
+          `same at ${rows(small.rows)} rows`,
+          deepSmall.latencyMs,
+          {
+            note: (which) => (which === 'p50' ? 'keyset: a deep page costs a first page' : undefined),
+            ...(deepError === undefined ? {} : { error: deepError }),
+          },
+        ),
       ],
       details: {
         firstSmall: describeLatency(firstSmall),
@@ -591,7 +628,9 @@ const usage: Scenario = {
     const expectUsage = okGraphql('"succeededTasks"');
     ctx.log(`usage: viewer.usage over ${large.usageEvents} ledger rows vs an empty ledger, 1 connection`);
     const empty = await measureHttp(latencyLoad(ctx, url, bearer(small.apiKey), graphqlBody(USAGE_QUERY), expectUsage));
-    const full = await ctx.window('usage.report', () => measureHttp(latencyLoad(ctx, url, bearer(large.apiKey), graphqlBody(USAGE_QUERY), expectUsage)));
+    const full = await ctx.window('usage.report', () =>
+      measureHttp(latencyLoad(ctx, url, bearer(large.apiKey), graphqlBody(USAGE_QUERY), expectUsage)),
+    );
     const error = problemOf(empty, full);
     const events = `10^${Math.round(Math.log10(large.usageEvents))}`;
     const verdict = (value: number) =>
@@ -599,10 +638,17 @@ const usage: Scenario = {
         ? `limit ${USAGE_LIMIT_MS} ms on PostgreSQL: ${value < USAGE_LIMIT_MS ? 'met' : 'MISSED'}`
         : `limit ${USAGE_LIMIT_MS} ms applies to PostgreSQL (this run: PGlite)`;
     return {
-      figures: latencyFigures('usage', `viewer.usage at ${events} usage events`, full.latencyMs, 'same on an empty ledger', empty.latencyMs, {
-        note: (which) => verdict(full.latencyMs[which]),
-        ...(error === undefined ? {} : { error }),
-      }),
+      figures: latencyFigures(
+        'usage',
+        `viewer.usage at ${events} usage events`,
+        full.latencyMs,
+        'same on an empty ledger',
+        empty.latencyMs,
+        {
+          note: (which) => verdict(full.latencyMs[which]),
+          ...(error === undefined ? {} : { error }),
+        },
+      ),
       details: { empty: describeLatency(empty), full: describeLatency(full), limitMs: USAGE_LIMIT_MS },
     };
   },
@@ -635,7 +681,13 @@ const create: Scenario = {
     ctx.log('create: createOmniVideo on the gateway, 1 connection');
     const viaGateway = await ctx.window('create.createOmniVideo', () =>
       measureHttp(
-        latencyLoad(ctx, `${ctx.gateway.url}/graphql`, bearer(ctx.liveApiKey), graphqlBody(CREATE_MUTATION, { input }), okGraphql('"__typename":"CreateOmniVideoSuccess"')),
+        latencyLoad(
+          ctx,
+          `${ctx.gateway.url}/graphql`,
+          bearer(ctx.liveApiKey),
+          graphqlBody(CREATE_MUTATION, { input }),
+          okGraphql('"__typename":"CreateOmniVideoSuccess"'),
+        ),
       ),
     );
     const error = problemOf(direct, viaGateway);

@@ -80,7 +80,10 @@ function start(script: string, argv: string[], env: Record<string, string>): Chi
     tail,
     line: (pattern, timeoutMs) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => done(new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${tail.join('\n')}`)), timeoutMs);
+        const timer = setTimeout(
+          () => done(new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${tail.join('\n')}`)),
+          timeoutMs,
+        );
         const onExit = (code: number | null) => done(new Error(`${script} exited (${code}):\n${tail.join('\n')}`));
         const watch = (line: string) => pattern.test(line) && done(null, line);
         const done = (error: Error | null, line?: string) => {
@@ -127,7 +130,8 @@ async function graphql(url: string, token: string, query: string, variables: Rec
 
 type Subscriber = { tenant: number; client: Client; finals: Set<string>; closed: number; warm: boolean };
 const warmUps = new Set<string>();
-const CREATE = 'mutation ($input: CreateOmniVideoInput!) { createOmniVideo(input: $input) { __typename ... on CreateOmniVideoSuccess { task { id } } ... on Error { message } } }';
+const CREATE =
+  'mutation ($input: CreateOmniVideoInput!) { createOmniVideo(input: $input) { __typename ... on CreateOmniVideoSuccess { task { id } } ... on Error { message } } }';
 type Created = { tenant: number; createdAt: number; perTaskFinal: string | null };
 
 const errors = new Map<string, number>();
@@ -161,7 +165,11 @@ async function main(): Promise<number> {
   }
 
   try {
-    const simulator = start('src/simulator/main.ts', ['--port', '0', '--api-key', UPSTREAM_KEY, '--processing-ms', '500', '--finish-ms', '2000', '--video-bytes', '4096'], {});
+    const simulator = start(
+      'src/simulator/main.ts',
+      ['--port', '0', '--api-key', UPSTREAM_KEY, '--processing-ms', '500', '--finish-ms', '2000', '--video-bytes', '4096'],
+      {},
+    );
     cleanups.push(() => simulator.process.kill('SIGKILL'));
     const simulatorUrl = /listening on (\S+)/.exec(await simulator.line(/listening on/, 15_000))![1]!;
 
@@ -188,9 +196,13 @@ async function main(): Promise<number> {
     const url = `http://127.0.0.1:${port}`;
     const started = Date.now();
     for (;;) {
-      const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+      const ready = await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ready) break;
-      if (gateway.process.exitCode !== null || Date.now() - started > 60_000) throw new Error(`gateway did not start:\n${gateway.tail.join('\n')}`);
+      if (gateway.process.exitCode !== null || Date.now() - started > 60_000)
+        throw new Error(`gateway did not start:\n${gateway.tail.join('\n')}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const pid = gateway.process.pid;
@@ -199,7 +211,9 @@ async function main(): Promise<number> {
 
     const apiKeys: string[] = [];
     for (let i = 0; i < tenantCount; i += 1) {
-      const answer = await graphql(url, ADMIN, 'mutation ($name: String!) { createTenant(input: { name: $name }) { apiKey } }', { name: `Soak ${i}` });
+      const answer = await graphql(url, ADMIN, 'mutation ($name: String!) { createTenant(input: { name: $name }) { apiKey } }', {
+        name: `Soak ${i}`,
+      });
       const key = answer.body?.data?.createTenant?.apiKey as string | undefined;
       if (key === undefined) throw new Error(`createTenant: ${answer.text}`);
       apiKeys.push(key);
@@ -250,14 +264,17 @@ async function main(): Promise<number> {
     // graphql-ws has no acknowledgement of a subscription: a warm-up task per tenant, seen by every
     // subscriber of that tenant, shows that all of them are attached before the load starts.
     for (let tenant = 0; tenant < tenantCount; tenant += 1) {
-      const answer = await graphql(url, apiKeys[tenant]!, CREATE, { input: { prompt: `Warm-up ${tenant}`, mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 } });
+      const answer = await graphql(url, apiKeys[tenant]!, CREATE, {
+        input: { prompt: `Warm-up ${tenant}`, mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 },
+      });
       const id = answer.body?.data?.createOmniVideo?.task?.id as string | undefined;
       if (id === undefined) throw new Error(`warm-up create: ${answer.text}`);
       warmUps.add(id);
     }
     const warmStart = Date.now();
     while (!subscribers.every((subscriber) => subscriber.warm)) {
-      if (Date.now() - warmStart > 60_000) throw new Error(`only ${subscribers.filter((s) => s.warm).length} subscribers saw their warm-up task`);
+      if (Date.now() - warmStart > 60_000)
+        throw new Error(`only ${subscribers.filter((s) => s.warm).length} subscribers saw their warm-up task`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     console.log(`soak: ${subscribers.length} subscribers attached; driving ${createsPerSecond} creates/s for ${minutes} min`);
@@ -280,7 +297,9 @@ async function main(): Promise<number> {
 
     const loadStart = Date.now();
     const idleMb = rssMb(pid);
-    console.log(`soak: gateway rss with ${subscribers.length} idle subscribers: ${idleMb.toFixed(1)} MB (before them: ${bootMb.toFixed(1)} MB)`);
+    console.log(
+      `soak: gateway rss with ${subscribers.length} idle subscribers: ${idleMb.toFixed(1)} MB (before them: ${bootMb.toFixed(1)} MB)`,
+    );
     const sampler = setInterval(() => {
       samples.push({
         at: Math.round((Date.now() - loadStart) / 1000),
@@ -325,9 +344,12 @@ async function main(): Promise<number> {
     let lost = 0;
     const lostExamples: string[] = [];
     for (const [id, task] of created) {
-      const answer = await graphql(url, apiKeys[task.tenant]!, 'query ($id: ID!) { omniTask(id: $id) { status } }', { id }).catch(() => null);
+      const answer = await graphql(url, apiKeys[task.tenant]!, 'query ($id: ID!) { omniTask(id: $id) { status } }', { id }).catch(
+        () => null,
+      );
       const status = (answer?.body?.data?.omniTask?.status as string | undefined) ?? 'unknown';
-      const missing = subscribers.filter((s) => s.tenant === task.tenant && !s.finals.has(id)).length + (task.perTaskFinal === null ? 1 : 0);
+      const missing =
+        subscribers.filter((s) => s.tenant === task.tenant && !s.finals.has(id)).length + (task.perTaskFinal === null ? 1 : 0);
       lost += missing;
       if (lostExamples.length < 5) lostExamples.push(`${id}: gateway says ${status}, missing at ${missing} subscriber(s)`);
     }
@@ -345,7 +367,9 @@ async function main(): Promise<number> {
     console.log(`  socket closures     ${closures}`);
     console.log(`  errors              ${totalErrors}${totalErrors > 0 ? ` ${JSON.stringify(Object.fromEntries(errors))}` : ''}`);
     console.log(`  lost updates        ${lost}${lostExamples.length > 0 ? `\n    ${lostExamples.join('\n    ')}` : ''}`);
-    console.log(`  gateway RSS (MB)    ${bootMb.toFixed(1)} at start, ${idleMb.toFixed(1)} with idle subscribers; under load first ${first.toFixed(1)}, peak ${peak.toFixed(1)}, last ${lastSample.toFixed(1)}`);
+    console.log(
+      `  gateway RSS (MB)    ${bootMb.toFixed(1)} at start, ${idleMb.toFixed(1)} with idle subscribers; under load first ${first.toFixed(1)}, peak ${peak.toFixed(1)}, last ${lastSample.toFixed(1)}`,
+    );
     console.log('  RSS over time (s: gateway MB)');
     console.log(`    ${samples.map((s) => `${s.at}: ${s.gatewayMb.toFixed(0)}`).join(', ')}`);
 

@@ -23,7 +23,15 @@ function files(dir: string): string[] {
 
 type Span = { start: number; end: number };
 type Node = { type?: string; span?: Span; identifier?: { value?: string }; key?: { value?: string } } & Record<string, unknown>;
-const FUNCTION_TYPES = new Set(['FunctionDeclaration', 'FunctionExpression', 'ArrowFunctionExpression', 'ClassMethod', 'MethodProperty', 'GetterProperty', 'SetterProperty']);
+const FUNCTION_TYPES = new Set([
+  'FunctionDeclaration',
+  'FunctionExpression',
+  'ArrowFunctionExpression',
+  'ClassMethod',
+  'MethodProperty',
+  'GetterProperty',
+  'SetterProperty',
+]);
 
 function codeLines(lines: string[], from: number, to: number): number {
   let count = 0;
@@ -51,7 +59,11 @@ for (const file of files(join(ROOT, 'src'))) {
   // swc spans are byte offsets shared by every parse of the process: rebase on this module's start.
   const base = module.span.start;
   const bytes = Buffer.from(source, 'utf8');
-  const lineOf = (offset: number) => bytes.subarray(0, offset - base).toString('utf8').split('\n').length - 1;
+  const lineOf = (offset: number) =>
+    bytes
+      .subarray(0, offset - base)
+      .toString('utf8')
+      .split('\n').length - 1;
   const lines = source.split('\n');
   const visit = (node: unknown, name: string) => {
     if (node === null || typeof node !== 'object') return;
@@ -63,7 +75,8 @@ for (const file of files(join(ROOT, 'src'))) {
     let here = name;
     if (n.type === 'VariableDeclarator' && (n.id as Node | undefined)?.value) here = String((n.id as Node).value);
     if (n.type === 'FunctionDeclaration' && n.identifier?.value) here = n.identifier.value;
-    if ((n.type === 'MethodProperty' || n.type === 'KeyValueProperty' || n.type === 'ClassMethod') && n.key?.value) here = String(n.key.value);
+    if ((n.type === 'MethodProperty' || n.type === 'KeyValueProperty' || n.type === 'ClassMethod') && n.key?.value)
+      here = String(n.key.value);
     if (n.type !== undefined && FUNCTION_TYPES.has(n.type) && n.span !== undefined) {
       const first = lineOf(n.span.start);
       const last = lineOf(n.span.end);

@@ -230,12 +230,22 @@ function createHttp(w: Wiring, core: Core, draining: () => boolean) {
             maxInflightBodyBytes: config.maxInflightBodyBytes,
             usageExport: {
               path: USAGE_EXPORT_PATH,
-              handle: createUsageExportHandler({ metering: core.metering, authenticate, admitRequest: core.rateLimits.admitRequest, logger }),
+              handle: createUsageExportHandler({
+                metering: core.metering,
+                authenticate,
+                admitRequest: core.rateLimits.admitRequest,
+                logger,
+              }),
             },
             videoFiles,
             webhooks: {
               match: isWebhookPath,
-              handle: createWebhookReceiver({ secret: w.webhookSecret, tasks: core.tasks, logger, onOutcome: (outcome) => metrics.webhook(outcome) }),
+              handle: createWebhookReceiver({
+                secret: w.webhookSecret,
+                tasks: core.tasks,
+                logger,
+                onOutcome: (outcome) => metrics.webhook(outcome),
+              }),
             },
           },
   });

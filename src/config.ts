@@ -16,9 +16,7 @@ const port = z.coerce
   .min(0, 'must be between 0 and 65535')
   .max(65535, 'must be between 0 and 65535');
 
-const httpUrl = z
-  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-  .transform((value) => value.replace(/\/+$/, ''));
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).transform((value) => value.replace(/\/+$/, ''));
 
 const environmentModel = z
   .object({
@@ -42,8 +40,16 @@ const environmentModel = z
     S3_ENDPOINT: httpUrl.optional(),
     S3_FORCE_PATH_STYLE: booleanFlag.default(false),
     ALLOW_PRIVATE_URLS: booleanFlag.optional(),
-    ARCHIVE_MAX_BYTES: z.coerce.number().int().min(1024).default(500 * 1024 * 1024),
-    ARCHIVE_TIMEOUT_MS: z.coerce.number().int().min(100).default(10 * 60_000),
+    ARCHIVE_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(500 * 1024 * 1024),
+    ARCHIVE_TIMEOUT_MS: z.coerce
+      .number()
+      .int()
+      .min(100)
+      .default(10 * 60_000),
     ARCHIVE_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
     VIDEO_URL_TTL_SECONDS: z.coerce.number().int().min(10).default(3600),
     CORS_ORIGINS: z
@@ -80,7 +86,11 @@ const environmentModel = z
     RATE_LIMIT_REQUESTS_PER_SECOND: z.coerce.number().min(0).default(20),
     RATE_LIMIT_CREATES_PER_MINUTE: z.coerce.number().min(0).default(60),
     MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_MAX_REQUEST_BYTES),
-    WS_MAX_PAYLOAD_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+    WS_MAX_PAYLOAD_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
     WS_CONNECTION_INIT_TIMEOUT_MS: z.coerce.number().int().min(10).default(10_000),
     WS_KEEPALIVE_MS: z.coerce.number().int().min(0).default(30_000),
     MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(0).default(100),
@@ -94,7 +104,10 @@ const environmentModel = z
     PERSISTED_OPERATIONS_FILE: z.string().min(1).optional(),
     OTEL_TRACING: booleanFlag.default(false),
     CHANGE_LOG_POLL_MS: z.coerce.number().int().min(10).default(1_000),
-    CHANGE_LOG_RETENTION_HOURS: z.coerce.number().min(1).default(7 * 24),
+    CHANGE_LOG_RETENTION_HOURS: z.coerce
+      .number()
+      .min(1)
+      .default(7 * 24),
     REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).default(120_000),
     METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     MAX_INFLIGHT_BODY_BYTES: z.coerce.number().int().min(1024).optional(),
@@ -107,7 +120,11 @@ const environmentModel = z
     }
     // Without it, callback and video URLs would silently point at localhost, which the upstream cannot reach.
     if (env.COMETAPI_KEY !== undefined && env.PUBLIC_BASE_URL === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['PUBLIC_BASE_URL'], message: 'is required when COMETAPI_KEY is set (how the upstream reaches callbacks)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PUBLIC_BASE_URL'],
+        message: 'is required when COMETAPI_KEY is set (how the upstream reaches callbacks)',
+      });
     }
   });
 

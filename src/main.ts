@@ -50,9 +50,7 @@ process.on('uncaughtException', (error) => {
 const database = await connectDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
 logger.info(
   { driver: database.driver, location: database.location },
-  database.driver === 'pglite'
-    ? `using embedded PGlite; data lives in ${database.location}`
-    : `using PostgreSQL at ${database.location}`,
+  database.driver === 'pglite' ? `using embedded PGlite; data lives in ${database.location}` : `using PostgreSQL at ${database.location}`,
 );
 await database.migrate();
 logger.info('migrations applied');
@@ -70,8 +68,7 @@ if (config.cometApiKey === null) {
   logger.info({ upstream: config.cometApiBaseUrl }, 'upstream: CometAPI');
 }
 
-const persistedOperations =
-  config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile);
+const persistedOperations = config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile);
 const app = await createApp({ config, database, logger, upstream, metrics, persistedOperations });
 const { url } = await app.start();
 // With the simulator and the embedded database, the first start makes a tenant to try the API
@@ -83,7 +80,10 @@ if (sandboxMode) {
   const graphiql = `${app.publicBaseUrl()}/graphql`;
   // Plain output, not a log line: API keys never reach the logs.
   if (sandbox !== null) console.log(sandboxBanner(sandbox.apiKey, graphiql));
-  logger.info({ graphiql }, sandbox === null ? `GraphiQL at ${graphiql}; the sandbox key was printed at the first start` : 'sandbox tenant created');
+  logger.info(
+    { graphiql },
+    sandbox === null ? `GraphiQL at ${graphiql}; the sandbox key was printed at the first start` : 'sandbox tenant created',
+  );
 }
 
 let stopping = false;

@@ -59,7 +59,9 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ COMETAPI_KEY: 'live-key' })).toThrow(/PUBLIC_BASE_URL: is required when COMETAPI_KEY is set/);
     const config = loadConfig({ COMETAPI_KEY: 'live-key', PUBLIC_BASE_URL: 'https://gw.example' });
     expect(config.allowPrivateUrls).toBe(false);
-    expect(loadConfig({ COMETAPI_KEY: 'live-key', PUBLIC_BASE_URL: 'https://gw.example', ALLOW_PRIVATE_URLS: 'true' }).allowPrivateUrls).toBe(true);
+    expect(
+      loadConfig({ COMETAPI_KEY: 'live-key', PUBLIC_BASE_URL: 'https://gw.example', ALLOW_PRIVATE_URLS: 'true' }).allowPrivateUrls,
+    ).toBe(true);
   });
 
   it('requires a bucket for the S3 store', () => {

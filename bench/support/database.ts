@@ -236,6 +236,8 @@ export async function seed(db: Db, sizes: SeedSizes, progress: (message: string)
     fanout: { ...fanout, tasks: fanoutTasks },
     watch: { ...watch, tasks: watchTasks },
   };
-  progress(`seeded ${sizes.usageEvents} usage events and ${sizes.fanoutTasks + sizes.watchTasks} watched tasks in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  progress(
+    `seeded ${sizes.usageEvents} usage events and ${sizes.fanoutTasks + sizes.watchTasks} watched tasks in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
   return seeded;
 }

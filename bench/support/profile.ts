@@ -90,7 +90,8 @@ export function summariseProfile(profile: CpuProfile, root: string, window: Wind
     }
     busy += micros;
     const caller = frame.url === '' ? callerArea(id) : null;
-    const where = frame.url !== '' ? `${shortUrl(frame.url, root)}:${frame.lineNumber + 1}` : caller === null ? '' : `(native, from ${caller})`;
+    const where =
+      frame.url !== '' ? `${shortUrl(frame.url, root)}:${frame.lineNumber + 1}` : caller === null ? '' : `(native, from ${caller})`;
     const name = frame.functionName || '(anonymous)';
     const key = `${name} ${where}`;
     const entry = byFunction.get(key) ?? { function: name, where, micros: 0 };

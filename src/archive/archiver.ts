@@ -60,9 +60,7 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<A
     const due = await tx
       .select({ taskId: videoArchives.taskId, videoIndex: videoArchives.videoIndex })
       .from(videoArchives)
-      .where(
-        and(eq(videoArchives.status, 'pending'), isNotNull(videoArchives.nextAttemptAt), lte(videoArchives.nextAttemptAt, sql`now()`)),
-      )
+      .where(and(eq(videoArchives.status, 'pending'), isNotNull(videoArchives.nextAttemptAt), lte(videoArchives.nextAttemptAt, sql`now()`)))
       .orderBy(videoArchives.nextAttemptAt)
       .limit(batchSize)
       .for('update', { skipLocked: true });
@@ -92,7 +90,15 @@ export function createArchiver(options: ArchiverOptions): Archiver {
     await options.taskState.commit(db, async (tx) => {
       const [done] = await tx
         .update(videoArchives)
-        .set({ status: 'done', storedKey: stored.key, sizeBytes: stored.size, sha256: stored.sha256, archivedAt: sql`now()`, nextAttemptAt: null, lastError: null })
+        .set({
+          status: 'done',
+          storedKey: stored.key,
+          sizeBytes: stored.size,
+          sha256: stored.sha256,
+          archivedAt: sql`now()`,
+          nextAttemptAt: null,
+          lastError: null,
+        })
         .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex), eq(videoArchives.status, 'pending')))
         .returning();
       if (done === undefined) return; // another run finished it first
@@ -117,7 +123,10 @@ export function createArchiver(options: ArchiverOptions): Archiver {
           : { lastError: message, nextAttemptAt: sql`now() + make_interval(secs => ${retryDelaySeconds(job.attempts)})` },
       )
       .where(and(eq(videoArchives.taskId, job.taskId), eq(videoArchives.videoIndex, job.videoIndex)));
-    logger.warn({ taskId: job.taskId, videoIndex: job.videoIndex, attempts: job.attempts, final, err: message }, 'video archive attempt failed');
+    logger.warn(
+      { taskId: job.taskId, videoIndex: job.videoIndex, attempts: job.attempts, final, err: message },
+      'video archive attempt failed',
+    );
     return final ? 'failed' : 'retry';
   }
 

@@ -54,10 +54,7 @@ async function expectedMigrationCount(): Promise<number> {
 }
 
 async function appliedMigrationCount(db: Db): Promise<number> {
-  const rows = await queryRows<{ count: number | string }>(
-    db,
-    sql`select count(*)::int as count from drizzle.__drizzle_migrations`,
-  );
+  const rows = await queryRows<{ count: number | string }>(db, sql`select count(*)::int as count from drizzle.__drizzle_migrations`);
   return Number(rows[0]?.count ?? 0);
 }
 
@@ -147,7 +144,5 @@ export async function connectPglite(dataDir: string | null): Promise<Database> {
 }
 
 export async function connectDatabase(options: { databaseUrl: string | null; dataDir: string }): Promise<Database> {
-  return options.databaseUrl === null
-    ? connectPglite(resolve(options.dataDir, 'pglite'))
-    : connectPostgres(options.databaseUrl);
+  return options.databaseUrl === null ? connectPglite(resolve(options.dataDir, 'pglite')) : connectPostgres(options.databaseUrl);
 }

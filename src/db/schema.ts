@@ -1,5 +1,19 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, check, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  boolean,
+  check,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
 
 // Every timestamp keeps milliseconds, the precision of a JS Date, so that a value read into
 // JavaScript and written back (e.g. in a keyset cursor) compares equal to the stored one.
@@ -35,10 +49,7 @@ export const apiKeys = pgTable(
     revokedAt: timestamp('revoked_at', { withTimezone: true, precision: 3 }),
     lastUsedAt: timestamp('last_used_at', { withTimezone: true, precision: 3 }),
   },
-  (table) => [
-    uniqueIndex('api_keys_key_hash_unique').on(table.keyHash),
-    index('api_keys_tenant_id_idx').on(table.tenantId),
-  ],
+  (table) => [uniqueIndex('api_keys_key_hash_unique').on(table.keyHash), index('api_keys_tenant_id_idx').on(table.tenantId)],
 );
 
 /** Instance-wide values that must be the same on every gateway instance (e.g. a generated secret). */
@@ -117,13 +128,9 @@ export const omniTasks = pgTable(
     uniqueIndex('omni_tasks_upstream_task_id_unique').on(table.upstreamTaskId),
     uniqueIndex('omni_tasks_tenant_external_task_id_unique').on(table.tenantId, table.externalTaskId),
     uniqueIndex('omni_tasks_tenant_idempotency_key_unique').on(table.tenantId, table.idempotencyKey),
-    index('omni_tasks_next_check_idx')
-      .on(table.nextCheckAt)
-      .where(sql`${table.nextCheckAt} is not null`),
+    index('omni_tasks_next_check_idx').on(table.nextCheckAt).where(sql`${table.nextCheckAt} is not null`),
     // The reconciler also leases unfinished tasks past their deadline, whatever their backoff.
-    index('omni_tasks_deadline_idx')
-      .on(table.deadlineAt)
-      .where(sql`${table.nextCheckAt} is not null`),
+    index('omni_tasks_deadline_idx').on(table.deadlineAt).where(sql`${table.nextCheckAt} is not null`),
     check('omni_tasks_status_check', sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED')`),
   ],
 );
@@ -259,7 +266,9 @@ export const videoArchives = pgTable(
       .notNull()
       .references(() => tenants.id, { onDelete: 'cascade' }),
     sourceUrl: text('source_url').notNull(),
-    status: text('status', { enum: ['pending', 'done', 'failed'] }).notNull().default('pending'),
+    status: text('status', { enum: ['pending', 'done', 'failed'] })
+      .notNull()
+      .default('pending'),
     attempts: integer('attempts').notNull().default(0),
     nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, precision: 3 }),
     lastError: text('last_error'),
@@ -272,8 +281,6 @@ export const videoArchives = pgTable(
   (table) => [
     primaryKey({ name: 'video_archives_pkey', columns: [table.taskId, table.videoIndex] }),
     index('video_archives_tenant_id_idx').on(table.tenantId),
-    index('video_archives_next_attempt_idx')
-      .on(table.nextAttemptAt)
-      .where(sql`${table.status} = 'pending'`),
+    index('video_archives_next_attempt_idx').on(table.nextAttemptAt).where(sql`${table.status} = 'pending'`),
   ],
 );

@@ -57,9 +57,7 @@ export const builder = new SchemaBuilder<{
       new InvalidInputError(
         'The input is invalid; see issues for each field.',
         failure.issues.map((issue) => ({
-          path: (issue.path ?? []).map((segment) =>
-            String(typeof segment === 'object' && segment !== null ? segment.key : segment),
-          ),
+          path: (issue.path ?? []).map((segment) => String(typeof segment === 'object' && segment !== null ? segment.key : segment)),
           message: issue.message,
         })),
       ),

@@ -1,10 +1,5 @@
 import { GraphQLError, Kind, parse } from 'graphql';
-import type {
-  FragmentDefinitionNode,
-  SelectionSetNode,
-  ValidationContext,
-  ValidationRule,
-} from 'graphql';
+import type { FragmentDefinitionNode, SelectionSetNode, ValidationContext, ValidationRule } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { QueryLimits } from '../query-limits.ts';
 
@@ -23,11 +18,7 @@ type Measure = (selectionSet: SelectionSetNode) => number;
  * A rule that measures every operation with `measure` (fragments expanded through `expand`),
  * memoising fragments so that a fragment spread many times is measured once.
  */
-function measuredRule(
-  limit: keyof QueryLimits,
-  max: number,
-  build: (fragmentValue: (name: string) => number) => Measure,
-): ValidationRule {
+function measuredRule(limit: keyof QueryLimits, max: number, build: (fragmentValue: (name: string) => number) => Measure): ValidationRule {
   return (context: ValidationContext) => {
     const fragments = new Map<string, FragmentDefinitionNode>();
     for (const definition of context.getDocument().definitions) {

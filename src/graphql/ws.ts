@@ -34,17 +34,15 @@ export type GraphQLWebSockets = {
 };
 
 /** Prepares an operation through yoga's own pipeline (parse, validate, limits, context). */
-async function prepareOperation(
-  yoga: Yoga,
-  ctx: Context<Record<string, unknown> | undefined, WsExtra>,
-  params: SubscribePayload,
-) {
+async function prepareOperation(yoga: Yoga, ctx: Context<Record<string, unknown> | undefined, WsExtra>, params: SubscribePayload) {
   const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.request.socket, params });
   let document;
   try {
     document = enveloped.parse(params.query);
   } catch (error) {
-    return [error instanceof AppError ? error : new AppError(error instanceof Error ? error.message : 'invalid query', 'GRAPHQL_PARSE_FAILED')];
+    return [
+      error instanceof AppError ? error : new AppError(error instanceof Error ? error.message : 'invalid query', 'GRAPHQL_PARSE_FAILED'),
+    ];
   }
   const errors = enveloped.validate(enveloped.schema, document);
   if (errors.length > 0) return errors;

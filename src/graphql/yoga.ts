@@ -99,7 +99,9 @@ export function createYogaServer(options: YogaOptions): Yoga {
     context: async (initial): Promise<GraphQLContext> => {
       let viewer = initial.viewer;
       if (viewer === undefined) {
-        viewer = initial.extra?.viewer ?? (await options.authenticate(initial.request.headers.get('authorization'), initial.req?.socket.remoteAddress));
+        viewer =
+          initial.extra?.viewer ??
+          (await options.authenticate(initial.request.headers.get('authorization'), initial.req?.socket.remoteAddress));
         options.rateLimits.admitRequest(viewer);
       }
       const requestLogger = logger.child({

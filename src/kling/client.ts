@@ -1,13 +1,5 @@
 import type { UpstreamCreateBody } from './body.ts';
-import {
-  errorOf,
-  isDuplicateExternalId,
-  isNotFound,
-  KlingError,
-  networkError,
-  notJsonError,
-  unreadableAnswerError,
-} from './errors.ts';
+import { errorOf, isDuplicateExternalId, isNotFound, KlingError, networkError, notJsonError, unreadableAnswerError } from './errors.ts';
 import type { KlingOp } from './errors.ts';
 import { readKlingTask } from './payload.ts';
 import type { KlingTask } from './payload.ts';
@@ -109,11 +101,7 @@ function delayBeforeRetry(policy: RetryPolicy, retry: number, last: KlingError):
   return delay;
 }
 
-async function withRetries<T>(
-  policy: RetryPolicy,
-  attempt: () => Promise<T>,
-  beforeRetry?: () => Promise<T | undefined>,
-): Promise<T> {
+async function withRetries<T>(policy: RetryPolicy, attempt: () => Promise<T>, beforeRetry?: () => Promise<T | undefined>): Promise<T> {
   let last: KlingError | undefined;
   for (let n = 1; n <= policy.maxAttempts; n++) {
     if (last) {

@@ -11,11 +11,7 @@ type KlingErrorCode =
 /** Which call an error came from: a create that may have reached the upstream is ambiguous. */
 export type KlingOp = 'create' | 'get';
 
-const RETRYABLE: ReadonlySet<KlingErrorCode> = new Set([
-  'UPSTREAM_RATE_LIMITED',
-  'UPSTREAM_CONCURRENCY_LIMIT',
-  'UPSTREAM_UNAVAILABLE',
-]);
+const RETRYABLE: ReadonlySet<KlingErrorCode> = new Set(['UPSTREAM_RATE_LIMITED', 'UPSTREAM_CONCURRENCY_LIMIT', 'UPSTREAM_UNAVAILABLE']);
 
 /** An upstream failure with a stable code; `message` is the upstream's own wording. */
 export class KlingError extends Error {

@@ -26,8 +26,14 @@ const COLUMNS = [
 ] as const;
 
 const queryModel = z.object({
-  from: z.iso.datetime({ offset: true }).transform((v) => new Date(v)).optional(),
-  to: z.iso.datetime({ offset: true }).transform((v) => new Date(v)).optional(),
+  from: z.iso
+    .datetime({ offset: true })
+    .transform((v) => new Date(v))
+    .optional(),
+  to: z.iso
+    .datetime({ offset: true })
+    .transform((v) => new Date(v))
+    .optional(),
   tenantId: z.string().min(1).optional(),
 });
 
@@ -93,7 +99,10 @@ export function createUsageExportHandler(deps: {
       viewer = await deps.authenticate(req.headers.authorization, req.socket.remoteAddress);
       deps.admitRequest(viewer);
     } catch (error) {
-      const http = error instanceof AppError ? (error.extensions.http as { status?: number; headers?: Record<string, string> } | undefined) : undefined;
+      const http =
+        error instanceof AppError
+          ? (error.extensions.http as { status?: number; headers?: Record<string, string> } | undefined)
+          : undefined;
       return sendJson(res, http?.status ?? 401, { error: error instanceof Error ? error.message : 'unauthenticated' }, http?.headers ?? {});
     }
     const url = new URL(req.url ?? '/', 'http://local');

@@ -174,7 +174,10 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable; clock?
         // counts as succeeded, not as both: its failure record (0 units) gives way to the video.
         await tx.delete(usageEvents).where(and(eq(usageEvents.taskId, task.id), eq(usageEvents.kind, 'failure')));
       }
-      await tx.insert(usageEvents).values(values).onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
+      await tx
+        .insert(usageEvents)
+        .values(values)
+        .onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
     },
 
     summary: (tenantId: string, range: { from: Date; to: Date }) => summary(db, tenantId, range),

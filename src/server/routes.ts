@@ -58,7 +58,12 @@ function healthRoutes(deps: RouteDeps): Route[] {
       async handle(req, res) {
         const token = deps.metricsToken;
         if (token !== null && !secretsEqual(bearerToken(req.headers.authorization) ?? '', token)) {
-          return sendJson(res, 401, { error: 'send the metrics token: Authorization: Bearer <METRICS_TOKEN>' }, { 'www-authenticate': 'Bearer' });
+          return sendJson(
+            res,
+            401,
+            { error: 'send the metrics token: Authorization: Bearer <METRICS_TOKEN>' },
+            { 'www-authenticate': 'Bearer' },
+          );
         }
         let text: string;
         try {
@@ -162,7 +167,8 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
       if (declared === undefined && req.headers['transfer-encoding'] !== undefined) {
         return sendJson(res, 411, { error: 'send the request body with a Content-Length' }, { connection: 'close' });
       }
-      const browserPage = req.method === 'GET' && req.headers.authorization === undefined && (req.headers.accept ?? '').includes('text/html');
+      const browserPage =
+        req.method === 'GET' && req.headers.authorization === undefined && (req.headers.accept ?? '').includes('text/html');
       // A CORS preflight and the GraphiQL page run no operation and need no key.
       if (req.method === 'OPTIONS' || browserPage) {
         if (hasBody(req)) return sendJson(res, 400, { error: 'this request takes no body' }, { connection: 'close' });
@@ -182,13 +188,22 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
         return sendJson(res, 413, { error: `request body over ${api.maxRequestBytes} bytes` }, { connection: 'close' });
       }
       if (!budget.admit(req, bytes, viewer.kind === 'tenant' ? viewer.tenantId : 'admin')) {
-        return sendJson(res, 503, { error: 'too many large requests in progress; retry shortly' }, { connection: 'close', 'retry-after': '1' });
+        return sendJson(
+          res,
+          503,
+          { error: 'too many large requests in progress; retry shortly' },
+          { connection: 'close', 'retry-after': '1' },
+        );
       }
       // Whatever the response turns out to be (a stream, whichever Accept chose it), it lives no
       // longer than its key, and a subscription started for it ends with it (a 406 included).
       const exchange = new AbortController();
       res.once('close', () => exchange.abort());
-      if (viewer.kind === 'tenant') res.once('close', api.sessions.open(viewer.apiKeyId, () => res.destroy()));
+      if (viewer.kind === 'tenant')
+        res.once(
+          'close',
+          api.sessions.open(viewer.apiKeyId, () => res.destroy()),
+        );
       api.graphql(req, res, { requestId, viewer, signal: exchange.signal });
     },
     upgrade: api.upgradeGraphql,

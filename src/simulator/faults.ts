@@ -45,11 +45,7 @@ export function takeFault(queue: SimulatorFault[], op: SimulatorFault['op']): Si
 }
 
 /** Applies a fault; returns true when the request has been fully dealt with. */
-export async function applyFault(
-  fault: SimulatorFault | null,
-  res: ServerResponse,
-  wait: (ms: number) => Promise<void>,
-): Promise<boolean> {
+export async function applyFault(fault: SimulatorFault | null, res: ServerResponse, wait: (ms: number) => Promise<void>): Promise<boolean> {
   if (!fault) return false;
   const canned = FAULT_RESPONSES[fault.kind];
   if (canned) {

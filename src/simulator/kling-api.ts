@@ -21,12 +21,8 @@ const createBodySchema = z.object({
     .string()
     .refine((p) => p.trim().length > 0, 'prompt is required')
     .refine((p) => [...p].length <= 2500, 'prompt must be at most 2500 characters'),
-  image_list: z
-    .array(z.object({ image_url: z.string().min(1), type: z.enum(['first_frame', 'end_frame']).optional() }))
-    .optional(),
-  element_list: z
-    .array(z.object({ element_id: z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]) }))
-    .optional(),
+  image_list: z.array(z.object({ image_url: z.string().min(1), type: z.enum(['first_frame', 'end_frame']).optional() })).optional(),
+  element_list: z.array(z.object({ element_id: z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]) })).optional(),
   video_list: z
     .array(
       z.object({
@@ -111,11 +107,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<{ ra
  * The create and query endpoints (reference §1 and §2a). The bearer token is the account: tasks
  * and external ids of one key are invisible to another.
  */
-export function createKlingApi(deps: {
-  state: SimulatorState;
-  apiKey: string | undefined;
-  baseUrlFor: (req: IncomingMessage) => string;
-}) {
+export function createKlingApi(deps: { state: SimulatorState; apiKey: string | undefined; baseUrlFor: (req: IncomingMessage) => string }) {
   const { state } = deps;
 
   async function create(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -4,10 +4,7 @@ import { createS3VideoStore } from './s3-video-store.ts';
 import type { VideoStore } from './video-store.ts';
 
 /** The store VIDEO_STORE names, or null for `none`. */
-export function storeFromConfig(
-  config: VideoStoreConfig,
-  opts: { publicBaseUrl: () => string; secret: string },
-): VideoStore | null {
+export function storeFromConfig(config: VideoStoreConfig, opts: { publicBaseUrl: () => string; secret: string }): VideoStore | null {
   switch (config.kind) {
     case 'none':
       return null;

@@ -35,7 +35,9 @@ export class VideoTooLargeError extends Error {
 
 export class InvalidVideoKeyError extends Error {
   constructor(key: string) {
-    super(`Invalid video key ${JSON.stringify(key.slice(0, 200))}: use segments of [A-Za-z0-9._-] separated by "/", none starting with ".".`);
+    super(
+      `Invalid video key ${JSON.stringify(key.slice(0, 200))}: use segments of [A-Za-z0-9._-] separated by "/", none starting with ".".`,
+    );
     this.name = 'InvalidVideoKeyError';
   }
 }

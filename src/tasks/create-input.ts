@@ -184,10 +184,9 @@ const fields = z.object({
   elements: z
     .array(
       z.object({
-        elementId: text()
-          .refine((v) => /^\d{1,19}$/.test(v) && BigInt(v) <= INT64_MAX, {
-            message: 'elementId must be a non-empty string of digits (Kling element ids are 64-bit integers)',
-          }),
+        elementId: text().refine((v) => /^\d{1,19}$/.test(v) && BigInt(v) <= INT64_MAX, {
+          message: 'elementId must be a non-empty string of digits (Kling element ids are 64-bit integers)',
+        }),
       }),
     )
     .nullish(),
@@ -240,8 +239,7 @@ function checkRules(v: Fields, ctx: z.RefinementCtx): void {
   if (images.length + elements.length > limit) {
     issue(
       [images.length > 0 ? 'referenceImages' : 'elements'],
-      `reference images and elements together must be at most ${limit}` +
-        (videos.length > 0 ? ' when a reference video is given' : ''),
+      `reference images and elements together must be at most ${limit}` + (videos.length > 0 ? ' when a reference video is given' : ''),
     );
   }
 
@@ -266,8 +264,7 @@ function checkRules(v: Fields, ctx: z.RefinementCtx): void {
   const d = v.durationSeconds;
   if (!hasBaseVideo && d != null && Number.isInteger(d) && d >= 3 && d <= 10 && d !== 5 && d !== 10) {
     const textOnly = images.length === 0 && elements.length === 0 && videos.length === 0;
-    const firstFrameOnly =
-      images.length === 1 && images[0]?.image.type === 'FIRST_FRAME' && elements.length === 0 && videos.length === 0;
+    const firstFrameOnly = images.length === 1 && images[0]?.image.type === 'FIRST_FRAME' && elements.length === 0 && videos.length === 0;
     if (textOnly) issue(['durationSeconds'], 'durationSeconds must be 5 or 10 for text-to-video');
     if (firstFrameOnly) issue(['durationSeconds'], 'durationSeconds must be 5 or 10 for a video from a first frame only');
   }

@@ -42,9 +42,7 @@ export function createTaskReads(db: Db) {
   /** One page of `limit` rows in its direction's order: a query builder, to await or (tests) to EXPLAIN. */
   function pageQuery(tenantId: string, page: TaskPageRequest) {
     const order =
-      page.direction === 'forward'
-        ? [desc(omniTasks.createdAt), desc(omniTasks.id)]
-        : [asc(omniTasks.createdAt), asc(omniTasks.id)];
+      page.direction === 'forward' ? [desc(omniTasks.createdAt), desc(omniTasks.id)] : [asc(omniTasks.createdAt), asc(omniTasks.id)];
     return db
       .select()
       .from(omniTasks)

@@ -80,7 +80,12 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<T
         nextCheckAt: sql`now() + make_interval(secs => ${leaseSeconds})`,
         checkAttempts: sql`${omniTasks.checkAttempts} + 1`,
       })
-      .where(inArray(omniTasks.id, due.map((task) => task.id)))
+      .where(
+        inArray(
+          omniTasks.id,
+          due.map((task) => task.id),
+        ),
+      )
       .returning();
   });
 }

@@ -158,7 +158,12 @@ async function transition(
   if (updated.status !== 'PENDING') await tx.delete(taskSubmissions).where(eq(taskSubmissions.taskId, taskId));
   const finalHooks = updated.status === 'SUCCEEDED' ? hooks.onSucceeded : updated.status === 'FAILED' ? hooks.onFailed : [];
   for (const hook of finalHooks) await hook(tx, updated, next);
-  const logged = await recordVersion(tx, updated, { kind: 'status', source: next.source, fromStatus: current.status, toStatus: updated.status });
+  const logged = await recordVersion(tx, updated, {
+    kind: 'status',
+    source: next.source,
+    fromStatus: current.status,
+    toStatus: updated.status,
+  });
   return { task: logged, changed: true };
 }
 
@@ -170,7 +175,13 @@ async function recordArchive(tx: Tx, taskId: string, copy: ArchivedVideo): Promi
   const videos = task.videos.map((video, i) => (i === copy.videoIndex - 1 ? { ...video, archive } : video));
   const [updated] = await tx
     .update(omniTasks)
-    .set({ videos, version: sql`${omniTasks.version} + 1`, updatedAt: sql`now()`, changeTxid: positionNow.txid, changeSeq: positionNow.seq })
+    .set({
+      videos,
+      version: sql`${omniTasks.version} + 1`,
+      updatedAt: sql`now()`,
+      changeTxid: positionNow.txid,
+      changeSeq: positionNow.seq,
+    })
     .where(and(eq(omniTasks.id, taskId), positionStillAhead(omniTasks.changeTxid)))
     .returning();
   if (updated === undefined) throw new ChangeOrderConflict(taskId);

@@ -63,7 +63,12 @@ function createStream<T>(cleanup: () => void, signal: AbortSignal | null) {
         waiter.resolve({ value, done: false });
         waiter = null;
       } else if (queue.length >= MAX_QUEUED) {
-        stream.end(new AppError('This subscription fell too far behind and was ended; resubscribe with your last changeCursor.', 'SUBSCRIPTION_OVERFLOW'));
+        stream.end(
+          new AppError(
+            'This subscription fell too far behind and was ended; resubscribe with your last changeCursor.',
+            'SUBSCRIPTION_OVERFLOW',
+          ),
+        );
       } else queue.push(value);
     },
     /** Ends the stream once what is queued has been read; with an error, that error comes last. */
@@ -222,7 +227,10 @@ async function watchTenant(
   signal: AbortSignal | null,
 ): Promise<AsyncIterable<TaskRow>> {
   if (after !== null && (await deps.log.isExpired(after))) {
-    throw new AppError('This changeCursor is older than the change log keeps: list the tasks again, then subscribe without it.', 'CURSOR_EXPIRED');
+    throw new AppError(
+      'This changeCursor is older than the change log keeps: list the tasks again, then subscribe without it.',
+      'CURSOR_EXPIRED',
+    );
   }
   if (signal?.aborted) return ended();
   let replaying = after !== null;
@@ -247,4 +255,3 @@ async function watchTenant(
 }
 
 export type WatchService = ReturnType<typeof createWatchService>;
-

@@ -77,7 +77,10 @@ async function createTenant(db: Db, input: { name: string } & TenantLimits): Pro
       .returning();
     if (tenant === undefined) throw new Error('insert into tenants returned no row');
     const key = generateApiKey();
-    const [row] = await tx.insert(apiKeys).values({ tenantId: tenant.id, keyHash: key.hash, prefix: key.prefix }).returning({ id: apiKeys.id });
+    const [row] = await tx
+      .insert(apiKeys)
+      .values({ tenantId: tenant.id, keyHash: key.hash, prefix: key.prefix })
+      .returning({ id: apiKeys.id });
     if (row === undefined) throw new Error('insert into api_keys returned no row');
     return { tenant, apiKey: key.key, apiKeyId: row.id };
   });

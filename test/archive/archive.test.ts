@@ -7,7 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { expectedVideoBytes } from '../../src/simulator/video-bytes.ts';
 import { signVideoPath } from '../../src/storage/signed-url.ts';
-import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TASK_FIELDS, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
+import {
+  callbackBody,
+  callbackUrlOf,
+  createTask,
+  createTenant,
+  postJson,
+  TASK_FIELDS,
+  TEXT_TO_VIDEO,
+  taskUuid,
+} from '../support/fixtures.ts';
 import type { TaskView, TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
@@ -16,7 +25,11 @@ import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 const SECRET = 'archive-test-secret-0123456789abcdef0123';
 const VIDEO_BYTES = 300_000;
 
-async function readTask(gateway: TestGateway, tenant: TestTenant, task: TaskView): Promise<TaskView & { videos: { sizeBytes: number | null; sha256: string | null }[] }> {
+async function readTask(
+  gateway: TestGateway,
+  tenant: TestTenant,
+  task: TaskView,
+): Promise<TaskView & { videos: { sizeBytes: number | null; sha256: string | null }[] }> {
   const query = `query ($id: ID!) { omniTask(id: $id) { ${TASK_FIELDS.replace('archived }', 'archived sizeBytes sha256 }')} } }`;
   return expectData(await gateway.graphql<{ omniTask: never }>(query, { id: task.id }, tenant.apiKey)).omniTask;
 }
@@ -130,7 +143,9 @@ describe('result URLs at private addresses', () => {
       gateway.simulator.finish(body); // the upstream agrees: a final callback is confirmed by a read
       expect((await postJson(callbackUrlOf(gateway, task.id), body)).status).toBe(200);
       expect(await gateway.archiver().tick()).toBe(1);
-      expect(await job(gateway, task)).toEqual([{ status: 'failed', attempts: 1, last_error: expect.stringContaining("is not a public address") }]);
+      expect(await job(gateway, task)).toEqual([
+        { status: 'failed', attempts: 1, last_error: expect.stringContaining('is not a public address') },
+      ]);
       const read = await readTask(gateway, tenant, task);
       expect(read.videos[0]).toMatchObject({ archived: false, url: read.videos[0]!.upstreamUrl });
     } finally {

@@ -142,7 +142,9 @@ describe.skipIf(serverUrl === null)('the archive job across a crash', () => {
     const events = await client`select count(*)::int as count from task_events where task_id = ${taskId} and kind = 'archive'`;
     expect(events[0]?.count).toBe(1);
 
-    const read = await graphql(secondUrl, apiKey, 'query ($id: ID!) { omniTask(id: $id) { videos { url archived sizeBytes } } }', { id: task.id });
+    const read = await graphql(secondUrl, apiKey, 'query ($id: ID!) { omniTask(id: $id) { videos { url archived sizeBytes } } }', {
+      id: task.id,
+    });
     const video = read.data.omniTask.videos[0] as { url: string; archived: boolean; sizeBytes: number };
     expect(video).toMatchObject({ archived: true, sizeBytes: SIZE });
     expect(Buffer.from(await (await fetch(video.url)).arrayBuffer()).equals(bytes)).toBe(true);

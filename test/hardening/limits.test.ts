@@ -54,7 +54,8 @@ describe('query limits', () => {
     const strict = await startGateway({ env: { QUERY_MAX_DEPTH: '8' } });
     try {
       const key = (await createTenant(strict, 'Strict')).apiKey;
-      const query = '{ ...A } fragment A on Query { viewer { ...B } } fragment B on Viewer { ... on Viewer { tenant { ... on Tenant { usage { ... { units } } } } } }';
+      const query =
+        '{ ...A } fragment A on Query { viewer { ...B } } fragment B on Viewer { ... on Viewer { tenant { ... on Tenant { usage { ... { units } } } } } }';
       const response = await strict.graphql(query, {}, key);
       expect(response.status).toBe(400);
       expect(response.body.errors?.[0]?.extensions?.limit).toBe('depth');
@@ -74,7 +75,10 @@ describe('query limits', () => {
   });
 
   it('refuses 31 aliases, fragments expanded', async () => {
-    await refused(`{ ...A ...A } fragment A on Query { ${Array.from({ length: 16 }, (_, i) => `a${i}: __typename`).join(' ')} }`, 'aliases');
+    await refused(
+      `{ ...A ...A } fragment A on Query { ${Array.from({ length: 16 }, (_, i) => `a${i}: __typename`).join(' ')} }`,
+      'aliases',
+    );
   });
 
   it('refuses a 100 KB query string', async () => {
@@ -84,7 +88,8 @@ describe('query limits', () => {
   it('refuses too many directives and too much cost', async () => {
     await refused(`{ ${Array.from({ length: 26 }, () => '__typename @include(if: true) @skip(if: false)').join(' ')} }`, 'directives');
     // Each page costs 1 + 100 × (edges 1 + node 1 + 3 scalars + 2 lists of 2) = 901; six of them exceed 5,000.
-    const page = (i: number) => `t${i}: omniTasks(first: 100) { edges { node { id prompt status videos { url } referenceImages { url } } } }`;
+    const page = (i: number) =>
+      `t${i}: omniTasks(first: 100) { edges { node { id prompt status videos { url } referenceImages { url } } } }`;
     await refused(`{ ${Array.from({ length: 6 }, (_, i) => page(i)).join(' ')} }`, 'cost');
     expect((await gateway.graphql(`{ ${Array.from({ length: 5 }, (_, i) => page(i)).join(' ')} }`, {}, tenant.apiKey)).status).toBe(200);
   });
@@ -181,7 +186,9 @@ describe('transport limits', () => {
   it('refuses a 2 MB WebSocket message (1009) and keeps serving', async () => {
     const socket = await openSocket();
     const closed = closeCode(socket);
-    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${tenant.apiKey}`, pad: 'x'.repeat(2 * 1024 * 1024) } }));
+    socket.send(
+      JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${tenant.apiKey}`, pad: 'x'.repeat(2 * 1024 * 1024) } }),
+    );
     expect(await closed).toBe(1009);
     expect(expectData(await gateway.graphql(VIEWER, {}, tenant.apiKey))).toBeTruthy();
   });

@@ -42,7 +42,10 @@ describe('metrics and logs', () => {
       await client.dispose();
     }
     const waiting = await createTask(gateway, tenant, TEXT_TO_VIDEO);
-    await queryRows(gateway.database.db, sql`update omni_tasks set next_check_at = now() - interval '3 seconds' where id = ${taskUuid(waiting.id)}`);
+    await queryRows(
+      gateway.database.db,
+      sql`update omni_tasks set next_check_at = now() - interval '3 seconds' where id = ${taskUuid(waiting.id)}`,
+    );
     expect(await (await fetch(`${gateway.url}/metrics`)).text()).toMatch(/^omni_gateway_reconciler_lag_seconds [3-9]/m);
     expect(await gateway.reconciler().tick()).toBe(1);
     const response = await fetch(`${gateway.url}/metrics`);
@@ -73,7 +76,9 @@ describe('metrics and logs', () => {
     const tenant = await createTenant(gateway, 'Logged');
     const base64 = png(640, 480).toString('base64');
     const task = await createTask(gateway, tenant, { ...TEXT_TO_VIDEO, referenceImages: [{ base64 }] });
-    const created = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => entry.msg === 'omni task created' && entry.taskId === taskUuid(task.id));
+    const created = lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((entry) => entry.msg === 'omni task created' && entry.taskId === taskUuid(task.id));
     expect(created).toMatchObject({ tenantId: taskUuid(tenant.id), requestId: expect.any(String), mode: 'STD', images: 1 });
     const all = lines.join('\n');
     expect(all).not.toContain(tenant.apiKey);
@@ -83,7 +88,7 @@ describe('metrics and logs', () => {
 });
 
 describe('/metrics with METRICS_TOKEN', () => {
-  it('requires the token as its bearer, and its task counts are the table\'s, kept by the database', async () => {
+  it("requires the token as its bearer, and its task counts are the table's, kept by the database", async () => {
     const token = 'metrics-token-0123456789';
     const gateway = await startGateway({ env: { METRICS_TOKEN: token }, delays: { processingMs: 600_000, finishMs: 1_200_000 } });
     try {
@@ -109,7 +114,11 @@ describe('/metrics with METRICS_TOKEN', () => {
         gateway.database.db,
         sql`select status, count(*)::int as count from omni_tasks group by status`,
       );
-      expect(actual.map((row) => [row.status, Number(row.count)]).sort()).toEqual([['FAILED', 1], ['SUBMITTED', 1], ['SUCCEEDED', 1]]);
+      expect(actual.map((row) => [row.status, Number(row.count)]).sort()).toEqual([
+        ['FAILED', 1],
+        ['SUBMITTED', 1],
+        ['SUCCEEDED', 1],
+      ]);
       const text = await scrape();
       for (const status of ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED']) {
         const expected = Number(actual.find((row) => row.status === status)?.count ?? 0);

@@ -79,9 +79,7 @@ describe('toUpstreamBody matches the reference example bodies', () => {
       aspectRatio: 'RATIO_16_9',
       durationSeconds: 10,
     });
-    expect(
-      toUpstreamBody(req, { externalTaskId: 'job-42', callbackUrl: 'https://me.example/hooks/kling' }),
-    ).toStrictEqual({
+    expect(toUpstreamBody(req, { externalTaskId: 'job-42', callbackUrl: 'https://me.example/hooks/kling' })).toStrictEqual({
       model_name: 'kling-video-o1',
       prompt: 'Put the crown from <<<image_1>>> on the girl in <<<video_1>>>',
       image_list: [{ image_url: 'https://cdn.example/crown.png' }],

@@ -217,8 +217,10 @@ function scriptedFetch(responses: (() => Response)[]) {
   return { calls, fetch: fetchImpl as typeof fetch };
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}) => () =>
-  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+const json =
+  (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  () =>
+    new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
 
 describe('response parsing', () => {
   const getWith = async (body: unknown) => {
@@ -234,7 +236,14 @@ describe('response parsing', () => {
       code: 0,
       message: 'success',
       request_id: '8781aa',
-      data: { task_id: '8781aa', task_info: {}, created_at: 1775000000000, updated_at: 1775000001000, task_result: {}, task_status: 'processing' },
+      data: {
+        task_id: '8781aa',
+        task_info: {},
+        created_at: 1775000000000,
+        updated_at: 1775000001000,
+        task_result: {},
+        task_status: 'processing',
+      },
     });
     expect(task).toMatchObject({
       taskId: '8781aa',
@@ -286,7 +295,9 @@ describe('response parsing', () => {
             task_status: 'succeed',
             task_status_msg: '',
             task_info: { external_task_id: 'ext-2' },
-            task_result: { videos: [{ id: 'v-1', url: 'https://cdn.example/v.mp4', watermark_url: 'https://cdn.example/w.mp4', duration: '5.0' }] },
+            task_result: {
+              videos: [{ id: 'v-1', url: 'https://cdn.example/v.mp4', watermark_url: 'https://cdn.example/w.mp4', duration: '5.0' }],
+            },
             watermark_info: { enabled: false },
             final_unit_deduction: '4',
             created_at: 1741770000000,
@@ -331,27 +342,124 @@ describe('response parsing', () => {
 });
 
 describe('error mapping', () => {
-  const html = (status: number) => () => new Response('<html><body>Moved</body></html>', { status, headers: { 'content-type': 'text/html', location: 'https://x/' } });
+  const html = (status: number) => () =>
+    new Response('<html><body>Moved</body></html>', { status, headers: { 'content-type': 'text/html', location: 'https://x/' } });
   const openAi = (status: number, code: string) =>
     json(status, { error: { message: `${code} happened (request id: 123)`, type: 'comet_api_error', param: '', code } });
   const cases: { name: string; response: () => Response; code: string; retryable: boolean; upstreamCode: number | string | null }[] = [
-    { name: '401/1002', response: json(401, { code: 1002, message: 'Authorization is invalid' }), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 1002 },
-    { name: '429/1100 account abnormal', response: json(429, { code: 1100, message: 'account abnormal' }), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 1100 },
-    { name: '429/1101 arrears', response: json(429, { code: 1101, message: 'arrears' }), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 1101 },
-    { name: '429/1102 pack exhausted', response: json(429, { code: 1102, message: 'resource pack exhausted' }), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 1102 },
-    { name: '403/1103 no permission', response: json(403, { code: 1103, message: 'no permission' }), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 1103 },
-    { name: '429/1304 IP allow-list', response: json(429, { code: 1304, message: 'ip not allowed' }), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 1304 },
-    { name: '400/1200', response: json(400, { code: 1200, message: 'invalid params' }), code: 'UPSTREAM_INVALID_REQUEST', retryable: false, upstreamCode: 1200 },
-    { name: '404/1202', response: json(404, { code: 1202, message: 'bad method' }), code: 'UPSTREAM_INVALID_REQUEST', retryable: false, upstreamCode: 1202 },
-    { name: '400/1300', response: json(400, { code: 1300, message: 'platform policy' }), code: 'UPSTREAM_CONTENT_REJECTED', retryable: false, upstreamCode: 1300 },
-    { name: '200 with code 1303', response: json(200, { code: 1303, message: 'parallel task over resource pack limit' }), code: 'UPSTREAM_CONCURRENCY_LIMIT', retryable: true, upstreamCode: 1303 },
-    { name: '503/5001', response: json(503, { code: 5001, message: 'maintenance' }), code: 'UPSTREAM_UNAVAILABLE', retryable: true, upstreamCode: 5001 },
+    {
+      name: '401/1002',
+      response: json(401, { code: 1002, message: 'Authorization is invalid' }),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 1002,
+    },
+    {
+      name: '429/1100 account abnormal',
+      response: json(429, { code: 1100, message: 'account abnormal' }),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 1100,
+    },
+    {
+      name: '429/1101 arrears',
+      response: json(429, { code: 1101, message: 'arrears' }),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 1101,
+    },
+    {
+      name: '429/1102 pack exhausted',
+      response: json(429, { code: 1102, message: 'resource pack exhausted' }),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 1102,
+    },
+    {
+      name: '403/1103 no permission',
+      response: json(403, { code: 1103, message: 'no permission' }),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 1103,
+    },
+    {
+      name: '429/1304 IP allow-list',
+      response: json(429, { code: 1304, message: 'ip not allowed' }),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 1304,
+    },
+    {
+      name: '400/1200',
+      response: json(400, { code: 1200, message: 'invalid params' }),
+      code: 'UPSTREAM_INVALID_REQUEST',
+      retryable: false,
+      upstreamCode: 1200,
+    },
+    {
+      name: '404/1202',
+      response: json(404, { code: 1202, message: 'bad method' }),
+      code: 'UPSTREAM_INVALID_REQUEST',
+      retryable: false,
+      upstreamCode: 1202,
+    },
+    {
+      name: '400/1300',
+      response: json(400, { code: 1300, message: 'platform policy' }),
+      code: 'UPSTREAM_CONTENT_REJECTED',
+      retryable: false,
+      upstreamCode: 1300,
+    },
+    {
+      name: '200 with code 1303',
+      response: json(200, { code: 1303, message: 'parallel task over resource pack limit' }),
+      code: 'UPSTREAM_CONCURRENCY_LIMIT',
+      retryable: true,
+      upstreamCode: 1303,
+    },
+    {
+      name: '503/5001',
+      response: json(503, { code: 5001, message: 'maintenance' }),
+      code: 'UPSTREAM_UNAVAILABLE',
+      retryable: true,
+      upstreamCode: 5001,
+    },
     { name: '301 HTML', response: html(301), code: 'UPSTREAM_UNAVAILABLE', retryable: true, upstreamCode: null },
-    { name: '200 not JSON', response: () => new Response('{"code":0,', { status: 200 }), code: 'UPSTREAM_UNAVAILABLE', retryable: true, upstreamCode: null },
-    { name: 'CometAPI 401 envelope', response: openAi(401, 'invalid_api_key'), code: 'UPSTREAM_AUTH', retryable: false, upstreamCode: 'invalid_api_key' },
-    { name: 'CometAPI 429 envelope', response: openAi(429, 'rate_limit'), code: 'UPSTREAM_RATE_LIMITED', retryable: true, upstreamCode: 'rate_limit' },
-    { name: 'CometAPI 400 envelope', response: openAi(400, 'bad_request'), code: 'UPSTREAM_INVALID_REQUEST', retryable: false, upstreamCode: 'bad_request' },
-    { name: 'CometAPI 524 envelope', response: openAi(524, 'timeout'), code: 'UPSTREAM_UNAVAILABLE', retryable: true, upstreamCode: 'timeout' },
+    {
+      name: '200 not JSON',
+      response: () => new Response('{"code":0,', { status: 200 }),
+      code: 'UPSTREAM_UNAVAILABLE',
+      retryable: true,
+      upstreamCode: null,
+    },
+    {
+      name: 'CometAPI 401 envelope',
+      response: openAi(401, 'invalid_api_key'),
+      code: 'UPSTREAM_AUTH',
+      retryable: false,
+      upstreamCode: 'invalid_api_key',
+    },
+    {
+      name: 'CometAPI 429 envelope',
+      response: openAi(429, 'rate_limit'),
+      code: 'UPSTREAM_RATE_LIMITED',
+      retryable: true,
+      upstreamCode: 'rate_limit',
+    },
+    {
+      name: 'CometAPI 400 envelope',
+      response: openAi(400, 'bad_request'),
+      code: 'UPSTREAM_INVALID_REQUEST',
+      retryable: false,
+      upstreamCode: 'bad_request',
+    },
+    {
+      name: 'CometAPI 524 envelope',
+      response: openAi(524, 'timeout'),
+      code: 'UPSTREAM_UNAVAILABLE',
+      retryable: true,
+      upstreamCode: 'timeout',
+    },
   ];
 
   it.each(cases)('$name → $code', async ({ response, code, retryable, upstreamCode }) => {

@@ -84,7 +84,12 @@ describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL
         (request) => request.method === 'GET' && tasks.some((task) => request.path.endsWith(`/${task.upstreamTaskId}`)),
       ).length;
     expect(polls()).toBe(0);
-    const handled = await Promise.all([first.reconciler().tick(), second.reconciler().tick(), first.reconciler().tick(), second.reconciler().tick()]);
+    const handled = await Promise.all([
+      first.reconciler().tick(),
+      second.reconciler().tick(),
+      first.reconciler().tick(),
+      second.reconciler().tick(),
+    ]);
     expect(handled.reduce((sum, count) => sum + count, 0)).toBe(8);
     expect(polls()).toBe(8);
   });

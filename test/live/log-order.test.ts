@@ -27,7 +27,11 @@ describe.skipIf(serverUrl === null)('the change log across two instances (Postgr
     const env = { RATE_LIMIT_REQUESTS_PER_SECOND: '0', RATE_LIMIT_CREATES_PER_MINUTE: '0', RECONCILER_INTERVAL_MS: '600000' };
     first = await startGateway({ delays: { processingMs: 600_000, finishMs: 1_200_000 }, env });
     first.simulator.settings.callbacks = false;
-    second = await startGateway({ databaseUrl: first.database.url!, simulator: { instance: first.simulator, url: first.simulatorUrl }, env });
+    second = await startGateway({
+      databaseUrl: first.database.url!,
+      simulator: { instance: first.simulator, url: first.simulatorUrl },
+      env,
+    });
     tenant = await createTenant(first, 'Ordered');
   });
   afterAll(async () => {

@@ -81,8 +81,15 @@ describe.each(transports)('resuming a tenant-wide subscription over $name', (tra
 
     // Live from here: one new task, each of its changes once, nothing replayed twice.
     const fresh = await createTask(gateway, tenant, TEXT_TO_VIDEO);
-    await resumed.collector.until((c) => updates(c).some((update) => update.id === fresh.id && update.status === 'SUBMITTED'), 'the new task live');
-    expect(updates(resumed.collector).slice(23).map((update) => [update.id, update.version])).toEqual([
+    await resumed.collector.until(
+      (c) => updates(c).some((update) => update.id === fresh.id && update.status === 'SUBMITTED'),
+      'the new task live',
+    );
+    expect(
+      updates(resumed.collector)
+        .slice(23)
+        .map((update) => [update.id, update.version]),
+    ).toEqual([
       [fresh.id, 1],
       [fresh.id, 2],
     ]);

@@ -135,11 +135,11 @@ describe('tenant-wide subscriptions', () => {
         gateway.simulator.finish(succeeded); // the upstream agrees: a final callback is confirmed by a read
         await postJson(callbackUrlOf(gateway, taskA.id), succeeded);
         await watchA.collector.until((c) => updates(c).some((u) => u.id === taskA.id && u.status === 'SUCCEEDED'), "A's task to succeed");
-        expect(updates(watchA.collector).filter((u) => u.id === taskA.id).map((u) => u.status)).toEqual([
-          'PENDING',
-          'SUBMITTED',
-          'SUCCEEDED',
-        ]);
+        expect(
+          updates(watchA.collector)
+            .filter((u) => u.id === taskA.id)
+            .map((u) => u.status),
+        ).toEqual(['PENDING', 'SUBMITTED', 'SUCCEEDED']);
 
         // B also tries to watch A's task by id: the same answer as for an unknown id.
         const foreign = await subscribeWs(clientB, WATCH, { id: taskA.id });

@@ -27,7 +27,11 @@ afterAll(async () => {
 });
 
 async function finish(task: TaskView, status: 'succeed' | 'failed', duration = '5'): Promise<void> {
-  const body = callbackBody(task, status, status === 'succeed' ? { task_result: { videos: [{ id: 'v', url: 'https://cdn.example/v.mp4', duration }] } } : {});
+  const body = callbackBody(
+    task,
+    status,
+    status === 'succeed' ? { task_result: { videos: [{ id: 'v', url: 'https://cdn.example/v.mp4', duration }] } } : {},
+  );
   // A final callback is confirmed by an upstream read: the upstream finished the task as the body says.
   expect(gateway.simulator.finish(body)).toBe(true);
   const response = await postJson(callbackUrlOf(gateway, task.id), body);
@@ -176,13 +180,21 @@ describe('the usage ledger', () => {
     expect(first.status).toBe(200);
     expect(first.type).toContain('text/csv');
     const lines = first.text.trim().split('\n');
-    expect(lines[0]).toBe('event_id,tenant_id,task_id,kind,mode,has_video_input,video_seconds,seconds_source,rate,units,upstream_units,occurred_at');
+    expect(lines[0]).toBe(
+      'event_id,tenant_id,task_id,kind,mode,has_video_input,video_seconds,seconds_source,rate,units,upstream_units,occurred_at',
+    );
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain(`,${a.id},${taskA.id},video,STD,false,5,result,0.6,3,4,`);
     expect((await download(a.apiKey)).text).toBe(first.text); // stable ids
     expect((await download(a.apiKey, `?tenantId=${encodeURIComponent(b.id)}`)).status).toBe(403);
     const adminB = await download(ADMIN_KEY, `?tenantId=${encodeURIComponent(b.id)}`);
-    expect(adminB.text.trim().split('\n').slice(1).map((line) => line.split(',')[3])).toEqual(['failure']);
+    expect(
+      adminB.text
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => line.split(',')[3]),
+    ).toEqual(['failure']);
     expect((await fetch(`${gateway.url}/usage/events.csv`)).status).toBe(401);
     expect((await download(a.apiKey, '?from=yesterday')).status).toBe(400);
   });

@@ -111,78 +111,82 @@ const crashes: Crash[] = [
 ];
 
 describe(`a gateway killed between the upstream accepting a create and recording it (${serverUrl === null ? 'PGlite' : 'PostgreSQL'})`, () => {
-  it.each(crashes)('$name: the restarted gateway finds the task by external id, finishes it once, meters it once', async (crash) => {
-    const store = await freshStore();
-    // Callbacks off: only the restarted gateway's lookup by external id can learn what happened.
-    const upstream = await startUpstream({ delays: { processingMs: 100, finishMs: 300 } });
-    cleanups.push(() => upstream.close());
-    upstream.simulator.settings.callbacks = false;
+  it.each(crashes)(
+    '$name: the restarted gateway finds the task by external id, finishes it once, meters it once',
+    async (crash) => {
+      const store = await freshStore();
+      // Callbacks off: only the restarted gateway's lookup by external id can learn what happened.
+      const upstream = await startUpstream({ delays: { processingMs: 100, finishMs: 300 } });
+      cleanups.push(() => upstream.close());
+      upstream.simulator.settings.callbacks = false;
 
-    const first = startGatewayProcess(store, upstream);
-    const firstUrl = await listeningUrl(first);
-    const tenant = await createTenantAt(firstUrl, 'Crash');
+      const first = startGatewayProcess(store, upstream);
+      const firstUrl = await listeningUrl(first);
+      const tenant = await createTenantAt(firstUrl, 'Crash');
 
-    crash.arm(upstream);
-    const creation = graphqlAt(firstUrl, tenant.apiKey, CREATE, {
-      input: { prompt: 'A lighthouse in a storm', mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 },
-    }).then(
-      (answer) => ({ answered: true as const, answer }),
-      (error: unknown) => ({ answered: false as const, error }),
-    );
-    // Should the gateway answer instead of reaching the kill point, fail with its answer and log.
-    const taskId = await Promise.race([
-      crash.killPoint(upstream),
-      creation.then((outcome) => {
-        throw new Error(`the create ended before the kill point: ${JSON.stringify(outcome)}\n${first.lines.join('\n')}`);
-      }),
-    ]);
-    first.child.kill('SIGKILL');
-    await first.exited;
-    const outcome = await creation;
-    expect(outcome.answered, `the mutation was answered before the kill: ${JSON.stringify(outcome)}`).toBe(false);
+      crash.arm(upstream);
+      const creation = graphqlAt(firstUrl, tenant.apiKey, CREATE, {
+        input: { prompt: 'A lighthouse in a storm', mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 },
+      }).then(
+        (answer) => ({ answered: true as const, answer }),
+        (error: unknown) => ({ answered: false as const, error }),
+      );
+      // Should the gateway answer instead of reaching the kill point, fail with its answer and log.
+      const taskId = await Promise.race([
+        crash.killPoint(upstream),
+        creation.then((outcome) => {
+          throw new Error(`the create ended before the kill point: ${JSON.stringify(outcome)}\n${first.lines.join('\n')}`);
+        }),
+      ]);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      const outcome = await creation;
+      expect(outcome.answered, `the mutation was answered before the kill: ${JSON.stringify(outcome)}`).toBe(false);
 
-    await crash.afterKill?.(upstream, taskId);
-    const before = await inspect<{ status: string; upstream_task_id: string | null; version: number; pending_body: number }>(
-      store,
-      sql`select status, upstream_task_id, version,
+      await crash.afterKill?.(upstream, taskId);
+      const before = await inspect<{ status: string; upstream_task_id: string | null; version: number; pending_body: number }>(
+        store,
+        sql`select status, upstream_task_id, version,
                  (select count(*)::int from task_submissions s where s.task_id = t.id) as pending_body
           from omni_tasks t where id = ${taskId}`,
-    );
-    // The crash window: the upstream has the task, our row still says nobody answered.
-    expect(before).toEqual([{ status: 'PENDING', upstream_task_id: null, version: 1, pending_body: 1 }]);
-    const upstreamTaskId = await waitFor('the upstream task', () =>
-      fetch(`${upstream.url}${CREATE_PATH}/${taskId}`, { headers: { authorization: `Bearer ${UPSTREAM_KEY}` } })
-        .then((response) => response.json() as Promise<{ data?: { task_id?: string } }>)
-        .then((body) => body.data?.task_id),
-    );
+      );
+      // The crash window: the upstream has the task, our row still says nobody answered.
+      expect(before).toEqual([{ status: 'PENDING', upstream_task_id: null, version: 1, pending_body: 1 }]);
+      const upstreamTaskId = await waitFor('the upstream task', () =>
+        fetch(`${upstream.url}${CREATE_PATH}/${taskId}`, { headers: { authorization: `Bearer ${UPSTREAM_KEY}` } })
+          .then((response) => response.json() as Promise<{ data?: { task_id?: string } }>)
+          .then((body) => body.data?.task_id),
+      );
 
-    const restartedAt = Date.now();
-    const second = startGatewayProcess(store, upstream);
-    const secondUrl = await listeningUrl(second);
-    const client = wsClient(secondUrl, tenant.apiKey);
-    cleanups.push(() => client.dispose());
-    const watch = await subscribeWs(client, WATCH_TASK, { id: taskGlobalId(taskId) });
-    await watch.collector.untilDone(20_000);
-    expect(watch.collector.error).toBeNull();
-    const last = watch.collector.items.at(-1)?.data?.omniTaskUpdated as { status: string; upstreamTaskId: string } | undefined;
-    expect(last).toMatchObject({ status: 'SUCCEEDED', upstreamTaskId });
+      const restartedAt = Date.now();
+      const second = startGatewayProcess(store, upstream);
+      const secondUrl = await listeningUrl(second);
+      const client = wsClient(secondUrl, tenant.apiKey);
+      cleanups.push(() => client.dispose());
+      const watch = await subscribeWs(client, WATCH_TASK, { id: taskGlobalId(taskId) });
+      await watch.collector.untilDone(20_000);
+      expect(watch.collector.error).toBeNull();
+      const last = watch.collector.items.at(-1)?.data?.omniTaskUpdated as { status: string; upstreamTaskId: string } | undefined;
+      expect(last).toMatchObject({ status: 'SUCCEEDED', upstreamTaskId });
 
-    // Exactly one task upstream for this external id: the create was never sent again.
-    const stats = upstream.simulator.stats;
-    expect(stats.byExternalTaskId[taskId]).toEqual({ requests: 1, accepted: 1 });
-    expect(stats.createsAccepted).toBe(1);
-    const afterRestart = upstream.requests.filter((request) => request.at >= restartedAt);
-    expect(afterRestart.filter((request) => request.method === 'POST')).toEqual([]);
-    // Recovered by our id (the external task id), since the upstream id was never recorded.
-    expect(afterRestart.some((request) => request.method === 'GET' && request.path === `${CREATE_PATH}/${taskId}`)).toBe(true);
+      // Exactly one task upstream for this external id: the create was never sent again.
+      const stats = upstream.simulator.stats;
+      expect(stats.byExternalTaskId[taskId]).toEqual({ requests: 1, accepted: 1 });
+      expect(stats.createsAccepted).toBe(1);
+      const afterRestart = upstream.requests.filter((request) => request.at >= restartedAt);
+      expect(afterRestart.filter((request) => request.method === 'POST')).toEqual([]);
+      // Recovered by our id (the external task id), since the upstream id was never recorded.
+      expect(afterRestart.some((request) => request.method === 'GET' && request.path === `${CREATE_PATH}/${taskId}`)).toBe(true);
 
-    const usage = await graphqlAt(secondUrl, tenant.apiKey, '{ viewer { usage { succeededTasks failedTasks videoSeconds } } }');
-    expect(usage.body?.data).toEqual({ viewer: { usage: { succeededTasks: 1, failedTasks: 0, videoSeconds: 5 } } });
+      const usage = await graphqlAt(secondUrl, tenant.apiKey, '{ viewer { usage { succeededTasks failedTasks videoSeconds } } }');
+      expect(usage.body?.data).toEqual({ viewer: { usage: { succeededTasks: 1, failedTasks: 0, videoSeconds: 5 } } });
 
-    expect(await second.kill('SIGTERM')).toBe(0);
-    const ledger = await inspect(store, sql`select kind, video_seconds from usage_events where task_id = ${taskId}`);
-    expect(ledger).toEqual([{ kind: 'video', video_seconds: 5 }]);
-    const tasks = await inspect(store, sql`select id, status, upstream_task_id from omni_tasks`);
-    expect(tasks).toEqual([{ id: taskId, status: 'SUCCEEDED', upstream_task_id: upstreamTaskId }]);
-  }, 60_000);
+      expect(await second.kill('SIGTERM')).toBe(0);
+      const ledger = await inspect(store, sql`select kind, video_seconds from usage_events where task_id = ${taskId}`);
+      expect(ledger).toEqual([{ kind: 'video', video_seconds: 5 }]);
+      const tasks = await inspect(store, sql`select id, status, upstream_task_id from omni_tasks`);
+      expect(tasks).toEqual([{ id: taskId, status: 'SUCCEEDED', upstream_task_id: upstreamTaskId }]);
+    },
+    60_000,
+  );
 });

@@ -8,15 +8,7 @@ import { serverUrl } from '../support/database.ts';
 import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
-import {
-  CREATE,
-  createTenantAt,
-  gatewayProcessEnv,
-  graphqlAt,
-  startUpstream,
-  waitFor,
-  WATCH_TASK,
-} from './support.ts';
+import { CREATE, createTenantAt, gatewayProcessEnv, graphqlAt, startUpstream, waitFor, WATCH_TASK } from './support.ts';
 import type { GraphQLAnswer } from './support.ts';
 
 /*
@@ -72,7 +64,14 @@ async function privateCluster(): Promise<Cluster> {
   return cluster;
 }
 
-type Sent = { at: number; answeredAt: number; sentIn: string; phase: 'before' | 'down' | 'after' | 'edge'; answer: GraphQLAnswer | null; error: string | null };
+type Sent = {
+  at: number;
+  answeredAt: number;
+  sentIn: string;
+  phase: 'before' | 'down' | 'after' | 'edge';
+  answer: GraphQLAnswer | null;
+  error: string | null;
+};
 
 const INTERNALS = /\b(select|insert|update|delete)\b.*\b(from|into|set)\b|ECONNREFUSED|CONNECTION_|postgres|drizzle|\.ts:\d+|\n\s+at /i;
 
@@ -139,7 +138,10 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
       socketClosures += 1;
     });
     const everything = await subscribeWs(client, WATCH_TASK, {});
-    const early = sent.map(accepted).filter((id): id is string => id !== null).slice(0, 6);
+    const early = sent
+      .map(accepted)
+      .filter((id): id is string => id !== null)
+      .slice(0, 6);
     const watchers = await Promise.all(early.map((id) => subscribeWs(client, WATCH_TASK, { id })));
     await Promise.all(watchers.map((watcher) => watcher.collector.untilCount(1)));
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
@@ -165,7 +167,12 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
     phase = 'after';
     // A crash would make everything below meaningless: say so plainly.
     expect(gateway.child.exitCode, `the gateway process died during the outage\n${output()}`).toBeNull();
-    expect.soft(readyzSamples.filter((sample) => sample !== 503), 'readyz answers during the outage other than 503').toEqual([]);
+    expect
+      .soft(
+        readyzSamples.filter((sample) => sample !== 503),
+        'readyz answers during the outage other than 503',
+      )
+      .toEqual([]);
     await waitFor('readyz to turn 200 again', async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 15_000 });
     const readyAgainMs = Date.now() - downSince - OUTAGE_MS;
     await waitFor('a create to succeed after the outage', () => sent.some((s) => s.phase === 'after' && accepted(s) !== null), {
@@ -234,13 +241,18 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
       `socket closures: ${socketClosures}; ${JSON.stringify(watcherReport)}\n${output()}`,
     ).toEqual(early.map(() => 'SUCCEEDED'));
     expect(socketClosures).toBe(0);
-    await everything.collector.until(
-      (collector) => early.every((id) => collector.items.some((item) => item.data?.omniTaskUpdated?.id === id && item.data.omniTaskUpdated.status === 'SUCCEEDED')),
-      'the tenant-wide watcher to see the early tasks succeed',
-      20_000,
-    ).catch((error: unknown) => {
-      throw new Error(`${String(error)}\n${output()}`);
-    });
+    await everything.collector
+      .until(
+        (collector) =>
+          early.every((id) =>
+            collector.items.some((item) => item.data?.omniTaskUpdated?.id === id && item.data.omniTaskUpdated.status === 'SUCCEEDED'),
+          ),
+        'the tenant-wide watcher to see the early tasks succeed',
+        20_000,
+      )
+      .catch((error: unknown) => {
+        throw new Error(`${String(error)}\n${output()}`);
+      });
     console.info(
       `database outage: ${during.length} creates sent while down (${during.filter((s) => accepted(s) !== null).length} of them later accepted), ${acceptedIds.length} accepted in all, ` +
         `readyz 200 again ${readyAgainMs} ms after the restart began`,
@@ -271,7 +283,9 @@ async function allTaskStatuses(url: string, apiKey: string): Promise<Map<string,
 
 /** A refusal the client can act on: HTTP 503, or a GraphQL error with code SERVICE_UNAVAILABLE. */
 function refusedAsUnavailable(answer: GraphQLAnswer | null): boolean {
-  return answer !== null && (answer.status === 503 || (answer.body?.errors?.some((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE') ?? false));
+  return (
+    answer !== null && (answer.status === 503 || (answer.body?.errors?.some((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE') ?? false))
+  );
 }
 
 /** The task id a create answered with, or null when it did not create one. */

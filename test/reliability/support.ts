@@ -51,14 +51,19 @@ export async function waitFor<T>(
     }
     if (Date.now() >= deadline) {
       const cause = lastError instanceof Error && lastError.cause !== undefined ? ` (${String(lastError.cause)})` : '';
-      const detail = lastError === null ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)}${cause})`;
+      const detail =
+        lastError === null ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)}${cause})`;
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 
-export type GraphQLAnswer = { status: number; text: string; body: { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] } | null };
+export type GraphQLAnswer = {
+  status: number;
+  text: string;
+  body: { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] } | null;
+};
 
 /** One GraphQL POST; never throws on an HTTP status, only when the connection fails. */
 export async function graphqlAt(
@@ -89,9 +94,14 @@ export async function graphqlAt(
 }
 
 export async function createTenantAt(url: string, name: string): Promise<{ id: string; apiKey: string }> {
-  const answer = await graphqlAt(url, ADMIN, 'mutation ($name: String!) { createTenant(input: { name: $name }) { apiKey tenant { id } } }', {
-    name,
-  });
+  const answer = await graphqlAt(
+    url,
+    ADMIN,
+    'mutation ($name: String!) { createTenant(input: { name: $name }) { apiKey tenant { id } } }',
+    {
+      name,
+    },
+  );
   const created = answer.body?.data?.createTenant as { apiKey: string; tenant: { id: string } } | undefined;
   if (created === undefined) throw new Error(`createTenant failed: ${answer.status} ${answer.text}`);
   return { id: created.tenant.id, apiKey: created.apiKey };

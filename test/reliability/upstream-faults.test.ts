@@ -21,7 +21,6 @@ import { seededRandom } from '../support/random.ts';
 const TASKS = 200;
 const SEED = Number(process.env.RELIABILITY_SEED ?? Date.now() % 1_000_000);
 
-
 function shuffled<T>(items: T[], next: () => number): T[] {
   const copy = [...items];
   for (let i = copy.length - 1; i > 0; i -= 1) {
@@ -84,7 +83,13 @@ describe('creates under upstream faults', () => {
       delays: { processingMs: 50, finishMs: 150 },
       // A short timeout turns `hang` into an ambiguous create within the test's time.
       client: { timeoutMs: 600, maxAttempts: 3 },
-      env: { PENDING_RECHECK_SECONDS: '1', RECONCILER_INTERVAL_MS: '50', TASK_DEADLINE_MINUTES: '1', VIDEO_STORE: 'none', ...NO_RATE_LIMITS },
+      env: {
+        PENDING_RECHECK_SECONDS: '1',
+        RECONCILER_INTERVAL_MS: '50',
+        TASK_DEADLINE_MINUTES: '1',
+        VIDEO_STORE: 'none',
+        ...NO_RATE_LIMITS,
+      },
     });
     tenant = await createTenant(gateway, 'Faults');
   });
@@ -118,7 +123,10 @@ describe('creates under upstream faults', () => {
         }
       }
       // Every create fault was met by some create call: the mix really happened.
-      expect(simulator.faults.filter((fault) => fault.op === 'create'), context).toEqual([]);
+      expect(
+        simulator.faults.filter((fault) => fault.op === 'create'),
+        context,
+      ).toEqual([]);
 
       const unfinished = () =>
         queryRows<{ count: number }>(
@@ -149,7 +157,8 @@ describe('creates under upstream faults', () => {
         if (task.overdue) problems.push(`finished after its deadline: ${describe}`);
         if (upstream.accepted > 1) problems.push(`created upstream more than once: ${describe}`);
         if (task.status === 'SUCCEEDED') {
-          if (upstream.accepted !== 1 || task.upstream_task_id === null) problems.push(`succeeded without exactly one upstream task: ${describe}`);
+          if (upstream.accepted !== 1 || task.upstream_task_id === null)
+            problems.push(`succeeded without exactly one upstream task: ${describe}`);
           if (task.prompt.includes('[[fail]]')) problems.push(`succeeded although the upstream fails it: ${describe}`);
           if (JSON.stringify(task.ledger) !== '["video"]') problems.push(`metered ${JSON.stringify(task.ledger)}: ${describe}`);
         } else if (task.status === 'FAILED') {
@@ -175,9 +184,15 @@ describe('creates under upstream faults', () => {
       expect(refused, context).toBeGreaterThan(0);
 
       // Never submitted under an id that is not one of our tasks (no second external id).
-      expect(Object.keys(stats.byExternalTaskId).filter((id) => !ids.has(id)), context).toEqual([]);
+      expect(
+        Object.keys(stats.byExternalTaskId).filter((id) => !ids.has(id)),
+        context,
+      ).toEqual([]);
       const creates = gateway.upstreamRequests.filter((request) => request.method === 'POST' && request.path === CREATE_PATH);
-      expect(creates.filter((request) => !ids.has(String(request.body?.external_task_id))), context).toEqual([]);
+      expect(
+        creates.filter((request) => !ids.has(String(request.body?.external_task_id))),
+        context,
+      ).toEqual([]);
       expect(stats.createsAccepted, context).toBe(tasks.filter((task) => (stats.byExternalTaskId[task.id]?.accepted ?? 0) === 1).length);
 
       // A tenant-wide subscriber, attached before the burst, saw every task's final state.

@@ -117,9 +117,15 @@ describe('a flood of 10,000 callbacks across 100 tasks', () => {
       // (only if it won the race against the final), a stale submitted never.
       for (const [index, plan] of plans.entries()) {
         const changed = changedBy[index]!;
-        expect(changed.filter((status) => status === plan.final), `task ${index}: ${changed}`).toHaveLength(1);
+        expect(
+          changed.filter((status) => status === plan.final),
+          `task ${index}: ${changed}`,
+        ).toHaveLength(1);
         expect(changed.filter((status) => status === 'processing').length, `task ${index}: ${changed}`).toBeLessThanOrEqual(1);
-        expect(changed.filter((status) => status !== plan.final && status !== 'processing'), `task ${index}`).toEqual([]);
+        expect(
+          changed.filter((status) => status !== plan.final && status !== 'processing'),
+          `task ${index}`,
+        ).toEqual([]);
       }
 
       // The tenant-wide subscriber hears every task's final version (or times out), in order.
@@ -147,8 +153,12 @@ describe('a flood of 10,000 callbacks across 100 tasks', () => {
       // PENDING → SUBMITTED plus each applied callback) + 1; a task without processing callbacks has
       // exactly PENDING → SUBMITTED → final.
       const query = 'query ($id: ID!) { omniTask(id: $id) { id status version statusMessage completedAt } }';
-      const stored = await mapPool(plans, 16, async (plan) =>
-        expectData(await gateway.graphql<{ omniTask: Record<string, unknown> }>(query, { id: plan.task.id }, tenant.apiKey), query).omniTask,
+      const stored = await mapPool(
+        plans,
+        16,
+        async (plan) =>
+          expectData(await gateway.graphql<{ omniTask: Record<string, unknown> }>(query, { id: plan.task.id }, tenant.apiKey), query)
+            .omniTask,
       );
       for (const [index, plan] of plans.entries()) {
         expect(stored[index]).toMatchObject({ status: FINAL_STATUS[plan.final], version: finalVersion(index) });
@@ -165,9 +175,10 @@ describe('a flood of 10,000 callbacks across 100 tasks', () => {
       );
       for (const [index, plan] of plans.entries()) {
         const mine = transitions.filter((row) => row.task_id === taskUuid(plan.task.id));
-        expect(mine.map((row) => Number(row.version)), `task ${index}`).toEqual(
-          Array.from({ length: finalVersion(index) }, (_, i) => i + 1),
-        );
+        expect(
+          mine.map((row) => Number(row.version)),
+          `task ${index}`,
+        ).toEqual(Array.from({ length: finalVersion(index) }, (_, i) => i + 1));
         for (const row of mine.slice(1)) {
           expect(RANK[row.to_status]!, `task ${index}: ${JSON.stringify(mine)}`).toBeGreaterThan(RANK[row.from_status ?? 'PENDING']!);
         }
@@ -180,12 +191,18 @@ describe('a flood of 10,000 callbacks across 100 tasks', () => {
         sql`select task_id, kind from usage_events where tenant_id = ${tenantUuid()}`,
       );
       expect(usage).toHaveLength(TASKS);
-      const expectedUsage = plans.map((plan) => ({ task_id: taskUuid(plan.task.id), kind: plan.final === 'succeed' ? 'video' : 'failure' }));
+      const expectedUsage = plans.map((plan) => ({
+        task_id: taskUuid(plan.task.id),
+        kind: plan.final === 'succeed' ? 'video' : 'failure',
+      }));
       const byTask = (a: { task_id: string }, b: { task_id: string }) => a.task_id.localeCompare(b.task_id);
       expect(usage.map((row) => ({ task_id: row.task_id, kind: row.kind })).sort(byTask)).toEqual(expectedUsage.sort(byTask));
       const succeeded = plans.filter((plan) => plan.final === 'succeed').length;
       const usageQuery = '{ viewer { usage { succeededTasks failedTasks videoSeconds } } }';
-      const summary = expectData(await gateway.graphql<{ viewer: { usage: Record<string, number> } }>(usageQuery, {}, tenant.apiKey), usageQuery);
+      const summary = expectData(
+        await gateway.graphql<{ viewer: { usage: Record<string, number> } }>(usageQuery, {}, tenant.apiKey),
+        usageQuery,
+      );
       expect(summary.viewer.usage).toEqual({ succeededTasks: succeeded, failedTasks: TASKS - succeeded, videoSeconds: succeeded * 5 });
     } finally {
       await client.dispose();

@@ -71,11 +71,20 @@ async function expectStoredVerbatim(task: TaskView, input: Input): Promise<void>
   expect(read?.prompt, context).toBe(input.prompt);
   expect(read?.externalTaskId ?? null, context).toBe(input.externalTaskId ?? null);
   const images = (input.referenceImages as { url?: string | null }[] | null | undefined) ?? [];
-  expect(read?.referenceImages.map((image) => image.url), context).toEqual(images.map((image) => image.url ?? null));
+  expect(
+    read?.referenceImages.map((image) => image.url),
+    context,
+  ).toEqual(images.map((image) => image.url ?? null));
   const elements = (input.elements as { elementId: string }[] | null | undefined) ?? [];
-  expect(read?.elements.map((element) => element.elementId), context).toEqual(elements.map((element) => element.elementId));
+  expect(
+    read?.elements.map((element) => element.elementId),
+    context,
+  ).toEqual(elements.map((element) => element.elementId));
   const videos = (input.referenceVideos as { url: string }[] | null | undefined) ?? [];
-  expect(read?.referenceVideos.map((video) => video.url), context).toEqual(videos.map((video) => video.url));
+  expect(
+    read?.referenceVideos.map((video) => video.url),
+    context,
+  ).toEqual(videos.map((video) => video.url));
 
   const body = upstreamBodyOf(task);
   expect(body, `no upstream create recorded for ${task.id}`).toBeDefined();
@@ -85,7 +94,10 @@ async function expectStoredVerbatim(task: TaskView, input: Input): Promise<void>
     if (image.url != null) expect(imageList[i]?.image_url, context).toBe(image.url);
   });
   const videoList = (body?.video_list as { video_url: string }[] | undefined) ?? [];
-  expect(videoList.map((video) => video.video_url), context).toEqual(videos.map((video) => video.url));
+  expect(
+    videoList.map((video) => video.video_url),
+    context,
+  ).toEqual(videos.map((video) => video.url));
 }
 
 // --- generators ---------------------------------------------------------------------------------
@@ -93,7 +105,7 @@ async function expectStoredVerbatim(task: TaskView, input: Input): Promise<void>
 const SNIPPETS = [
   "'; DROP TABLE omni_tasks; --",
   "' OR '1'='1",
-  '$1 $$ E\'\\x00\' \\\\ \\" ',
+  "$1 $$ E'\\x00' \\\\ \\\" ",
   '<script>alert(1)</script>',
   '<img src=x onerror=alert(1)>',
   '&lt;&amp;&#0;',
@@ -133,10 +145,26 @@ const anyString = (maxLength = 40) =>
     { weight: 1, arbitrary: fc.string({ unit: fc.oneof(codePoint, loneSurrogate, controlChar), maxLength }) },
   );
 
-const PRIVATE_HOSTS = ['127.0.0.1', 'localhost', '[::1]', '10.0.0.7', '172.16.0.1', '192.168.1.1', '169.254.169.254', '0.0.0.0', '[fd00::1]', 'metadata.google.internal'];
+const PRIVATE_HOSTS = [
+  '127.0.0.1',
+  'localhost',
+  '[::1]',
+  '10.0.0.7',
+  '172.16.0.1',
+  '192.168.1.1',
+  '169.254.169.254',
+  '0.0.0.0',
+  '[fd00::1]',
+  'metadata.google.internal',
+];
 const url = fc.oneof(
   { weight: 3, arbitrary: fc.webUrl({ withQueryParameters: true, withFragments: true }) },
-  { weight: 2, arbitrary: fc.tuple(fc.constantFrom('http', 'https'), fc.constantFrom(...PRIVATE_HOSTS), anyString(12)).map(([s, h, p]) => `${s}://${h}/${p}`) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.constantFrom('http', 'https'), fc.constantFrom(...PRIVATE_HOSTS), anyString(12))
+      .map(([s, h, p]) => `${s}://${h}/${p}`),
+  },
   {
     weight: 2,
     arbitrary: fc.constantFrom(
@@ -162,7 +190,15 @@ const url = fc.oneof(
 const largeImage = png(640, 480).toString('base64');
 const base64 = fc.oneof(
   { weight: 2, arbitrary: fc.base64String({ maxLength: 80 }) },
-  { weight: 2, arbitrary: fc.constantFrom(largeImage, `data:image/png;base64,${largeImage}`, png(10, 10).toString('base64'), png(3000, 300).toString('base64')) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      largeImage,
+      `data:image/png;base64,${largeImage}`,
+      png(10, 10).toString('base64'),
+      png(3000, 300).toString('base64'),
+    ),
+  },
   { weight: 1, arbitrary: fc.constantFrom('', '====', 'data:image/png,raw', 'data:;base64,', 'A'.repeat(4 * 1024)) },
   { weight: 1, arbitrary: anyString(40) },
 );
@@ -209,7 +245,10 @@ const FIELDS: Record<string, { valid: fc.Arbitrary<unknown>; any: fc.Arbitrary<u
   },
   durationSeconds: { valid: fc.constantFrom(5, 10), any: nullable(fc.oneof(fc.integer({ min: 0, max: 12 }), int32)) },
   referenceImages: {
-    valid: fc.array(validUrl.map((url) => ({ url })), { maxLength: 3 }),
+    valid: fc.array(
+      validUrl.map((url) => ({ url })),
+      { maxLength: 3 },
+    ),
     any: nullable(fc.array(referenceImage, { maxLength: 9 })),
   },
   elements: {
@@ -254,8 +293,14 @@ const acceptableInput = fc.tuple(
 const UNSTORABLE: [string, Input][] = [
   ['U+0000 in the prompt', { prompt: 'before\u0000after', mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 }],
   ['a lone surrogate in the prompt', { prompt: 'half an emoji \ud83e', aspectRatio: 'RATIO_16_9' }],
-  ['a lone surrogate in an image URL', { prompt: 'ok', aspectRatio: 'RATIO_16_9', referenceImages: [{ url: 'https://example.com/\ud800.png' }] }],
-  ['U+0000 in a video URL', { prompt: 'ok', aspectRatio: 'RATIO_16_9', referenceVideos: [{ url: 'https://example.com/a\u0000.mp4', referType: 'FEATURE' }] }],
+  [
+    'a lone surrogate in an image URL',
+    { prompt: 'ok', aspectRatio: 'RATIO_16_9', referenceImages: [{ url: 'https://example.com/\ud800.png' }] },
+  ],
+  [
+    'U+0000 in a video URL',
+    { prompt: 'ok', aspectRatio: 'RATIO_16_9', referenceVideos: [{ url: 'https://example.com/a\u0000.mp4', referType: 'FEATURE' }] },
+  ],
   ['a lone surrogate in externalTaskId', { prompt: 'ok', aspectRatio: 'RATIO_16_9', externalTaskId: 'ext-\udc00' }],
 ];
 

@@ -12,7 +12,13 @@ import type { Received } from '../support/subscriptions.ts';
 import { NO_RATE_LIMITS } from './load.ts';
 
 /** DESIGN.md §4: the operations of the admin scope. */
-const ADMIN_FIELDS = ['Mutation.createApiKey', 'Mutation.createTenant', 'Mutation.revokeApiKey', 'Mutation.updateTenantLimits', 'Query.tenants'];
+const ADMIN_FIELDS = [
+  'Mutation.createApiKey',
+  'Mutation.createTenant',
+  'Mutation.revokeApiKey',
+  'Mutation.updateTenantLimits',
+  'Query.tenants',
+];
 
 // --- operations built from the live schema (test/support/schema-model.ts) -----------------------
 
@@ -109,7 +115,10 @@ beforeAll(async () => {
   gateway.simulator.finish(succeeded); // the upstream agrees: a final callback is confirmed by a read
   expect((await postJson(callbackUrlOf(gateway, task.id), succeeded)).status).toBe(200);
   const query = 'mutation ($tenantId: ID!) { createApiKey(tenantId: $tenantId) { id apiKey } }';
-  const key = expectData(await gateway.graphql<{ createApiKey: { id: string; apiKey: string } }>(query, { tenantId: a.id }), query).createApiKey;
+  const key = expectData(
+    await gateway.graphql<{ createApiKey: { id: string; apiKey: string } }>(query, { tenantId: a.id }),
+    query,
+  ).createApiKey;
   secondKeyOfA = key.apiKey;
   idsOfA.OmniTask = task.id;
   idsOfA.Tenant = a.id;
@@ -148,7 +157,10 @@ async function run(probe: Probe, id: string, apiKey: string): Promise<unknown> {
 
 function forbidden(answer: unknown): boolean {
   const body = (answer as { body?: { data?: Record<string, unknown> | null; errors?: { extensions?: { code?: string } }[] } }).body;
-  return body?.errors?.some((error) => error.extensions?.code === 'FORBIDDEN') === true && Object.values(body.data ?? {}).every((v) => v === null);
+  return (
+    body?.errors?.some((error) => error.extensions?.code === 'FORBIDDEN') === true &&
+    Object.values(body.data ?? {}).every((v) => v === null)
+  );
 }
 
 describe('tenant isolation over every root field with ID arguments', () => {
@@ -159,7 +171,13 @@ describe('tenant isolation over every root field with ID arguments', () => {
     const key = (probe: Probe) => `${probe.root}.${probe.field.name}`;
     // The parser found what the contract names (so a silent introspection failure cannot pass).
     expect(withIds.map(key)).toEqual(
-      expect.arrayContaining(['Query.node', 'Query.omniTask', 'Mutation.refreshOmniTask', 'Subscription.omniTaskUpdated', 'Mutation.createApiKey']),
+      expect.arrayContaining([
+        'Query.node',
+        'Query.omniTask',
+        'Mutation.refreshOmniTask',
+        'Subscription.omniTaskUpdated',
+        'Mutation.createApiKey',
+      ]),
     );
     expect(all.map(key)).toEqual(expect.arrayContaining(ADMIN_FIELDS));
 

@@ -44,7 +44,9 @@ describe('GraphQL over HTTP (graphql-http audits)', () => {
     };
     const advisory = results.filter((result) => result.status !== 'ok' && !result.name.startsWith('MUST'));
     if (advisory.length > 0) {
-      console.log(`graphql-http: ${advisory.length} SHOULD/MAY audits not met:\n${(await Promise.all(advisory.map(describeFailure))).join('\n')}`);
+      console.log(
+        `graphql-http: ${advisory.length} SHOULD/MAY audits not met:\n${(await Promise.all(advisory.map(describeFailure))).join('\n')}`,
+      );
     }
     const mustFailures = results.filter((result) => result.status !== 'ok' && result.name.startsWith('MUST'));
     const musts = results.filter((result) => result.name.startsWith('MUST')).length;

@@ -48,7 +48,13 @@ const TARGETS: Target[] = rootTypes.flatMap(([root, type]) =>
     ? []
     : Object.keys(type.getFields())
         .sort()
-        .flatMap((name) => (root === 'Subscription' ? (['graphql-ws', 'SSE'] as const) : (['HTTP'] as const)).map((transport) => ({ root, name, transport }))),
+        .flatMap((name) =>
+          (root === 'Subscription' ? (['graphql-ws', 'SSE'] as const) : (['HTTP'] as const)).map((transport) => ({
+            root,
+            name,
+            transport,
+          })),
+        ),
 );
 const label = (target: Target) => `${target.root}.${target.name} over ${target.transport}`;
 
@@ -112,7 +118,9 @@ beforeAll(async () => {
   const keyIds = [await createApiKeyId(gateway, a), await createApiKeyId(gateway, b)];
   const schema = await introspect(gateway, b.apiKey);
   const ids = [...tasksOfA, ...tasksOfB].map((task) => task.id).concat(a.id, b.id, ...keyIds);
-  const nodeTypeNames = [...new Set([...(schema.types.has('Node') ? possibleTypes(schema, 'Node') : []), ...ids.map((id) => decodeGlobalID(id).typename)])];
+  const nodeTypeNames = [
+    ...new Set([...(schema.types.has('Node') ? possibleTypes(schema, 'Node') : []), ...ids.map((id) => decodeGlobalID(id).typename)]),
+  ];
   const otherTypeNames = [...schema.types.values()]
     .filter((type) => type.kind === 'OBJECT' && !nodeTypeNames.includes(type.name))
     .map((type) => type.name);
@@ -156,7 +164,7 @@ const pick = (values: Values, quality: Quality): fc.Arbitrary<unknown> =>
 const SNIPPETS = [
   "'; DROP TABLE omni_tasks; --",
   "' OR '1'='1",
-  '$1 $$ E\'\\x00\' \\\\ \\"',
+  "$1 $$ E'\\x00' \\\\ \\\"",
   '<script>alert(1)</script>',
   '{{7*7}} ${7*7} %s %n',
   '__proto__',
@@ -208,7 +216,10 @@ const dateTimeString = fc
       { weight: 1, arbitrary: fc.constantFrom('z', '', '+0530') },
     ),
   })
-  .map((d) => `${pad(d.year, 4)}-${pad(d.month, 2)}-${pad(d.day, 2)}T${pad(d.hour, 2)}:${pad(d.minute, 2)}:${pad(d.second, 2)}${d.fraction}${d.offset}`);
+  .map(
+    (d) =>
+      `${pad(d.year, 4)}-${pad(d.month, 2)}-${pad(d.day, 2)}T${pad(d.hour, 2)}:${pad(d.minute, 2)}:${pad(d.second, 2)}${d.fraction}${d.offset}`,
+  );
 const dateTimeEdges = fc.constantFrom(
   '0000-01-01T00:00:00Z',
   '0000-01-01T00:00:00+14:00',
@@ -246,7 +257,13 @@ const anyString: fc.Arbitrary<string> = fc.oneof(
       .map(([unit, count]) => unit.repeat(count)),
   },
 );
-const notAString = fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant({}), fc.constant([]));
+const notAString = fc.oneof(
+  fc.integer(),
+  fc.double({ noNaN: true, noDefaultInfinity: true }),
+  fc.boolean(),
+  fc.constant({}),
+  fc.constant([]),
+);
 
 const dateTimeValues: Values = {
   accepted: fc.oneof({ weight: 5, arbitrary: dateTimeString }, { weight: 1, arbitrary: dateTimeEdges }),
@@ -301,32 +318,39 @@ const base64Junk: fc.Arbitrary<string> = fc.oneof(
 
 /** Small edits of a real value: truncated, one character changed, padded, re-encoded. */
 function mangled(real: fc.Arbitrary<string>): fc.Arbitrary<string> {
-  return fc.tuple(real, fc.nat(), fc.constantFrom('truncate', 'flip', 'append', 'pad', 'standard', 'twice', 'upper')).map(([value, at, how]) => {
-    const i = value.length === 0 ? 0 : at % value.length;
-    switch (how) {
-      case 'truncate':
-        return value.slice(0, i);
-      case 'flip':
-        return `${value.slice(0, i)}${value[i] === 'A' ? 'B' : 'A'}${value.slice(i + 1)}`;
-      case 'append':
-        return `${value}A`;
-      case 'pad':
-        return `${value}==`;
-      case 'standard':
-        return value.replace(/-/g, '+').replace(/_/g, '/');
-      case 'twice':
-        return Buffer.from(value).toString('base64');
-      default:
-        return value.toUpperCase();
-    }
-  });
+  return fc
+    .tuple(real, fc.nat(), fc.constantFrom('truncate', 'flip', 'append', 'pad', 'standard', 'twice', 'upper'))
+    .map(([value, at, how]) => {
+      const i = value.length === 0 ? 0 : at % value.length;
+      switch (how) {
+        case 'truncate':
+          return value.slice(0, i);
+        case 'flip':
+          return `${value.slice(0, i)}${value[i] === 'A' ? 'B' : 'A'}${value.slice(i + 1)}`;
+        case 'append':
+          return `${value}A`;
+        case 'pad':
+          return `${value}==`;
+        case 'standard':
+          return value.replace(/-/g, '+').replace(/_/g, '/');
+        case 'twice':
+          return Buffer.from(value).toString('base64');
+        default:
+          return value.toUpperCase();
+      }
+    });
 }
 
 /** ID: real ids of both tenants, the right type name with a non-uuid id, wrong type names, junk. */
 function idValues(w: World): Values {
   const real = fc.constantFrom(...w.ids);
   const realUuid = real.map((id) => decodeGlobalID(id).id);
-  const uuid = fc.oneof(fc.uuid(), realUuid, realUuid.map((id) => id.toUpperCase()), fc.constant('00000000-0000-0000-0000-000000000000'));
+  const uuid = fc.oneof(
+    fc.uuid(),
+    realUuid,
+    realUuid.map((id) => id.toUpperCase()),
+    fc.constant('00000000-0000-0000-0000-000000000000'),
+  );
   const notUuid = fc.oneof(
     anyString,
     mangled(realUuid),
@@ -351,7 +375,12 @@ function idValues(w: World): Values {
       // An Int is an ID too (coerced to a string).
       { weight: 1, arbitrary: fc.integer() },
     ),
-    refused: fc.oneof(fc.boolean(), fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Number.isInteger(n)), fc.constant({}), fc.constant([[]])),
+    refused: fc.oneof(
+      fc.boolean(),
+      fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Number.isInteger(n)),
+      fc.constant({}),
+      fc.constant([[]]),
+    ),
   };
 }
 
@@ -359,8 +388,16 @@ function idValues(w: World): Values {
 function cursorValues(w: World): fc.Arbitrary<unknown> {
   const real = fc.constantFrom(...w.cursors);
   const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-  const instant = fc.oneof(dateTimeString, dateTimeEdges, fc.date({ noInvalidDate: true }).map((date) => date.toISOString()));
-  const id = fc.oneof(fc.uuid(), fc.constantFrom(...w.ids).map((globalID) => decodeGlobalID(globalID).id), anyString);
+  const instant = fc.oneof(
+    dateTimeString,
+    dateTimeEdges,
+    fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+  );
+  const id = fc.oneof(
+    fc.uuid(),
+    fc.constantFrom(...w.ids).map((globalID) => decodeGlobalID(globalID).id),
+    anyString,
+  );
   return fc.oneof(
     { weight: 6, arbitrary: real },
     { weight: 2, arbitrary: mangled(real) },
@@ -387,11 +424,15 @@ function scalarValues(w: World, name: string, argument: string): Values {
       return dateTimeValues;
     default:
       // A scalar this test does not know yet is still fuzzed, with values of every JSON kind.
-      return { accepted: fc.oneof(anyString, dateTimeString, fc.integer(), floatValues.accepted, fc.boolean()), refused: fc.constant({ unknown: [] }) };
+      return {
+        accepted: fc.oneof(anyString, dateTimeString, fc.integer(), floatValues.accepted, fc.boolean()),
+        refused: fc.constant({ unknown: [] }),
+      };
   }
 }
 
-const withoutUndefined = (record: Record<string, unknown>) => Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined));
+const withoutUndefined = (record: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(record).filter(([, value]) => value !== undefined));
 
 /** A value of the type (never `undefined`); with quality 'any', sometimes one GraphQL must refuse. */
 function typedValue(w: World, ref: TypeRef, argument: string, depth: number, quality: Quality): fc.Arbitrary<unknown> {
@@ -416,7 +457,10 @@ function typedValue(w: World, ref: TypeRef, argument: string, depth: number, qua
   switch (type.kind) {
     case 'ENUM': {
       const values = type.enumValues!.map((value) => value.name);
-      return pick({ accepted: fc.constantFrom(...values), refused: fc.constantFrom('NOT_A_VALUE', values[0]!.toLowerCase(), '', 0) }, quality);
+      return pick(
+        { accepted: fc.constantFrom(...values), refused: fc.constantFrom('NOT_A_VALUE', values[0]!.toLowerCase(), '', 0) },
+        quality,
+      );
     }
     case 'INPUT_OBJECT': {
       if (depth > 3) return fc.constant(null);
@@ -424,7 +468,9 @@ function typedValue(w: World, ref: TypeRef, argument: string, depth: number, qua
         .record(Object.fromEntries(type.inputFields!.map((field) => [field.name, presentOrNot(w, field, depth + 1, quality)])))
         .map(withoutUndefined);
       // A field the type does not declare is refused.
-      const unknownField = fc.tuple(record, fc.constantFrom('unknownField', '__proto__', 'constructor')).map(([r, key]) => ({ ...r, [key]: 1 }));
+      const unknownField = fc
+        .tuple(record, fc.constantFrom('unknownField', '__proto__', 'constructor'))
+        .map(([r, key]) => ({ ...r, [key]: 1 }));
       return pick({ accepted: record, refused: unknownField }, quality);
     }
     case 'SCALAR':
@@ -473,11 +519,13 @@ function selectionOf(
   if (type.kind !== 'OBJECT') {
     return [
       typename,
-      ...[...possibleTypes(schema, typeName)].sort().map((member): Selection => ({
-        kind: 'fragment',
-        on: member,
-        children: selectionOf(schema, member, levels, [...path, member], slotsFor),
-      })),
+      ...[...possibleTypes(schema, typeName)].sort().map(
+        (member): Selection => ({
+          kind: 'fragment',
+          on: member,
+          children: selectionOf(schema, member, levels, [...path, member], slotsFor),
+        }),
+      ),
     ];
   }
   const selections = [typename];
@@ -530,7 +578,8 @@ function probeOf(w: World, target: Target): Probe {
     const rootSlots = slotsFor(root.field.args);
     const returned = named(root.field.type).name!;
     const returnedKind = w.schema.types.get(returned)!.kind;
-    const children = returnedKind === 'SCALAR' || returnedKind === 'ENUM' ? null : selectionOf(w.schema, returned, levels, [returned], slotsFor);
+    const children =
+      returnedKind === 'SCALAR' || returnedKind === 'ENUM' ? null : selectionOf(w.schema, returned, levels, [returned], slotsFor);
     const top: Selection = { kind: 'field', name: root.field.name, slots: rootSlots, children };
     if (depthOf([top]) > limits.depth || costOf([top]) > limits.cost) continue;
     return {
@@ -557,7 +606,8 @@ function probeOf(w: World, target: Target): Probe {
                 : `${s.name}${argumentsOf(s.slots)}${s.children === null ? '' : ` ${print(s.children)}`}`,
             )
             .join(' ')} }`;
-        const definitions = inline || slots.length === 0 ? '' : `(${slots.map((s) => `$${s.variable}: ${printTypeRef(s.argument.type)}`).join(', ')})`;
+        const definitions =
+          inline || slots.length === 0 ? '' : `(${slots.map((s) => `$${s.variable}: ${printTypeRef(s.argument.type)}`).join(', ')})`;
         return { query: `${target.root.toLowerCase()} Fuzz${definitions} ${print([top])}`, variables };
       },
     };
@@ -570,10 +620,13 @@ function literalOf(schema: SchemaModel, ref: TypeRef, value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (ref.kind === 'NON_NULL') return literalOf(schema, ref.ofType!, value);
   if (ref.kind === 'LIST') {
-    return Array.isArray(value) ? `[${value.map((item) => literalOf(schema, ref.ofType!, item)).join(', ')}]` : literalOf(schema, ref.ofType!, value);
+    return Array.isArray(value)
+      ? `[${value.map((item) => literalOf(schema, ref.ofType!, item)).join(', ')}]`
+      : literalOf(schema, ref.ofType!, value);
   }
   const type = typeOf(schema, ref);
-  if (type.kind === 'ENUM' && typeof value === 'string' && /^[_A-Za-z]\w*$/.test(value) && !['true', 'false', 'null'].includes(value)) return value;
+  if (type.kind === 'ENUM' && typeof value === 'string' && /^[_A-Za-z]\w*$/.test(value) && !['true', 'false', 'null'].includes(value))
+    return value;
   if (type.kind === 'INPUT_OBJECT' && typeof value === 'object' && !Array.isArray(value)) {
     const fields = new Map(type.inputFields!.map((field) => [field.name, field.type]));
     return `{ ${Object.entries(value)
@@ -589,7 +642,10 @@ function literalOf(schema: SchemaModel, ref: TypeRef, value: unknown): string {
 function untypedLiteral(value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (Array.isArray(value)) return `[${value.map(untypedLiteral).join(', ')}]`;
-  if (typeof value === 'object') return `{ ${Object.entries(value).map(([key, item]) => `${key}: ${untypedLiteral(item)}`).join(', ')} }`;
+  if (typeof value === 'object')
+    return `{ ${Object.entries(value)
+      .map(([key, item]) => `${key}: ${untypedLiteral(item)}`)
+      .join(', ')} }`;
   // JSON's string escapes are GraphQL's; a lone surrogate becomes an escape GraphQL refuses as a syntax error.
   return JSON.stringify(value);
 }
@@ -600,7 +656,8 @@ const FORWARD = ['first', 'after'];
 const BACKWARD = ['last', 'before'];
 
 function planOf(w: World, probe: Probe): fc.Arbitrary<Plan> {
-  const valuesOf = (quality: Quality, sparse: boolean) => fc.tuple(...probe.slots.map((s) => presentOrNot(w, s.argument, 0, quality, sparse)));
+  const valuesOf = (quality: Quality, sparse: boolean) =>
+    fc.tuple(...probe.slots.map((s) => presentOrNot(w, s.argument, 0, quality, sparse)));
   // A Relay connection pages one way at a time: mostly only first/after or only last/before are
   // drawn, so that paging reaches the list and its filter; sometimes both, which must be refused.
   const paged = [...new Set(probe.slots.filter((s) => [...FORWARD, ...BACKWARD].includes(s.argument.name)).map((s) => s.group))];
@@ -696,7 +753,8 @@ async function overWebSocket(w: World, role: Role, operation: Operation): Promis
     errors: [...collector.items.flatMap(errorsIn), ...(Array.isArray(error) ? (error as GraphQLErrorLike[]) : [])],
     answer: {
       messages: collector.items,
-      error: Array.isArray(error) || error === null ? error : closeCode !== null ? { code: closeCode, reason: close?.reason } : String(error),
+      error:
+        Array.isArray(error) || error === null ? error : closeCode !== null ? { code: closeCode, reason: close?.reason } : String(error),
       done: collector.done,
     },
     closeCode,
@@ -797,7 +855,9 @@ async function runPlan(w: World, probe: Probe, plan: Plan): Promise<void> {
   }
   const failed = observations.flatMap((observation) => {
     const reasons = internalFailures(observation);
-    return reasons.length === 0 ? [] : [`as ${observation.role}: ${reasons.join('; ')}\n  answer: ${clip(JSON.stringify(observation.answer))}`];
+    return reasons.length === 0
+      ? []
+      : [`as ${observation.role}: ${reasons.join('; ')}\n  answer: ${clip(JSON.stringify(observation.answer))}`];
   });
   if (failed.length > 0) {
     throw new Error(
@@ -840,7 +900,11 @@ describe('schema-driven fuzz: no internal error from any client input', () => {
  * edits the served schema object in place, for the duration of one test.
  */
 function plantThrowingResolver(root: RootKind, name: string): () => void {
-  const type = { Query: servedSchema.getQueryType(), Mutation: servedSchema.getMutationType(), Subscription: servedSchema.getSubscriptionType() }[root];
+  const type = {
+    Query: servedSchema.getQueryType(),
+    Mutation: servedSchema.getMutationType(),
+    Subscription: servedSchema.getSubscriptionType(),
+  }[root];
   const field = type?.getFields()[name];
   if (field === undefined) throw new Error(`${root}.${name} is not in the served schema`);
   const { resolve, subscribe } = field;

@@ -18,7 +18,13 @@ const referenceCreate = {
   code: 0,
   message: 'string',
   request_id: 'string',
-  data: { task_id: 'string', task_info: { external_task_id: 'string' }, task_status: 'submitted', created_at: 1722769557708, updated_at: 1722769557708 },
+  data: {
+    task_id: 'string',
+    task_info: { external_task_id: 'string' },
+    task_status: 'submitted',
+    created_at: 1722769557708,
+    updated_at: 1722769557708,
+  },
 };
 const referenceQuery = {
   code: 0,
@@ -52,7 +58,11 @@ const referenceCallback = {
 function shape(value: unknown): unknown {
   if (Array.isArray(value)) return value.length > 0 ? [shape(value[0])] : [];
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, shape(v)]).sort(([a], [b]) => String(a).localeCompare(String(b))));
+    return Object.fromEntries(
+      Object.entries(value)
+        .map(([k, v]) => [k, shape(v)])
+        .sort(([a], [b]) => String(a).localeCompare(String(b))),
+    );
   }
   return value === null ? 'null' : typeof value;
 }
@@ -96,7 +106,12 @@ describe('simulator HTTP contract', () => {
     const receiver = await startCallbackReceiver();
     try {
       const before = Date.now();
-      const res = await create({ ...textBody, watermark_info: { enabled: true }, callback_url: `${receiver.url}/hook`, external_task_id: 'job-42' });
+      const res = await create({
+        ...textBody,
+        watermark_info: { enabled: true },
+        callback_url: `${receiver.url}/hook`,
+        external_task_id: 'job-42',
+      });
       expect(res.status).toBe(200);
       const created = (await res.json()) as typeof referenceCreate;
       expect(shape(created)).toEqual(shape(referenceCreate));
@@ -111,9 +126,15 @@ describe('simulator HTTP contract', () => {
       try {
         const { url: slowUrl } = await slow.listen(0);
         const auth = { authorization: 'Bearer any' };
-        const slowCreate = await fetch(`${slowUrl}/kling/v1/videos/omni-video`, { method: 'POST', headers: auth, body: JSON.stringify(textBody) });
+        const slowCreate = await fetch(`${slowUrl}/kling/v1/videos/omni-video`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify(textBody),
+        });
         const slowId = ((await slowCreate.json()) as typeof referenceCreate).data.task_id;
-        const early = (await (await fetch(`${slowUrl}/kling/v1/videos/omni-video/${slowId}`, { headers: auth })).json()) as typeof referenceQuery;
+        const early = (await (
+          await fetch(`${slowUrl}/kling/v1/videos/omni-video/${slowId}`, { headers: auth })
+        ).json()) as typeof referenceQuery;
         expect(early.data).toMatchObject({ task_status: 'submitted', task_status_msg: '', task_info: {}, task_result: {} });
         expect(early.data).not.toHaveProperty('final_unit_deduction');
         expectSubsetShape(early, referenceQuery);
@@ -124,7 +145,11 @@ describe('simulator HTTP contract', () => {
       await receiver.waitFor((b) => b.task_id === id && b.task_status === 'succeed');
       const done = (await (await query('job-42')).json()) as typeof referenceQuery;
       expect(shape(done)).toEqual(shape(referenceQuery));
-      expect(done).toMatchObject({ code: 0, message: 'SUCCEED', data: { task_id: id, task_status: 'succeed', task_status_msg: '', final_unit_deduction: '4' } });
+      expect(done).toMatchObject({
+        code: 0,
+        message: 'SUCCEED',
+        data: { task_id: id, task_status: 'succeed', task_status_msg: '', final_unit_deduction: '4' },
+      });
       expect(done.data.task_result.videos[0]).toMatchObject({ url: `${url}/results/${id}.mp4`, duration: '5.0' });
       expect(done.data.updated_at).toBeGreaterThan(done.data.created_at);
 
@@ -132,7 +157,9 @@ describe('simulator HTTP contract', () => {
       expect(callbacks.map((b) => b.task_status)).toEqual(['submitted', 'processing', 'succeed']);
       for (const body of callbacks) {
         expectSubsetShape(body, referenceCallback);
-        expect(Object.keys(body)).toEqual(expect.arrayContaining(['task_id', 'task_status', 'task_status_msg', 'created_at', 'updated_at', 'task_info', 'task_result']));
+        expect(Object.keys(body)).toEqual(
+          expect.arrayContaining(['task_id', 'task_status', 'task_status_msg', 'created_at', 'updated_at', 'task_info', 'task_result']),
+        );
         expect(body.created_at).toBe(created.data.created_at);
       }
       expect(callbacks[2]).toMatchObject({ final_unit_deduction: '4', task_info: { external_task_id: 'job-42' } });
@@ -150,7 +177,11 @@ describe('simulator HTTP contract', () => {
       const last = await receiver.waitFor((b) => b.task_id === id && b.task_status === 'failed');
       expect(last).toMatchObject({ task_status_msg: 'Image pixel is invalid', final_unit_deduction: '0', task_result: {} });
       const body = await (await query(id)).json();
-      expect(body).toMatchObject({ code: 0, message: 'SUCCEED', data: { task_status: 'failed', task_status_msg: 'Image pixel is invalid' } });
+      expect(body).toMatchObject({
+        code: 0,
+        message: 'SUCCEED',
+        data: { task_status: 'failed', task_status_msg: 'Image pixel is invalid' },
+      });
     } finally {
       await receiver.close();
     }
@@ -162,7 +193,11 @@ describe('simulator HTTP contract', () => {
       const bodies = [
         { ...textBody, mode: 'std', duration: '10' }, // 0.6 × 10
         { ...textBody, mode: 'pro', duration: '10' }, // 0.8 × 10
-        { prompt: 'edit <<<video_1>>>', mode: 'std', video_list: [{ video_url: 'https://x/in.mp4', refer_type: 'base', keep_original_sound: 'no' }] }, // 0.9 × 5
+        {
+          prompt: 'edit <<<video_1>>>',
+          mode: 'std',
+          video_list: [{ video_url: 'https://x/in.mp4', refer_type: 'base', keep_original_sound: 'no' }],
+        }, // 0.9 × 5
         { ...textBody, mode: 'pro', duration: '3', video_list: [{ video_url: 'https://x/in.mp4', refer_type: 'feature' }] }, // 1.2 × 3
       ];
       const ids: string[] = [];
@@ -172,7 +207,12 @@ describe('simulator HTTP contract', () => {
       }
       const finals = await Promise.all(ids.map((id) => receiver.waitFor((b) => b.task_id === id && b.task_status === 'succeed')));
       expect(finals.map((b) => b.final_unit_deduction)).toEqual(['6', '8', '4.5', '3.6']);
-      expect(finals.map((b) => (b.task_result as { videos: { duration: string }[] }).videos[0]?.duration)).toEqual(['10.0', '10.0', '5.0', '3.0']);
+      expect(finals.map((b) => (b.task_result as { videos: { duration: string }[] }).videos[0]?.duration)).toEqual([
+        '10.0',
+        '10.0',
+        '5.0',
+        '3.0',
+      ]);
     } finally {
       await receiver.close();
     }
@@ -213,7 +253,11 @@ describe('simulator HTTP contract', () => {
     const noKey = await fetch(`${url}/kling/v1/videos/omni-video/nope`);
     expect(noKey.status).toBe(401);
     expect(await noKey.json()).toMatchObject({ code: 1001 });
-    const wrongKey = await fetch(`${url}/kling/v1/videos/omni-video`, { method: 'POST', headers: { authorization: 'Bearer other' }, body: '{}' });
+    const wrongKey = await fetch(`${url}/kling/v1/videos/omni-video`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer other' },
+      body: '{}',
+    });
     expect(wrongKey.status).toBe(401);
     expect(await wrongKey.json()).toMatchObject({ code: 1000 });
   });
@@ -324,7 +368,12 @@ describe('simulator HTTP contract', () => {
       expect((await query('e-1')).status).toBe(401);
       expect((await query('e-1')).status).toBe(200);
       const stats = await (await control('stats')).json();
-      expect(stats).toMatchObject({ createRequests: 2, createsAccepted: 1, getRequests: 2, byExternalTaskId: { 'e-1': { requests: 1, accepted: 1 } } });
+      expect(stats).toMatchObject({
+        createRequests: 2,
+        createsAccepted: 1,
+        getRequests: 2,
+        byExternalTaskId: { 'e-1': { requests: 1, accepted: 1 } },
+      });
       expect((await control('faults', { op: 'create', kind: 'explode' })).status).toBe(400);
     });
 

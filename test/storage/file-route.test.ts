@@ -30,7 +30,13 @@ describe('video file route', () => {
       handler(req, res, path).catch(() => res.destroy());
     });
     store = createLocalVideoStore({ dir: dir.path, publicBaseUrl: () => server.url, secret: SECRET });
-    await store.put(KEY, (async function* () { yield video; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
+    await store.put(
+      KEY,
+      (async function* () {
+        yield video;
+      })(),
+      { maxBytes: SIZE, contentType: 'video/mp4' },
+    );
     signedUrl = (key = KEY, expiresAt = EXPIRES_AT) => store.url(key, expiresAt);
   });
   afterAll(async () => {
@@ -71,11 +77,14 @@ describe('video file route', () => {
     expect((await response.arrayBuffer()).byteLength).toBe(0);
   });
 
-  it.each(['bytes=0-1,5-9', 'bytes=9-1', 'items=0-5', 'bytes=abc'])('ignores Range %s it does not serve and sends everything', async (range) => {
-    const response = await fetch(await signedUrl(), { headers: { range } });
-    expect(response.status).toBe(200);
-    expect(Buffer.from(await response.arrayBuffer()).equals(video)).toBe(true);
-  });
+  it.each(['bytes=0-1,5-9', 'bytes=9-1', 'items=0-5', 'bytes=abc'])(
+    'ignores Range %s it does not serve and sends everything',
+    async (range) => {
+      const response = await fetch(await signedUrl(), { headers: { range } });
+      expect(response.status).toBe(200);
+      expect(Buffer.from(await response.arrayBuffer()).equals(video)).toBe(true);
+    },
+  );
 
   it('answers HEAD with the headers and no body', async () => {
     const response = await fetch(await signedUrl(), { method: 'HEAD' });
@@ -124,7 +133,13 @@ describe('video file route', () => {
   it('resumes with If-Range only while the file is the same; a replaced video is sent whole', async () => {
     const key = 'tenant-a/task-b/3.mp4';
     const before = randomBytes(1_000);
-    await store.put(key, (async function* () { yield before; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
+    await store.put(
+      key,
+      (async function* () {
+        yield before;
+      })(),
+      { maxBytes: SIZE, contentType: 'video/mp4' },
+    );
     const url = await signedUrl(key);
     const first = await fetch(url);
     const etag = first.headers.get('etag') ?? '';
@@ -144,7 +159,13 @@ describe('video file route', () => {
 
     // The same key written again, same size: a new tag, and the old tag's range is not applied.
     const after = randomBytes(1_000);
-    await store.put(key, (async function* () { yield after; })(), { maxBytes: SIZE, contentType: 'video/mp4' });
+    await store.put(
+      key,
+      (async function* () {
+        yield after;
+      })(),
+      { maxBytes: SIZE, contentType: 'video/mp4' },
+    );
     const stale = await fetch(url, { headers: { range: 'bytes=500-', 'if-range': etag } });
     expect(stale.status).toBe(200);
     expect(stale.headers.get('etag')).not.toBe(etag);

@@ -82,7 +82,11 @@ export async function startSimulator(videoBytes: number): Promise<{ simulator: S
 /** Creates a task through the simulator's HTTP API and returns its result URL once it succeeded. */
 export async function simulatedResult(simulatorUrl: string): Promise<{ taskId: string; videoUrl: string }> {
   const headers = { authorization: `Bearer ${SIMULATOR_KEY}`, 'content-type': 'application/json' };
-  const created = await fetch(`${simulatorUrl}/kling/v1/videos/omni-video`, { method: 'POST', headers, body: JSON.stringify({ prompt: 'a fox' }) });
+  const created = await fetch(`${simulatorUrl}/kling/v1/videos/omni-video`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ prompt: 'a fox' }),
+  });
   const taskId = ((await created.json()) as { data: { task_id: string } }).data.task_id;
   // The task finishes on a 0 ms timer; a few round trips are enough, the bound only stops a broken simulator.
   for (let attempt = 0; attempt < 200; attempt++) {

@@ -32,9 +32,9 @@ describe('local video store', () => {
   });
 
   it('refuses a body over maxBytes and leaves neither the file nor a scratch file', async () => {
-    await expect(store.put(KEY, patternBody(3 * 1024 * 1024), { maxBytes: 2 * 1024 * 1024 + 1, contentType: 'video/mp4' })).rejects.toBeInstanceOf(
-      VideoTooLargeError,
-    );
+    await expect(
+      store.put(KEY, patternBody(3 * 1024 * 1024), { maxBytes: 2 * 1024 * 1024 + 1, contentType: 'video/mp4' }),
+    ).rejects.toBeInstanceOf(VideoTooLargeError);
     expect(await filesUnder(dir.path)).toEqual([]);
     expect(await store.head(KEY)).toBeNull();
   });
@@ -91,8 +91,24 @@ describe('local video store', () => {
   });
 
   it('refuses keys that could escape the directory or are not plain', async () => {
-    for (const key of ['../x.mp4', 'a/../../x.mp4', '/etc/passwd', 'a//b.mp4', 'a/./b.mp4', '.tmp/x', 'a/.hidden', 'a b.mp4', 'a\\b.mp4', 'a/b.mp4/', '', 'é.mp4', 'a%2F..']) {
-      await expect(store.put(key, bodyOf('x'), { maxBytes: 10, contentType: 'video/mp4' }), key).rejects.toBeInstanceOf(InvalidVideoKeyError);
+    for (const key of [
+      '../x.mp4',
+      'a/../../x.mp4',
+      '/etc/passwd',
+      'a//b.mp4',
+      'a/./b.mp4',
+      '.tmp/x',
+      'a/.hidden',
+      'a b.mp4',
+      'a\\b.mp4',
+      'a/b.mp4/',
+      '',
+      'é.mp4',
+      'a%2F..',
+    ]) {
+      await expect(store.put(key, bodyOf('x'), { maxBytes: 10, contentType: 'video/mp4' }), key).rejects.toBeInstanceOf(
+        InvalidVideoKeyError,
+      );
       await expect(store.head(key), key).rejects.toBeInstanceOf(InvalidVideoKeyError);
     }
     expect(await filesUnder(dir.path)).toEqual([]);
@@ -108,7 +124,9 @@ describe('local video store', () => {
     expect(url.origin).toBe('https://gw.example');
     expect(url.pathname).toBe(`/prefix/files/videos/${KEY}`);
     expect(url.searchParams.get('expires')).toBe(String(expiresAt.getTime() / 1000));
-    expect(verifyVideoSignature(SECRET, KEY, url.searchParams.get('expires'), url.searchParams.get('sig'), new Date('2029-12-31T23:59:59Z'))).toBe(true);
+    expect(
+      verifyVideoSignature(SECRET, KEY, url.searchParams.get('expires'), url.searchParams.get('sig'), new Date('2029-12-31T23:59:59Z')),
+    ).toBe(true);
   });
 });
 

@@ -58,21 +58,39 @@ describe('isPublicAddress', () => {
     expect(isPublicAddress(address)).toBe(false);
   });
 
-  it.each(['8.8.8.8', '1.1.1.1', '93.184.216.34', '172.15.255.255', '172.32.0.1', '100.63.255.255', '100.128.0.1', '192.169.0.1', '11.0.0.1', '223.255.255.255', '169.253.1.1'])(
-    'accepts public IPv4 %s',
-    (address) => {
-      expect(isPublicAddress(address)).toBe(true);
-    },
-  );
-
-  it.each(['2606:4700:4700::1111', '2a00:1450:4001:80b::200e', '2001:4860:4860::8888', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1', 'fbff::1', 'fe7f::1'])(
-    'accepts public IPv6 %s',
-    (address) => {
-      expect(isPublicAddress(address)).toBe(true);
-    },
-  );
-
-  it.each(['localhost', 'example.com', '', '1.2.3', '1.2.3.4.5', '::g', '[::1]', '127.0.0.1:80'])('refuses %j, which is not an IP address', (text) => {
-    expect(isPublicAddress(text)).toBe(false);
+  it.each([
+    '8.8.8.8',
+    '1.1.1.1',
+    '93.184.216.34',
+    '172.15.255.255',
+    '172.32.0.1',
+    '100.63.255.255',
+    '100.128.0.1',
+    '192.169.0.1',
+    '11.0.0.1',
+    '223.255.255.255',
+    '169.253.1.1',
+  ])('accepts public IPv4 %s', (address) => {
+    expect(isPublicAddress(address)).toBe(true);
   });
+
+  it.each([
+    '2606:4700:4700::1111',
+    '2a00:1450:4001:80b::200e',
+    '2001:4860:4860::8888',
+    '::ffff:8.8.8.8',
+    '64:ff9b::808:808',
+    '2002:808:808::1',
+    'fbff::1',
+    'fe7f::1',
+  ])('accepts public IPv6 %s', (address) => {
+    expect(isPublicAddress(address)).toBe(true);
+  });
+
+  it.each(['localhost', 'example.com', '', '1.2.3', '1.2.3.4.5', '::g', '[::1]', '127.0.0.1:80'])(
+    'refuses %j, which is not an IP address',
+    (text) => {
+      expect(isPublicAddress(text)).toBe(false);
+    },
+  );
 });

@@ -79,11 +79,19 @@ describe('S3 video store', () => {
 
   it('aborts the multipart upload of an oversize video and leaves no object', async () => {
     const key = 'tenant/task-oversize/1.mp4';
-    await expect(store.put(key, patternBody(30 * MB), { maxBytes: 12 * MB, contentType: 'video/mp4' })).rejects.toBeInstanceOf(VideoTooLargeError);
+    await expect(store.put(key, patternBody(30 * MB), { maxBytes: 12 * MB, contentType: 'video/mp4' })).rejects.toBeInstanceOf(
+      VideoTooLargeError,
+    );
     const created = requests.find((r) => r.startsWith(`POST /${BUCKET}/${key}?uploads`));
     expect(created, requests.join('\n')).toBeDefined();
-    expect(requests.filter((r) => /^DELETE .*[?&]uploadId=/.test(r)), requests.join('\n')).toHaveLength(1);
-    expect(requests.filter((r) => /^POST .*[?&]uploadId=/.test(r)), 'never completed').toEqual([]);
+    expect(
+      requests.filter((r) => /^DELETE .*[?&]uploadId=/.test(r)),
+      requests.join('\n'),
+    ).toHaveLength(1);
+    expect(
+      requests.filter((r) => /^POST .*[?&]uploadId=/.test(r)),
+      'never completed',
+    ).toEqual([]);
     expect(await store.head(key)).toBeNull();
   });
 
@@ -102,12 +110,15 @@ describe('S3 video store', () => {
 
   it('answers head with null for a missing key and refuses invalid keys', async () => {
     expect(await store.head('tenant/none/1.mp4')).toBeNull();
-    await expect(store.put('../x.mp4', bodyOf('x'), { maxBytes: 10, contentType: 'video/mp4' })).rejects.toBeInstanceOf(InvalidVideoKeyError);
+    await expect(store.put('../x.mp4', bodyOf('x'), { maxBytes: 10, contentType: 'video/mp4' })).rejects.toBeInstanceOf(
+      InvalidVideoKeyError,
+    );
     await expect(store.url('/abs.mp4', new Date())).rejects.toBeInstanceOf(InvalidVideoKeyError);
   });
 
   it('presigns for the time left, within the one-week limit of SigV4', async () => {
-    const expiresIn = async (ms: number) => new URL(await store.url('tenant/t/1.mp4', new Date(Date.now() + ms))).searchParams.get('X-Amz-Expires');
+    const expiresIn = async (ms: number) =>
+      new URL(await store.url('tenant/t/1.mp4', new Date(Date.now() + ms))).searchParams.get('X-Amz-Expires');
     expect(await expiresIn(30 * 24 * 3600_000)).toBe('604800');
     expect(await expiresIn(-1000)).toBe('1');
     expect(Number(await expiresIn(3600_000))).toBeGreaterThanOrEqual(3598);

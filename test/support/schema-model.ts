@@ -45,7 +45,11 @@ export async function introspect(gateway: TestGateway, apiKey: string): Promise<
   };
   const data = expectData(await gateway.graphql<Answer>(INTROSPECTION, {}, apiKey), INTROSPECTION).__schema;
   return {
-    roots: { Query: data.queryType?.name ?? null, Mutation: data.mutationType?.name ?? null, Subscription: data.subscriptionType?.name ?? null },
+    roots: {
+      Query: data.queryType?.name ?? null,
+      Mutation: data.mutationType?.name ?? null,
+      Subscription: data.subscriptionType?.name ?? null,
+    },
     types: new Map(data.types.map((type) => [type.name, type])),
   };
 }

@@ -78,15 +78,15 @@ export async function subscribeWs(
   const acknowledged = acknowledgedClients.has(client)
     ? Promise.resolve()
     : new Promise<void>((resolve, reject) => {
-    const offAck = client.on('connected', () => {
-      offAck();
-      resolve();
-    });
-    const offClosed = client.on('closed', (event) => {
-      offClosed();
-      reject(new Error(`socket closed before ack: ${(event as { code?: number }).code}`));
-    });
-  });
+        const offAck = client.on('connected', () => {
+          offAck();
+          resolve();
+        });
+        const offClosed = client.on('closed', (event) => {
+          offClosed();
+          reject(new Error(`socket closed before ack: ${(event as { code?: number }).code}`));
+        });
+      });
   const unsubscribe = client.subscribe(
     { query, variables },
     {

@@ -35,6 +35,7 @@ type Case = {
   message: string;
 };
 
+// biome-ignore format: a table, one case per line
 const cases: Case[] = [
   // prompt
   { rule: 'prompt ≤ 2500 code points (an emoji counts once)', ok: { ...text, prompt: '😀'.repeat(2500) }, bad: { ...text, prompt: 'a'.repeat(2501) }, path: ['prompt'], message: 'at most 2500 characters' },

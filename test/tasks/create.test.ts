@@ -160,9 +160,7 @@ describe('createOmniVideo sends the upstream the body of the reference, field fo
   ])('$name', async ({ input, body, readBack }) => {
     const task = await createTask(gateway, tenant, input);
     const id = taskUuid(task.id);
-    expect(createsSent().map((request) => request.body)).toEqual([
-      { ...body, callback_url: callbackUrl(id), external_task_id: id },
-    ]);
+    expect(createsSent().map((request) => request.body)).toEqual([{ ...body, callback_url: callbackUrl(id), external_task_id: id }]);
     expect(task).toMatchObject({ status: 'SUBMITTED', version: 2, ...readBack });
     expect(task.upstreamTaskId).toEqual(expect.any(String));
   });
@@ -187,7 +185,11 @@ describe('invalid input', () => {
     ['a reference to a missing image', { ...TEXT_TO_VIDEO, prompt: 'see <<<image_1>>>' }, ['input', 'prompt']],
     [
       'eight images',
-      { ...TEXT_TO_VIDEO, durationSeconds: 5, referenceImages: Array.from({ length: 8 }, (_, i) => ({ url: `https://i.example/${i}.png` })) },
+      {
+        ...TEXT_TO_VIDEO,
+        durationSeconds: 5,
+        referenceImages: Array.from({ length: 8 }, (_, i) => ({ url: `https://i.example/${i}.png` })),
+      },
       ['input', 'referenceImages'],
     ],
     [
@@ -210,7 +212,11 @@ describe('invalid input', () => {
       },
       ['input', 'referenceVideos'],
     ],
-    ['an end frame alone', { ...TEXT_TO_VIDEO, referenceImages: [{ url: 'https://i.example/e.png', type: 'END_FRAME' }] }, ['input', 'referenceImages', '0', 'type']],
+    [
+      'an end frame alone',
+      { ...TEXT_TO_VIDEO, referenceImages: [{ url: 'https://i.example/e.png', type: 'END_FRAME' }] },
+      ['input', 'referenceImages', '0', 'type'],
+    ],
     ['7 seconds of text-to-video', { ...TEXT_TO_VIDEO, durationSeconds: 7 }, ['input', 'durationSeconds']],
     ['11 seconds', { ...TEXT_TO_VIDEO, durationSeconds: 11 }, ['input', 'durationSeconds']],
     ['no aspect ratio for text-to-video', { prompt: 'A fox' }, ['input', 'aspectRatio']],
@@ -223,13 +229,33 @@ describe('invalid input', () => {
       },
       ['input', 'referenceImages', '0', 'type'],
     ],
-    ['an image with url and base64', { ...TEXT_TO_VIDEO, referenceImages: [{ url: 'https://i.example/a.png', base64: tooSmall }] }, ['input', 'referenceImages', '0']],
+    [
+      'an image with url and base64',
+      { ...TEXT_TO_VIDEO, referenceImages: [{ url: 'https://i.example/a.png', base64: tooSmall }] },
+      ['input', 'referenceImages', '0'],
+    ],
     ['an image with neither url nor base64', { ...TEXT_TO_VIDEO, referenceImages: [{}] }, ['input', 'referenceImages', '0']],
-    ['an ftp image URL', { ...TEXT_TO_VIDEO, referenceImages: [{ url: 'ftp://i.example/a.png' }] }, ['input', 'referenceImages', '0', 'url']],
-    ['base64 that is not an image', { ...TEXT_TO_VIDEO, referenceImages: [{ base64: Buffer.from('hello world').toString('base64') }] }, ['input', 'referenceImages', '0', 'base64']],
+    [
+      'an ftp image URL',
+      { ...TEXT_TO_VIDEO, referenceImages: [{ url: 'ftp://i.example/a.png' }] },
+      ['input', 'referenceImages', '0', 'url'],
+    ],
+    [
+      'base64 that is not an image',
+      { ...TEXT_TO_VIDEO, referenceImages: [{ base64: Buffer.from('hello world').toString('base64') }] },
+      ['input', 'referenceImages', '0', 'base64'],
+    ],
     ['an image under 300 px', { ...TEXT_TO_VIDEO, referenceImages: [{ base64: tooSmall }] }, ['input', 'referenceImages', '0', 'base64']],
-    ['an image wider than 2.5:1', { ...TEXT_TO_VIDEO, referenceImages: [{ base64: tooWide }] }, ['input', 'referenceImages', '0', 'base64']],
-    ['an ftp video URL', { ...TEXT_TO_VIDEO, referenceVideos: [{ url: 'ftp://v.example/a.mp4', referType: 'FEATURE' }] }, ['input', 'referenceVideos', '0', 'url']],
+    [
+      'an image wider than 2.5:1',
+      { ...TEXT_TO_VIDEO, referenceImages: [{ base64: tooWide }] },
+      ['input', 'referenceImages', '0', 'base64'],
+    ],
+    [
+      'an ftp video URL',
+      { ...TEXT_TO_VIDEO, referenceVideos: [{ url: 'ftp://v.example/a.mp4', referType: 'FEATURE' }] },
+      ['input', 'referenceVideos', '0', 'url'],
+    ],
     ['an unknown model', { ...TEXT_TO_VIDEO, modelName: 'kling-v1' }, ['input', 'modelName']],
     ['a non-numeric element id', { ...TEXT_TO_VIDEO, elements: [{ elementId: 'abc' }] }, ['input', 'elements', '0', 'elementId']],
   ])('%s is an InvalidInputError with its path, and nothing is written or sent', async (_name, input, path) => {

@@ -145,7 +145,9 @@ describe('refreshOmniTask', () => {
       const task = await createTask(slow, tenant, TEXT_TO_VIDEO);
       expect(task.status).toBe('SUBMITTED');
       const refresh = `mutation ($id: ID!) { refreshOmniTask(id: $id) { status version upstreamTaskId } }`;
-      const refreshed = expectData(await slow.graphql<{ refreshOmniTask: { status: string; version: number } }>(refresh, { id: task.id }, tenant.apiKey));
+      const refreshed = expectData(
+        await slow.graphql<{ refreshOmniTask: { status: string; version: number } }>(refresh, { id: task.id }, tenant.apiKey),
+      );
       // Nothing changed upstream yet: same status, same version, and the upstream was asked.
       expect(refreshed.refreshOmniTask).toEqual({ status: 'SUBMITTED', version: 2, upstreamTaskId: task.upstreamTaskId });
       expect(slow.upstreamRequests.filter((r) => r.method === 'GET')).toHaveLength(1);
@@ -175,7 +177,9 @@ describe.skipIf(serverUrl === null)('the list query on PostgreSQL', () => {
         { direction: 'forward', limit: 50, cursor, filter: { status: ['SUCCEEDED', 'FAILED'] } },
         { direction: 'backward', limit: 50, cursor, filter: {} },
       ] as const) {
-        const query = gateway.app.services.tasks.pageQuery(tenantId, { ...page, filter: { ...page.filter, status: page.filter.status ? [...page.filter.status] : null } }).toSQL();
+        const query = gateway.app.services.tasks
+          .pageQuery(tenantId, { ...page, filter: { ...page.filter, status: page.filter.status ? [...page.filter.status] : null } })
+          .toSQL();
         const plan = JSON.stringify(await client.unsafe(`explain (format json) ${query.sql}`, query.params as never[]));
         expect(plan, `${query.sql}\n${plan}`).toContain('omni_tasks_tenant_created_idx');
         expect(plan, plan).not.toContain('Seq Scan');

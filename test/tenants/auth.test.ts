@@ -104,8 +104,11 @@ describe('API keys and tenants', () => {
   it('lists tenants oldest first, page by page, and updates limits', async () => {
     await createTenant('Page 1');
     await createTenant('Page 2');
-    const query = 'query ($after: String) { tenants(first: 2, after: $after) { edges { cursor node { id name } } pageInfo { hasNextPage endCursor } } }';
-    type Page = { tenants: { edges: { node: { id: string; name: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } };
+    const query =
+      'query ($after: String) { tenants(first: 2, after: $after) { edges { cursor node { id name } } pageInfo { hasNextPage endCursor } } }';
+    type Page = {
+      tenants: { edges: { node: { id: string; name: string } }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
+    };
     const seen: string[] = [];
     let after: string | null = null;
     for (let pages = 0; pages < 50; pages += 1) {
@@ -120,12 +123,12 @@ describe('API keys and tenants', () => {
     const target = await createTenant('Limited');
     const update = `mutation ($input: UpdateTenantLimitsInput!) {
       updateTenantLimits(input: $input) { name monthlyVideoSecondsLimit maxConcurrentTasks } }`;
-    expect(
-      expectData(await gateway.graphql(update, { input: { tenantId: target.tenant.id, monthlyVideoSecondsLimit: 50 } })),
-    ).toEqual({ updateTenantLimits: { name: 'Limited', monthlyVideoSecondsLimit: 50, maxConcurrentTasks: null } });
-    expect(
-      expectData(await gateway.graphql(update, { input: { tenantId: target.tenant.id, maxConcurrentTasks: 2 } })),
-    ).toEqual({ updateTenantLimits: { name: 'Limited', monthlyVideoSecondsLimit: 50, maxConcurrentTasks: 2 } });
+    expect(expectData(await gateway.graphql(update, { input: { tenantId: target.tenant.id, monthlyVideoSecondsLimit: 50 } }))).toEqual({
+      updateTenantLimits: { name: 'Limited', monthlyVideoSecondsLimit: 50, maxConcurrentTasks: null },
+    });
+    expect(expectData(await gateway.graphql(update, { input: { tenantId: target.tenant.id, maxConcurrentTasks: 2 } }))).toEqual({
+      updateTenantLimits: { name: 'Limited', monthlyVideoSecondsLimit: 50, maxConcurrentTasks: 2 },
+    });
     const negative = await gateway.graphql(update, { input: { tenantId: target.tenant.id, maxConcurrentTasks: -1 } });
     expect(negative.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });

@@ -58,7 +58,9 @@ describe('POST /webhooks/kling/{taskId}/{token}', () => {
     expect(succeeded).toMatchObject({
       status: 'SUCCEEDED',
       version: 4,
-      videos: [{ id: 'vid-1', url: 'https://cdn.example/v.mp4', upstreamUrl: 'https://cdn.example/v.mp4', durationSeconds: 5, archived: false }],
+      videos: [
+        { id: 'vid-1', url: 'https://cdn.example/v.mp4', upstreamUrl: 'https://cdn.example/v.mp4', durationSeconds: 5, archived: false },
+      ],
     });
     expect(succeeded.completedAt).not.toBeNull();
 
@@ -79,7 +81,7 @@ describe('POST /webhooks/kling/{taskId}/{token}', () => {
     expect(await read(task)).toMatchObject({ status: 'FAILED', statusMessage: 'Image pixel is invalid', version: 3 });
   });
 
-  it('refuses a bad token, another task\'s token and an unknown task alike with 401, changing nothing', async () => {
+  it("refuses a bad token, another task's token and an unknown task alike with 401, changing nothing", async () => {
     const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
     const other = await createTask(gateway, tenant, TEXT_TO_VIDEO);
     const url = callbackUrlOf(gateway, task.id);

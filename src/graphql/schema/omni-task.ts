@@ -41,15 +41,18 @@ const OmniVideoRef = builder.objectRef<StoredVideo>('OmniVideo').implement({
   fields: (t) => ({
     id: t.exposeString('id'),
     url: t.string({
-      description:
-        'Where to fetch the video: a signed, expiring URL of the gateway\'s own copy once archived, the upstream URL until then.',
+      description: "Where to fetch the video: a signed, expiring URL of the gateway's own copy once archived, the upstream URL until then.",
       resolve: (video, _args, context) => context.services.videoUrl(video),
     }),
     durationSeconds: t.exposeFloat('durationSeconds', { nullable: true }),
     upstreamUrl: t.exposeString('upstreamUrl', { description: 'The upstream URL; it expires after about 30 days.' }),
     archived: t.boolean({ resolve: (video) => Boolean(video.archive) }),
     sizeBytes: t.float({ nullable: true, description: 'Size of the archived copy.', resolve: (video) => video.archive?.sizeBytes ?? null }),
-    sha256: t.string({ nullable: true, description: 'SHA-256 of the archived copy, hex.', resolve: (video) => video.archive?.sha256 ?? null }),
+    sha256: t.string({
+      nullable: true,
+      description: 'SHA-256 of the archived copy, hex.',
+      resolve: (video) => video.archive?.sha256 ?? null,
+    }),
   }),
 });
 
@@ -154,7 +157,7 @@ builder.queryFields((t) => ({
   omniTasks: t.withAuth({ tenant: true }).connection(
     {
       type: OmniTaskRef,
-      description: 'The tenant\'s tasks, newest first; `last`/`before` walk back towards the newest.',
+      description: "The tenant's tasks, newest first; `last`/`before` walk back towards the newest.",
       args: { filter: t.arg({ type: OmniTaskFilter }) },
       resolve: (_root, args, context) => {
         if ((args.first != null || args.after != null) && (args.last != null || args.before != null)) {
@@ -193,15 +196,18 @@ builder.mutationFields((t) => ({
       result: { name: 'CreateOmniVideoSuccess' },
       dataField: { name: 'task' },
     },
-    args: t.validate(
-      { input: t.arg({ type: CreateOmniVideoInput, required: true }) },
-      z.object({ input: createOmniVideoInputSchema }),
-    ),
+    args: t.validate({ input: t.arg({ type: CreateOmniVideoInput, required: true }) }, z.object({ input: createOmniVideoInputSchema })),
     resolve: async (_root, { input }, context) => {
       const { tenantId, rates } = context.viewer;
       const task = await context.services.tasks.create({ tenantId, createsPerMinute: rates.createsPerMinute }, input);
       context.logger.info(
-        { taskId: task.id, status: task.status, mode: task.mode, images: input.referenceImages.length, videos: input.referenceVideos.length },
+        {
+          taskId: task.id,
+          status: task.status,
+          mode: task.mode,
+          images: input.referenceImages.length,
+          videos: input.referenceVideos.length,
+        },
         'omni task created',
       );
       return task;
@@ -210,7 +216,7 @@ builder.mutationFields((t) => ({
   refreshOmniTask: t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
     nullable: true,
-    description: 'Asks the upstream for the task\'s state now and applies the answer.',
+    description: "Asks the upstream for the task's state now and applies the answer.",
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, context) => {
       // Each refresh asks the upstream, so each counts as a request: the operation itself paid for
@@ -229,7 +235,7 @@ builder.subscriptionField('omniTaskUpdated', (t) =>
   t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
     description:
-      'With an id: the task\'s current state at once, then every change; completes after a final state. ' +
+      "With an id: the task's current state at once, then every change; completes after a final state. " +
       'Without an id: every change of every task of your tenant, creation included. With `after` (a changeCursor, ' +
       'tenant-wide form only): first the latest state of every task changed since that cursor, in log order, then live. ' +
       'A cursor older than the log keeps is an error with code CURSOR_EXPIRED: list the tasks again.',
@@ -237,10 +243,17 @@ builder.subscriptionField('omniTaskUpdated', (t) =>
     subscribe: (_root, { id, after }, context) => {
       const tenantId = context.viewer.tenantId;
       if (id === null || id === undefined) {
-        return context.services.watch.tenant(tenantId, after === null || after === undefined ? null : context.services.watch.parseCursor(after), context.signal);
+        return context.services.watch.tenant(
+          tenantId,
+          after === null || after === undefined ? null : context.services.watch.parseCursor(after),
+          context.signal,
+        );
       }
       if (after !== null && after !== undefined) {
-        throw new AppError('`after` resumes the tenant-wide form only; a subscription with an id starts from the task\'s current state.', 'BAD_USER_INPUT');
+        throw new AppError(
+          "`after` resumes the tenant-wide form only; a subscription with an id starts from the task's current state.",
+          'BAD_USER_INPUT',
+        );
       }
       const taskId = fromGlobalId(id, 'OmniTask');
       if (taskId === null) throw new NotFoundError('No task has this id.');

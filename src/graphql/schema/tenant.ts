@@ -39,11 +39,11 @@ builder.node(TenantRef, {
     maxConcurrentTasks: t.exposeInt('maxConcurrentTasks', { nullable: true }),
     requestsPerSecond: t.exposeInt('requestsPerSecond', {
       nullable: true,
-      description: 'This tenant\'s request rate limit per gateway instance; null means the default.',
+      description: "This tenant's request rate limit per gateway instance; null means the default.",
     }),
     createsPerMinute: t.exposeInt('createsPerMinute', {
       nullable: true,
-      description: 'This tenant\'s createOmniVideo rate limit per gateway instance; null means the default.',
+      description: "This tenant's createOmniVideo rate limit per gateway instance; null means the default.",
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     usage: t.field({
@@ -83,23 +83,27 @@ builder.queryField('viewer', (t) =>
 );
 
 builder.queryField('tenants', (t) =>
-  t.connection({
-    type: TenantRef,
-    description: 'Every tenant, oldest first (admin).',
-    authScopes: { admin: true },
-    resolve: async (_root, args, context) => {
-      if (args.last != null || args.before != null) {
-        throw new InvalidInputError('tenants pages forward only: use first and after.', [
-          { path: [args.last != null ? 'last' : 'before'], message: 'not supported on this list' },
-        ]);
-      }
-      return resolveCursorConnection(
-        { args, toCursor: encodeCursor, ...pageSizes(args) },
-        ({ after, limit }: ResolveCursorConnectionArgs) =>
-          context.services.tenants.listTenants({ limit, after: after ? decodeCursor(after, 'after') : null }),
-      );
+  t.connection(
+    {
+      type: TenantRef,
+      description: 'Every tenant, oldest first (admin).',
+      authScopes: { admin: true },
+      resolve: async (_root, args, context) => {
+        if (args.last != null || args.before != null) {
+          throw new InvalidInputError('tenants pages forward only: use first and after.', [
+            { path: [args.last != null ? 'last' : 'before'], message: 'not supported on this list' },
+          ]);
+        }
+        return resolveCursorConnection(
+          { args, toCursor: encodeCursor, ...pageSizes(args) },
+          ({ after, limit }: ResolveCursorConnectionArgs) =>
+            context.services.tenants.listTenants({ limit, after: after ? decodeCursor(after, 'after') : null }),
+        );
+      },
     },
-  }, { name: 'TenantConnection' }, { name: 'TenantEdge' }),
+    { name: 'TenantConnection' },
+    { name: 'TenantEdge' },
+  ),
 );
 
 const CreateTenantInput = builder.inputType('CreateTenantInput', {
@@ -175,7 +179,7 @@ builder.mutationFields((t) => ({
   }),
   updateTenantLimits: t.field({
     type: TenantRef,
-    description: 'Sets a tenant\'s limits; an omitted field is left as it is, null removes the limit (admin).',
+    description: "Sets a tenant's limits; an omitted field is left as it is, null removes the limit (admin).",
     authScopes: { admin: true },
     args: { input: t.arg({ type: UpdateTenantLimitsInput, required: true }) },
     resolve: async (_root, { input }, context) => {

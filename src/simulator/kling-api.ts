@@ -117,9 +117,12 @@ export function createKlingApi(deps: { state: SimulatorState; apiKey: string | u
     const json = await readJson(req, res);
     if (json === null) return;
     const externalRaw = (json.raw as { external_task_id?: unknown } | null)?.external_task_id;
-    const perExternal =
-      typeof externalRaw === 'string' ? (state.stats.byExternalTaskId[externalRaw] ??= { requests: 0, accepted: 0 }) : null;
-    if (perExternal) perExternal.requests++;
+    let perExternal: { requests: number; accepted: number } | null = null;
+    if (typeof externalRaw === 'string') {
+      perExternal = state.stats.byExternalTaskId[externalRaw] ?? { requests: 0, accepted: 0 };
+      state.stats.byExternalTaskId[externalRaw] = perExternal;
+      perExternal.requests++;
+    }
 
     const fault = takeFault(state.faults, 'create');
     if (await applyFault(fault, res, state.wait)) return;

@@ -239,7 +239,7 @@ function checkRules(v: Fields, ctx: z.RefinementCtx): void {
   if (images.length + elements.length > limit) {
     issue(
       [images.length > 0 ? 'referenceImages' : 'elements'],
-      `reference images and elements together must be at most ${limit}` + (videos.length > 0 ? ' when a reference video is given' : ''),
+      `reference images and elements together must be at most ${limit}${videos.length > 0 ? ' when a reference video is given' : ''}`,
     );
   }
 

@@ -180,7 +180,12 @@ const fields = z.object({
     .number()
     .refine((v) => Number.isInteger(v) && v >= 3 && v <= 10, { message: 'durationSeconds must be an integer from 3 to 10' })
     .nullish(),
-  referenceImages: z.array(referenceImageInput).nullish(),
+  // The count is checked before any image is decoded: a long list of large images costs nothing.
+  referenceImages: z
+    .array(z.unknown())
+    .max(MAX_REFERENCES, { message: `reference images and elements together must be at most ${MAX_REFERENCES}` })
+    .pipe(z.array(referenceImageInput))
+    .nullish(),
   elements: z
     .array(
       z.object({

@@ -96,22 +96,26 @@ async function createApiKey(db: Db, tenantId: string): Promise<{ id: string; api
   return { id: row.id, apiKey: key.key };
 }
 
-/** A tenant's keys, oldest first, without their hashes; null when the tenant does not exist. */
+/** What is shown of a key: never its hash. */
+const KEY_COLUMNS = {
+  id: apiKeys.id,
+  tenantId: apiKeys.tenantId,
+  prefix: apiKeys.prefix,
+  createdAt: apiKeys.createdAt,
+  revokedAt: apiKeys.revokedAt,
+  lastUsedAt: apiKeys.lastUsedAt,
+};
+
+/** A tenant's keys, oldest first; null when the tenant does not exist. */
 async function listApiKeys(db: Db, tenantId: string): Promise<ApiKey[] | null> {
   const [tenant] = await db.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).limit(1);
   if (tenant === undefined) return null;
-  return db
-    .select({
-      id: apiKeys.id,
-      tenantId: apiKeys.tenantId,
-      prefix: apiKeys.prefix,
-      createdAt: apiKeys.createdAt,
-      revokedAt: apiKeys.revokedAt,
-      lastUsedAt: apiKeys.lastUsedAt,
-    })
-    .from(apiKeys)
-    .where(eq(apiKeys.tenantId, tenantId))
-    .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
+  return db.select(KEY_COLUMNS).from(apiKeys).where(eq(apiKeys.tenantId, tenantId)).orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
+}
+
+async function getApiKey(db: Db, id: string): Promise<ApiKey | null> {
+  const [key] = await db.select(KEY_COLUMNS).from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
+  return key ?? null;
 }
 
 async function updateLimits(db: Db, tenantId: string, limits: TenantLimits): Promise<Tenant | null> {
@@ -195,6 +199,7 @@ export function createTenantService(
     createTenant: (input: { name: string } & TenantLimits) => createTenant(db, input),
     createApiKey: (tenantId: string) => createApiKey(db, tenantId),
     listApiKeys: (tenantId: string) => listApiKeys(db, tenantId),
+    getApiKey: (id: string) => getApiKey(db, id),
 
     /** True when the key existed and was live; revoking twice is harmless and answers false. */
     async revokeApiKey(id: string): Promise<boolean> {

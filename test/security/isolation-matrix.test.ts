@@ -11,9 +11,10 @@ import { Collector, wsClient } from '../support/subscriptions.ts';
 import type { Received } from '../support/subscriptions.ts';
 import { NO_RATE_LIMITS } from './load.ts';
 
-/** DESIGN.md §4: the operations of the admin scope. */
+/** DESIGN.md §4 and §9.3: the operations of the admin scope. */
 const ADMIN_FIELDS = [
   'Mutation.createApiKey',
+  'Query.apiKeys',
   'Mutation.createTenant',
   'Mutation.revokeApiKey',
   'Mutation.updateTenantLimits',

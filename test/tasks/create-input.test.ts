@@ -230,3 +230,19 @@ describe('normalized request', () => {
     expect(req.elements).toEqual([{ index: 1, elementId: '18446744073709551' }]);
   });
 });
+
+describe('list lengths come before decoding', () => {
+  it('eight inline images are refused by their count, none of them decoded', () => {
+    // Not one of these is valid base64: had any been decoded, its own problem would be reported.
+    const parsed = createOmniVideoInputSchema.safeParse({
+      prompt: 'p',
+      aspectRatio: 'RATIO_16_9',
+      referenceImages: Array.from({ length: 8 }, () => ({ base64: '!'.repeat(1_000) })),
+    });
+    expect(parsed.success).toBe(false);
+    const issues = parsed.success ? [] : parsed.error.issues;
+    expect(issues.map((issue) => [issue.path.join('.'), issue.message])).toEqual([
+      ['referenceImages', 'reference images and elements together must be at most 7'],
+    ]);
+  });
+});

@@ -3,7 +3,7 @@ import type { ResolveCursorConnectionArgs } from '@pothos/plugin-relay';
 import { z } from 'zod';
 import { InvalidInputError, NotFoundError } from '../../errors.ts';
 import { fromGlobalId, toGlobalId } from '../../ids.ts';
-import type { Tenant } from '../../tenants/tenants.ts';
+import type { ApiKey, Tenant } from '../../tenants/tenants.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import { UsageSummaryRef, usageOf } from './usage.ts';
@@ -119,10 +119,44 @@ const CreateTenantInput = builder.inputType('CreateTenantInput', {
   }),
 });
 
-const CreateTenantPayload = builder.objectRef<{ tenant: Tenant; apiKey: string }>('CreateTenantPayload').implement({
+const ApiKeyRef = builder.objectRef<ApiKey>('ApiKey');
+
+builder.node(ApiKeyRef, {
+  id: { resolve: (key) => key.id },
+  description: 'An API key of a tenant, as the admin sees it: never the key itself.',
+  // Keys are the admin's business only: for anyone else an id of a key is like an unknown id.
+  loadOne: (id, context) => (context.viewer.kind === 'admin' ? context.services.tenants.getApiKey(id) : null),
+  fields: (t) => ({
+    prefix: t.exposeString('prefix', { description: 'The first characters of the key, to tell keys apart.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    lastUsedAt: t.expose('lastUsedAt', { type: 'DateTime', nullable: true }),
+    revokedAt: t.expose('revokedAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+builder.queryField('apiKeys', (t) =>
+  t.field({
+    type: [ApiKeyRef],
+    description: "A tenant's API keys, oldest first (admin).",
+    authScopes: { admin: true },
+    args: { tenantId: t.arg.id({ required: true }) },
+    resolve: async (_root, { tenantId }, context) => {
+      const id = fromGlobalId(tenantId, 'Tenant');
+      const keys = id === null ? null : await context.services.tenants.listApiKeys(id);
+      if (keys === null) throw new NotFoundError('No tenant has this id.');
+      return keys;
+    },
+  }),
+);
+
+const CreateTenantPayload = builder.objectRef<{ tenant: Tenant; apiKey: string; apiKeyId: string }>('CreateTenantPayload').implement({
   fields: (t) => ({
     tenant: t.field({ type: TenantRef, resolve: (payload) => payload.tenant }),
     apiKey: t.exposeString('apiKey', { description: 'Shown once; only its hash is kept.' }),
+    apiKeyId: t.id({
+      description: 'The id of that key, to revoke it later.',
+      resolve: (payload) => toGlobalId('ApiKey', payload.apiKeyId),
+    }),
   }),
 });
 

@@ -84,6 +84,9 @@ function createSocketClient(url: string, authorization: string, emit: (event: So
     // graphql-ws would retry by sending the first subscribe message again, with the cursor it had
     // then. The live feed resumes by itself instead, from the last changeCursor it handled.
     retryAttempts: 0,
+    // The feed subscribes again at once after CURSOR_EXPIRED: keep the socket for that moment
+    // instead of closing it with the last subscription and opening another.
+    lazyCloseTimeout: 2_000,
     // A socket that died without a close frame (a laptop's lid, a proxy) shows up only as a
     // missing pong: close it, so the feed resumes.
     keepAlive: PING_EVERY_MS,

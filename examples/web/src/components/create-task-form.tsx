@@ -60,6 +60,12 @@ function toInput(form: Form, idempotencyKey: string): CreateOmniVideoInput {
   };
 }
 
+/** A random idempotency key (crypto.randomUUID needs a secure context; plain http on a LAN is not one). */
+function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
 function readAsDataUrl(file: File): Promise<string> {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
@@ -113,7 +119,7 @@ export function CreateTaskForm({ onCreated }: { onCreated: (taskId: string) => v
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    idempotencyKey.current ??= crypto.randomUUID();
+    idempotencyKey.current ??= newIdempotencyKey();
     setProblem(null);
     const result = await createOmniVideo({ input: toInput(form, idempotencyKey.current) });
     const outcome = result.data?.createOmniVideo;

@@ -32,7 +32,9 @@ describe('npm run example', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('builds the app, starts the gateway with its sandbox tenant, serves the app on another origin (CORS), and stops on SIGTERM', { timeout: 90_000 }, async () => {
+  it('builds the app, starts the gateway with its sandbox tenant, serves the app on another origin (CORS), and stops on SIGTERM', {
+    timeout: 90_000,
+  }, async () => {
     const example = runExample(dataDir);
     running.push(example);
     const { appOrigin, key, gatewayUrl } = await printed(example);
@@ -50,7 +52,11 @@ describe('npm run example', () => {
     // What the browser does from the app's origin: a preflight, then the query with the key.
     const preflight = await fetch(`${gatewayUrl}/graphql`, {
       method: 'OPTIONS',
-      headers: { origin: appOrigin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      headers: {
+        origin: appOrigin,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,content-type',
+      },
     });
     expect(preflight.headers.get('access-control-allow-origin')).toBe(appOrigin);
     const response = await fetch(`${gatewayUrl}/graphql`, {

@@ -19,7 +19,12 @@ export type GatewayProcess = {
 
 /** Runs `node src/main.ts` with exactly `env` (plus PATH), as `npm start` would. */
 export function spawnGateway(env: Record<string, string>): GatewayProcess {
-  const child = spawn(process.execPath, [mainFile], {
+  return spawnScript(mainFile, env);
+}
+
+/** Runs `node <file>` from the project's root with exactly `env` (plus PATH), collecting what it prints. */
+export function spawnScript(file: string, env: Record<string, string>): GatewayProcess {
+  const child = spawn(process.execPath, [file], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,26 +1,12 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
-import type { BrowserContext, Locator } from 'playwright-core';
+import type { Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { browserTestName, hasChromium, launchChromium } from '../support/browser.ts';
+import type { TestBrowser } from '../support/browser.ts';
 import { createTenant } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-const CHROMIUM_FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 let gateway: TestGateway;
 let tenant: TestTenant;
@@ -82,20 +68,14 @@ describe('the GraphiQL page over HTTP', () => {
 });
 
 describe('GraphiQL in a browser', () => {
-  const name = hasChromium
-    ? 'renders with every request kept on the gateway, and runs { viewer { tenant { name } } } with a tenant key'
-    : `renders and runs a query offline (skipped: Chromium not installed at ${CHROMIUM})`;
+  const name = browserTestName('renders with every request kept on the gateway, and runs { viewer { tenant { name } } } with a tenant key');
 
-  let context: BrowserContext | null = null;
-  let userDataDir: string | null = null;
-  afterAll(async () => {
-    await context?.close();
-    if (userDataDir !== null) rmSync(userDataDir, { recursive: true, force: true });
-  });
+  let browser: TestBrowser | null = null;
+  afterAll(() => browser?.close());
 
   it.skipIf(!hasChromium)(name, { timeout: 90_000 }, async () => {
-    userDataDir = mkdtempSync(join(tmpdir(), 'omni-gateway-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+    browser = await launchChromium();
+    const { context } = browser;
     const origin = new URL(gateway.url).origin;
     const aborted: string[] = [];
     const operations: string[] = [];

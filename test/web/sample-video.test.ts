@@ -1,38 +1,19 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import type { BrowserContext } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSimulator } from '../../src/simulator/server.ts';
 import type { Simulator } from '../../src/simulator/server.ts';
+import { browserTestName, hasChromium, launchChromium } from '../support/browser.ts';
+import type { TestBrowser } from '../support/browser.ts';
 import { startCallbackReceiver } from '../support/callback-receiver.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-const CHROMIUM_FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 describe("the simulator's result video in a browser", () => {
   let simulator: Simulator | null = null;
-  let context: BrowserContext | null = null;
-  let userDataDir: string | null = null;
+  let browser: TestBrowser | null = null;
   afterAll(async () => {
-    await context?.close();
+    await browser?.close();
     await simulator?.close();
-    if (userDataDir !== null) rmSync(userDataDir, { recursive: true, force: true });
   });
 
-  const name = hasChromium
-    ? 'a 9:16, 7 s result plays in Chromium, at 180×320, and seeks to 6 s (Range)'
-    : `a result plays in Chromium (skipped: Chromium not installed at ${CHROMIUM})`;
+  const name = browserTestName('a 9:16, 7 s result plays in Chromium, at 180×320, and seeks to 6 s (Range)');
 
   it.skipIf(!hasChromium)(name, { timeout: 60_000 }, async () => {
     simulator = createSimulator({ delays: { processingMs: 0, finishMs: 0 } });
@@ -52,9 +33,8 @@ describe("the simulator's result video in a browser", () => {
       await receiver.close();
     }
 
-    userDataDir = mkdtempSync(join(tmpdir(), 'omni-gateway-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
-    const page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchChromium();
+    const page = browser.context.pages()[0] ?? (await browser.context.newPage());
     await page.goto(`${url}/__control/stats`); // any page of the simulator's origin
     const played = await page.evaluate(async (src) => {
       const video = document.createElement('video');

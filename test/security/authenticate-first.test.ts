@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { manualClock } from '../../src/clock.ts';
 import { createTenant } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
@@ -123,7 +124,8 @@ describe('the body budget is shared fairly', () => {
 describe('failed authentications', () => {
   let gateway: TestGateway;
   beforeAll(async () => {
-    gateway = await startGateway();
+    // Time stands still unless the test moves it: the failure credit refills only when told.
+    gateway = await startGateway({ clock: manualClock() });
   });
   afterAll(async () => {
     await gateway?.stop();
@@ -136,6 +138,7 @@ describe('failed authentications', () => {
     const statuses: number[] = [];
     for (let i = 0; i < 40; i += 1) statuses.push((await gateway.graphql(VIEWER, {}, `og_guess-${i}`)).status);
     expect(statuses.slice(0, 20)).toEqual(Array(20).fill(401));
+    expect(statuses.slice(20)).toEqual(Array(20).fill(429));
     const throttled = await gateway.graphql(VIEWER, {}, 'og_guess-last');
     expect(throttled.status).toBe(429);
     expect(throttled.body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');

@@ -14,6 +14,7 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
 import { connectPostgres } from '../../src/db/database.ts';
 import { createTestDatabase } from './database.ts';
 import type { TestDatabase } from './database.ts';
+import type { Clock } from '../../src/clock.ts';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
 
@@ -58,6 +59,8 @@ export type GatewayOptions = {
   databaseUrl?: string;
   /** A logger of the test's own, e.g. to read what the gateway logs. */
   logger?: Logger;
+  /** The gateway's clock (e.g. a manual one, so that a test decides when time passes). */
+  clock?: Clock;
   /** Share another gateway's simulator instead of starting one. */
   simulator?: { instance: Simulator; url: string };
 };
@@ -117,6 +120,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     upstream,
     metrics,
     persistedOperations: config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   const { url } = await app.start();
   return {

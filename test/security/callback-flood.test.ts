@@ -198,9 +198,12 @@ describe('a flood of 10,000 callbacks across 100 tasks', () => {
       const byTask = (a: { task_id: string }, b: { task_id: string }) => a.task_id.localeCompare(b.task_id);
       expect(usage.map((row) => ({ task_id: row.task_id, kind: row.kind })).sort(byTask)).toEqual(expectedUsage.sort(byTask));
       const succeeded = plans.filter((plan) => plan.final === 'succeed').length;
-      const usageQuery = '{ viewer { usage { succeededTasks failedTasks videoSeconds } } }';
+      // The whole run, even one that crosses a month's end (usage defaults to the current month).
+      const usageQuery =
+        'query ($from: DateTime, $to: DateTime) { viewer { usage(from: $from, to: $to) { succeededTasks failedTasks videoSeconds } } }';
+      const span = { from: new Date(Date.now() - 86_400_000).toISOString(), to: new Date(Date.now() + 86_400_000).toISOString() };
       const summary = expectData(
-        await gateway.graphql<{ viewer: { usage: Record<string, number> } }>(usageQuery, {}, tenant.apiKey),
+        await gateway.graphql<{ viewer: { usage: Record<string, number> } }>(usageQuery, span, tenant.apiKey),
         usageQuery,
       );
       expect(summary.viewer.usage).toEqual({ succeededTasks: succeeded, failedTasks: TASKS - succeeded, videoSeconds: succeeded * 5 });

@@ -44,6 +44,16 @@ function slowPost(url: string, headers: Record<string, string>, declared: number
   };
 }
 
+/**
+ * Two slow POSTs sent together: the gateway admits whichever it authenticates first and refuses the
+ * other; resolves with the refused one's answer and the one still being read.
+ */
+async function oneRefused(first: ReturnType<typeof slowPost>, second: ReturnType<typeof slowPost>) {
+  const winner = await Promise.race([first.answered.then(() => 'first' as const), second.answered.then(() => 'second' as const)]);
+  const [refused, held] = winner === 'first' ? [first, second] : [second, first];
+  return { refused: await refused.answered, held };
+}
+
 describe('authentication before the body', () => {
   let gateway: TestGateway;
   let tenant: TestTenant;
@@ -75,14 +85,15 @@ describe('authentication before the body', () => {
 
   it('reads the body of a valid key, and refuses with 503 and Retry-After beyond the instance-wide body budget', async () => {
     const declared = 2 * 1024 * 1024;
-    const holding = slowPost(gateway.url, { authorization: `Bearer ${tenant.apiKey}` }, declared);
-    // The first request holds 2 of the 3 MiB budget while its body trickles in; a second one does not fit.
-    const second = slowPost(gateway.url, { authorization: `Bearer ${tenant.apiKey}` }, declared);
-    const refused = await second.answered;
+    // One request holds 2 of the 3 MiB budget while its body trickles in; the other does not fit.
+    const { refused, held } = await oneRefused(
+      slowPost(gateway.url, { authorization: `Bearer ${tenant.apiKey}` }, declared),
+      slowPost(gateway.url, { authorization: `Bearer ${tenant.apiKey}` }, declared),
+    );
     expect(refused.response.statusCode).toBe(503);
     expect(refused.response.headers['retry-after']).toBe('1');
-    holding.abort();
-    await holding.closed;
+    held.abort();
+    await held.closed;
     // The budget is released when the request goes away: small requests pass again.
     expect(expectData(await gateway.graphql(VIEWER, {}, tenant.apiKey))).toEqual({ viewer: { tenant: { name: 'Early' } } });
   });
@@ -101,9 +112,11 @@ describe('the body budget is shared fairly', () => {
     const greedy = await createTenant(gateway, 'Greedy');
     const polite = await createTenant(gateway, 'Polite');
     const large = 1024 * 1024;
-    const holding = slowPost(gateway.url, { authorization: `Bearer ${greedy.apiKey}` }, large);
-    const second = slowPost(gateway.url, { authorization: `Bearer ${greedy.apiKey}` }, large);
-    expect((await second.answered).response.statusCode).toBe(503);
+    const { refused, held: holding } = await oneRefused(
+      slowPost(gateway.url, { authorization: `Bearer ${greedy.apiKey}` }, large),
+      slowPost(gateway.url, { authorization: `Bearer ${greedy.apiKey}` }, large),
+    );
+    expect(refused.response.statusCode).toBe(503);
     // Another tenant's large body is still admitted, read and answered.
     const padded = JSON.stringify({ query: VIEWER, variables: { pad: 'x'.repeat(large - 200) } });
     const other = await fetch(`${gateway.url}/graphql`, {

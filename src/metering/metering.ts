@@ -55,7 +55,7 @@ function monthOf(now: Date): { from: Date; to: Date } {
 
 /**
  * Admits a create or throws QuotaExceededError. Runs inside the creating transaction and takes
- * the tenant's row lock first, so concurrent creates of one tenant are checked one at a time
+ * the tenant's row lock (FOR NO KEY UPDATE) first, so concurrent creates of one tenant are checked one at a time
  * and can never overshoot together.
  */
 async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, month: { from: Date; to: Date }): Promise<void> {
@@ -63,7 +63,9 @@ async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, m
     .select({ seconds: tenants.monthlyVideoSecondsLimit, concurrent: tenants.maxConcurrentTasks })
     .from(tenants)
     .where(eq(tenants.id, tenantId))
-    .for('update');
+    // Not FOR UPDATE: that would block the foreign-key checks of usage events written by tasks
+    // finishing meanwhile, which hold task-count rows this transaction may need (a deadlock).
+    .for('no key update');
   if (tenant === undefined || (tenant.seconds === null && tenant.concurrent === null)) return;
   const [inFlight] = await queryRows<{ count: number; reserved: number }>(
     tx,

@@ -151,7 +151,9 @@ async function insertPending(
   row: { id: string; hash: string; body: UpstreamCreateBody },
 ): Promise<{ task: TaskRow; created: boolean }> {
   return deps.state.commit(deps.db, async (tx) => {
-    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('update');
+    // NO KEY UPDATE: it orders the tenant's creates, yet lets other transactions insert rows that
+    // reference the tenant (a usage event, whose foreign-key check takes KEY SHARE) without waiting.
+    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('no key update');
     const existing = request.idempotencyKey === null ? null : await findByIdempotencyKey(tx, tenantId, request.idempotencyKey);
     if (existing !== null) return { task: existing, created: false };
     if (deps.admit !== undefined) await deps.admit(tx, tenantId, request);

@@ -25,7 +25,7 @@ export type LoggedChange = {
   task: Record<string, unknown>;
 };
 
-export const ORIGIN: ChangePosition = { txid: 0n, seq: 0n };
+const ORIGIN: ChangePosition = { txid: 0n, seq: 0n };
 
 export function comparePositions(a: ChangePosition, b: ChangePosition): number {
   if (a.txid !== b.txid) return a.txid < b.txid ? -1 : 1;

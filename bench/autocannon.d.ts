@@ -17,6 +17,8 @@ declare module 'autocannon' {
     body?: string;
     connections?: number;
     duration?: number;
+    /** A fixed number of requests instead of a duration. */
+    amount?: number;
     pipelining?: number;
     /** Seconds before a request counts as timed out. */
     timeout?: number;

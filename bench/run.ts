@@ -36,6 +36,8 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     latency: { connections: 1, warmupSeconds: 2, seconds: 8 },
     delivery: { subscribers: 1_000, rounds: 30, callbacks: 200 },
     memory: { subscriptions: 10_000 },
+    ingest: { connections: 64, warmup: 2_000, callbacks: 20_000 },
+    resume: { changes: 1_000 },
   },
   quick: {
     mode: 'quick',
@@ -44,6 +46,8 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     latency: { connections: 1, warmupSeconds: 1, seconds: 3 },
     delivery: { subscribers: 300, rounds: 10, callbacks: 50 },
     memory: { subscriptions: 2_000 },
+    ingest: { connections: 64, warmup: 500, callbacks: 3_000 },
+    resume: { changes: 1_000 },
   },
 };
 
@@ -176,6 +180,8 @@ async function main(): Promise<number> {
     ...plan.rows,
     fanoutTasks: FANOUT_PROBES + FANOUT_WARMUPS + plan.delivery.rounds,
     watchTasks: Math.max(plan.delivery.subscribers, plan.memory.subscriptions),
+    ingestTasks: plan.ingest.warmup + plan.ingest.callbacks,
+    resumeTasks: plan.resume.changes + 1,
   };
   const seeded = await seed(database.database.db, sizes, log);
   await database.release();
@@ -186,10 +192,17 @@ async function main(): Promise<number> {
     args: ['--port', '0', '--processing-ms', '3600000', '--finish-ms', '3600000'],
   });
   const anchor = startNode('anchor', 'bench/anchor-yoga.ts');
-  const children: Child[] = [simulator, anchor];
+  // The database anchors need a server to connect to: PostgreSQL only (PGlite allows one process).
+  const dbAnchor =
+    database.driver === 'postgres'
+      ? startNode('db anchor', 'bench/anchor-db.ts', { env: { ...database.gatewayEnv, DB_POOL_SIZE: '10' } })
+      : null;
+  const children: Child[] = [simulator, anchor, ...(dbAnchor === null ? [] : [dbAnchor])];
   cleanups.push({ name: 'simulator and anchor', run: () => Promise.all(children.map((child) => child.stop(5_000))) });
   const simulatorUrl = (await simulator.waitForLine(/kling simulator listening on /, 20_000)).replace(/^.*listening on /, '').trim();
   const anchorUrl = (await anchor.waitForLine(/anchor listening on /, 20_000)).replace(/^.*listening on /, '').trim();
+  const dbAnchorUrl =
+    dbAnchor === null ? null : (await dbAnchor.waitForLine(/db anchor listening on /, 20_000)).replace(/^.*listening on /, '').trim();
   const settings = await fetch(`${simulatorUrl}/__control/settings`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -246,6 +259,7 @@ async function main(): Promise<number> {
     driver: database.driver,
     gateway: { url: gatewayUrl, pid: gateway.pid },
     anchor: { url: anchorUrl, pid: anchor.pid },
+    dbAnchor: dbAnchor === null || dbAnchorUrl === null ? null : { url: dbAnchorUrl, pid: dbAnchor.pid },
     simulatorUrl,
     seed: seeded,
     liveApiKey,

@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { toGlobalId } from '../src/ids.ts';
 import { webhookToken } from '../src/webhooks/tokens.ts';
 import type { Seed, WatchableTask } from './support/database.ts';
-import { loadProblem, measureHttp } from './support/load.ts';
+import { loadProblem, measureHttp, measureRequests } from './support/load.ts';
 import type { HttpLoad, LoadResult } from './support/load.ts';
 import { rssKiB } from './support/processes.ts';
 import { figure } from './support/report.ts';
 import type { Figure } from './support/report.ts';
 import { median, percentiles, sleep } from './support/stats.ts';
 import type { Percentiles } from './support/stats.ts';
+import WebSocket from 'ws';
 import { openSwarm } from './support/subscribers.ts';
 import type { NextPayload, Operation } from './support/subscribers.ts';
 
@@ -20,6 +21,10 @@ export type Plan = {
   /** Delivery: live subscribers, measured fan-out rounds, measured per-task callbacks. */
   delivery: { subscribers: number; rounds: number; callbacks: number };
   memory: { subscriptions: number };
+  /** Callback ingestion: concurrent connections, discarded and measured callbacks (each to its own task). */
+  ingest: { connections: number; warmup: number; callbacks: number };
+  /** Resume: changes made while a subscriber is away, then replayed to it. */
+  resume: { changes: number };
 };
 
 /** Probe rounds that may go by before every tenant-wide subscriber is registered, then warm-up rounds. */
@@ -32,6 +37,8 @@ export type BenchContext = {
   driver: 'postgres' | 'pglite';
   gateway: { url: string; pid: number };
   anchor: { url: string; pid: number };
+  /** The database anchors (bench/anchor-db.ts): PostgreSQL only. */
+  dbAnchor: { url: string; pid: number } | null;
   simulatorUrl: string;
   seed: Seed;
   /** The key of a tenant created through the admin mutation: it creates tasks. */
@@ -122,12 +129,10 @@ function latencyFigures(
  * before anything is recorded, and these seeded tasks exist in no upstream. A callback records
  * "processing" on its own word, so this measures the webhook → subscriber path itself.
  */
-async function postProcessing(ctx: BenchContext, task: WatchableTask): Promise<void> {
-  const url = `${ctx.gateway.url}/webhooks/kling/${task.id}/${webhookToken(ctx.webhookSecret, task.id)}`;
+function processingCallback(ctx: BenchContext, task: WatchableTask): { path: string; body: string } {
   const now = Date.now();
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
+  return {
+    path: `/webhooks/kling/${task.id}/${webhookToken(ctx.webhookSecret, task.id)}`,
     body: JSON.stringify({
       task_id: task.upstreamTaskId,
       task_status: 'processing',
@@ -137,7 +142,12 @@ async function postProcessing(ctx: BenchContext, task: WatchableTask): Promise<v
       task_info: { external_task_id: task.id },
       task_result: {},
     }),
-  });
+  };
+}
+
+async function postProcessing(ctx: BenchContext, task: WatchableTask): Promise<void> {
+  const { path, body } = processingCallback(ctx, task);
+  const response = await fetch(`${ctx.gateway.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   const text = await response.text();
   if (response.status !== 200 || !text.includes('"changed":true')) {
     throw new Error(`webhook for ${task.id} answered ${response.status} ${text}`);
@@ -701,5 +711,146 @@ const create: Scenario = {
   },
 };
 
+// --- callback ingestion -----------------------------------------------------------------------
+
+/** Requests that each move their own task, `next` handing out the tasks in turn (warm-up first). */
+function oneRequestPerTask(tasks: WatchableTask[], request: (task: WatchableTask) => { path: string; body: string }) {
+  let index = 0;
+  return () => {
+    const task = tasks[index];
+    if (task === undefined) throw new Error(`more requests than the ${tasks.length} seeded tasks`);
+    index += 1;
+    return request(task);
+  };
+}
+
+const ingest: Scenario = {
+  id: 'ingest',
+  title: 'callback ingestion',
+  async run(ctx) {
+    const { connections, warmup, callbacks } = ctx.plan.ingest;
+    const load = (url: string, next: () => { path: string; body: string }): HttpLoad => ({
+      url,
+      body: '',
+      next,
+      connections,
+      warmupSeconds: 0,
+      seconds: 0,
+      expect: (body) => body.includes('"changed":true'),
+    });
+    ctx.log(`ingest: ${callbacks} processing callbacks to the gateway, each to its own task, ${connections} connections`);
+    const gateway = await ctx.window('ingest.gateway', () =>
+      measureRequests(
+        load(
+          ctx.gateway.url,
+          oneRequestPerTask(ctx.seed.ingest.tasks, (task) => processingCallback(ctx, task)),
+        ),
+        warmup,
+        callbacks,
+      ),
+    );
+    let anchor: LoadResult | null = null;
+    if (ctx.dbAnchor !== null) {
+      ctx.log(`ingest: ${callbacks} requests to the bare node:http + postgres.js anchor, one UPDATE each`);
+      const next = oneRequestPerTask(ctx.seed.ingestAnchor.tasks, (task) => ({
+        ...processingCallback(ctx, task),
+        path: `/callback/${task.id}`,
+      }));
+      anchor = await measureRequests(load(ctx.dbAnchor.url, next), warmup, callbacks);
+    }
+    const error = anchor === null ? problemOf(gateway) : problemOf(gateway, anchor);
+    return {
+      figures: [
+        figure({
+          id: 'ingest',
+          figure: `callback ingestion (${connections} connections, distinct tasks)`,
+          metric: 'req/s',
+          value: gateway.requestsPerSecond,
+          anchor: anchor === null ? 'bare node:http + postgres.js UPDATE (PostgreSQL only)' : 'bare node:http + postgres.js UPDATE',
+          anchorValue: anchor?.requestsPerSecond ?? null,
+          note: `p50 ${gateway.latencyMs.p50.toFixed(1)} ms, p99 ${gateway.latencyMs.p99.toFixed(1)} ms; ${callbacks} callbacks, each a change`,
+          ...(error === undefined ? {} : { error }),
+        }),
+      ],
+      details: { gateway: describeLatency(gateway), anchor: anchor === null ? null : describeLatency(anchor) },
+    };
+  },
+};
+
+// --- resume -----------------------------------------------------------------------------------
+
+const RESUME = 'subscription Resume($after: String) { omniTaskUpdated(after: $after) { id status version changeCursor } }';
+
+/** Opens a tenant-wide subscription resuming after `after`; resolves with the ms from subscribe to the `count`th event. */
+function timeReplay(url: string, apiKey: string, after: string, count: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws', { perMessageDeflate: false });
+    let started = 0;
+    let received = 0;
+    const timer = setTimeout(() => finish(new Error(`replay: ${received} of ${count} events within ${timeoutMs} ms`)), timeoutMs);
+    const finish = (outcome: Error | number) => {
+      clearTimeout(timer);
+      socket.terminate();
+      if (typeof outcome === 'number') resolve(outcome);
+      else reject(outcome);
+    };
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${apiKey}` } })));
+    socket.on('message', (raw) => {
+      const message = JSON.parse(String(raw)) as { type: string; payload?: NextPayload };
+      if (message.type === 'connection_ack') {
+        started = performance.now();
+        socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: RESUME, variables: { after } } }));
+      } else if (message.type === 'next' && message.payload?.data?.omniTaskUpdated) {
+        received += 1;
+        if (received === count) finish(performance.now() - started);
+      } else if (message.type === 'next' || message.type === 'error' || message.type === 'complete') {
+        finish(new Error(`replay: unexpected ${message.type} ${JSON.stringify(message.payload).slice(0, 300)}`));
+      }
+    });
+    socket.on('error', (error) => finish(error));
+  });
+}
+
+const resume: Scenario = {
+  id: 'resume',
+  title: 'resume: replay of changes missed',
+  async run(ctx) {
+    const { changes } = ctx.plan.resume;
+    const { tasks, apiKey } = ctx.seed.resume;
+    const [first, ...rest] = tasks;
+    if (first === undefined) throw new Error('no task seeded for the resume run');
+    await postProcessing(ctx, first);
+    const data = await checkedGraphql<{ omniTask: { changeCursor: string } }>(
+      ctx,
+      apiKey,
+      'query($id: ID!) { omniTask(id: $id) { changeCursor } }',
+      {
+        id: toGlobalId('OmniTask', first.id),
+      },
+    );
+    ctx.log(`resume: ${changes} tasks change while the subscriber is away`);
+    const missed = rest.slice(0, changes);
+    for (let i = 0; i < missed.length; i += 16) await Promise.all(missed.slice(i, i + 16).map((task) => postProcessing(ctx, task)));
+    ctx.log(`resume: one subscriber resumes after the cursor and replays ${changes} changes`);
+    const ms = await ctx.window('resume.replay', () =>
+      timeReplay(`${ctx.gateway.url}/graphql`, apiKey, data.omniTask.changeCursor, changes, 60_000),
+    );
+    return {
+      figures: [
+        figure({
+          id: 'resume',
+          figure: `resume: replay of ${changes.toLocaleString('en-US')} changes to one subscriber`,
+          metric: 'ms',
+          value: ms,
+          anchor: '',
+          anchorValue: null,
+          note: 'from subscribe to the last event, over graphql-ws',
+        }),
+      ],
+      details: { changes, ms },
+    };
+  },
+};
+
 /** In the order they run: memory first, while the gateway's heap is still small and clean. */
-export const SCENARIOS: Scenario[] = [memory, deliveryFanOut, deliveryPerTask, throughput, paging, usage, create];
+export const SCENARIOS: Scenario[] = [memory, deliveryFanOut, deliveryPerTask, ingest, resume, throughput, paging, usage, create];

@@ -135,9 +135,23 @@ export type Seed = {
   fanout: SeededTenant & { tasks: WatchableTask[] };
   /** Submitted tasks, one per per-task subscriber. */
   watch: SeededTenant & { tasks: WatchableTask[] };
+  /** Submitted tasks, each moved by exactly one callback in the ingestion run. */
+  ingest: SeededTenant & { tasks: WatchableTask[] };
+  /** Submitted tasks of another tenant, each moved by exactly one request to the database anchor. */
+  ingestAnchor: SeededTenant & { tasks: WatchableTask[] };
+  /** Submitted tasks changed while a subscriber is away, then replayed to it. */
+  resume: SeededTenant & { tasks: WatchableTask[] };
 };
 
-export type SeedSizes = { small: number; large: number; usageEvents: number; fanoutTasks: number; watchTasks: number };
+export type SeedSizes = {
+  small: number;
+  large: number;
+  usageEvents: number;
+  fanoutTasks: number;
+  watchTasks: number;
+  ingestTasks: number;
+  resumeTasks: number;
+};
 
 async function seedTenant(db: Db, name: string): Promise<SeededTenant> {
   const [tenant] = await db.insert(tenants).values({ name }).returning({ id: tenants.id });
@@ -216,6 +230,9 @@ export async function seed(db: Db, sizes: SeedSizes, progress: (message: string)
   const large = await seedTenant(db, 'bench-large');
   const fanout = await seedTenant(db, 'bench-fanout');
   const watch = await seedTenant(db, 'bench-watch');
+  const ingest = await seedTenant(db, 'bench-ingest');
+  const ingestAnchor = await seedTenant(db, 'bench-ingest-anchor');
+  const resume = await seedTenant(db, 'bench-resume');
   let started = performance.now();
   await seedFinishedTasks(db, small.id, sizes.small);
   await seedFinishedTasks(db, large.id, sizes.large);
@@ -224,6 +241,9 @@ export async function seed(db: Db, sizes: SeedSizes, progress: (message: string)
   await seedUsageEvents(db, large.id, sizes.usageEvents);
   const fanoutTasks = await seedSubmittedTasks(db, fanout.id, sizes.fanoutTasks, 'bench-fanout-');
   const watchTasks = await seedSubmittedTasks(db, watch.id, sizes.watchTasks, 'bench-watch-');
+  const ingestTasks = await seedSubmittedTasks(db, ingest.id, sizes.ingestTasks, 'bench-ingest-');
+  const ingestAnchorTasks = await seedSubmittedTasks(db, ingestAnchor.id, sizes.ingestTasks, 'bench-anchor-');
+  const resumeTasks = await seedSubmittedTasks(db, resume.id, sizes.resumeTasks, 'bench-resume-');
   await db.execute(sql`analyze`);
   const [someTask] = await queryRows<{ id: string }>(
     db,
@@ -235,9 +255,12 @@ export async function seed(db: Db, sizes: SeedSizes, progress: (message: string)
     large: { ...large, rows: sizes.large, usageEvents: sizes.usageEvents, middleCursor: await middleCursor(db, large.id, sizes.large) },
     fanout: { ...fanout, tasks: fanoutTasks },
     watch: { ...watch, tasks: watchTasks },
+    ingest: { ...ingest, tasks: ingestTasks },
+    ingestAnchor: { ...ingestAnchor, tasks: ingestAnchorTasks },
+    resume: { ...resume, tasks: resumeTasks },
   };
   progress(
-    `seeded ${sizes.usageEvents} usage events and ${sizes.fanoutTasks + sizes.watchTasks} watched tasks in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    `seeded ${sizes.usageEvents} usage events and ${sizes.fanoutTasks + sizes.watchTasks + 2 * sizes.ingestTasks + sizes.resumeTasks} submitted tasks in ${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
   return seeded;
 }

@@ -8,6 +8,8 @@ export type HttpLoad = {
   headers?: Record<string, string>;
   /** A fixed JSON body, or a function producing a fresh one per request. */
   body: string | (() => string);
+  /** Per request: the path (and a body to go with it), instead of the URL's path and `body`. */
+  next?: () => { path: string; body: string };
   connections: number;
   warmupSeconds: number;
   seconds: number;
@@ -35,19 +37,22 @@ export function stopLoad(): void {
   current?.stop();
 }
 
-function runOnce(load: HttpLoad, seconds: number): Promise<LoadResult> {
+function runOnce(load: HttpLoad, seconds: number, amount?: number): Promise<LoadResult> {
   const headers = { 'content-type': 'application/json', accept: 'application/json', ...load.headers };
   const fresh = load.body;
+  const next = load.next;
   const request: AutocannonRequest =
-    typeof fresh === 'string'
-      ? { method: 'POST', headers, body: fresh }
-      : { method: 'POST', headers, setupRequest: (req) => ({ ...req, body: fresh() }) };
+    next !== undefined
+      ? { method: 'POST', headers, setupRequest: (req) => ({ ...req, ...next() }) }
+      : typeof fresh === 'string'
+        ? { method: 'POST', headers, body: fresh }
+        : { method: 'POST', headers, setupRequest: (req) => ({ ...req, body: fresh() }) };
   const options: AutocannonOptions = {
     url: load.url,
     method: 'POST',
     headers,
     connections: load.connections,
-    duration: seconds,
+    ...(amount === undefined ? { duration: seconds } : { amount }),
     timeout: 30,
     requests: [request],
     verifyBody: load.expect,
@@ -90,6 +95,12 @@ function runOnce(load: HttpLoad, seconds: number): Promise<LoadResult> {
 export async function measureHttp(load: HttpLoad): Promise<LoadResult> {
   if (load.warmupSeconds > 0) await runOnce(load, load.warmupSeconds);
   return runOnce(load, load.seconds);
+}
+
+/** Exactly `warmup` requests (discarded), then exactly `requests` measured ones. */
+export async function measureRequests(load: HttpLoad, warmup: number, requests: number): Promise<LoadResult> {
+  if (warmup > 0) await runOnce(load, 0, warmup);
+  return runOnce(load, 0, requests);
 }
 
 /** Why a load result cannot be trusted, or null. */

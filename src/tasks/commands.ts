@@ -16,7 +16,7 @@ import type { Logger } from '../logger.ts';
 import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
-import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
+import type { TaskRow, TaskStateMachine, Transition, UpstreamClaims } from './state.ts';
 import { createUpstreamReads } from './upstream-reads.ts';
 import type { UpstreamReads } from './upstream-reads.ts';
 
@@ -295,6 +295,8 @@ export function createTaskCommands(deps: TaskCommandDeps) {
     submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
     refresh: (tenantId: string, id: string) => refresh(deps, reads, tenantId, id),
     apply,
+    /** A non-final upstream status for a task whose body makes these claims, in one statement. */
+    advance: (taskId: string, transition: Transition, claims: UpstreamClaims) => deps.state.advance(deps.db, taskId, transition, claims),
     confirmFinal: reads.confirmFinal,
     failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number) =>
       failAtDeadline(deps, taskId, statusMessage, recheckAfterSeconds),

@@ -1,5 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
+import type { SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
+import { queryRows } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
@@ -188,6 +190,84 @@ async function recordArchive(tx: Tx, taskId: string, copy: ArchivedVideo): Promi
   return recordVersion(tx, updated, { kind: 'archive', source: 'archiver', payload: { videoIndex: copy.videoIndex, ...archive } });
 }
 
+/** What a callback's body says about which task it is (checked against the task before anything is written). */
+export type UpstreamClaims = { upstreamTaskId: string; externalTaskId: string | null };
+
+export type AdvanceOutcome = 'unknown' | 'contradicts' | 'changed' | 'unchanged';
+
+/** `status` ranked in SQL, from the same table as RANK. */
+const rankOf = (column: SQL) =>
+  sql`(case ${column} ${sql.join(
+    Object.entries(RANK).map(([status, rank]) => sql.raw(`when '${status}' then ${rank}`)),
+    sql` `,
+  )} end)`;
+
+/**
+ * A move to a non-final status reported by the upstream (a callback), in ONE statement and one
+ * round trip: the same writes as `transition` (audit event, task row with its new position,
+ * submission cleared, status event, change-log row), none of the final-state hooks (a non-final
+ * status has none). The claims are checked against the locked row first: a body naming another
+ * task writes nothing.
+ */
+async function advance(db: Db, taskId: string, next: Transition, claims: UpstreamClaims): Promise<AdvanceOutcome> {
+  if (isFinal(next.status) || next.onlyFrom !== undefined) throw new Error('advance is for non-final upstream statuses only');
+  const [row] = await queryRows<{ found: boolean; fits: boolean; moved: boolean; ahead: boolean }>(
+    db,
+    sql`with cur as (
+          select id, status, upstream_task_id, ${rankOf(sql`status`)} as rank from omni_tasks where id = ${taskId} for update
+        ), fits as (
+          select * from cur
+          where (cur.upstream_task_id is null or cur.upstream_task_id = ${claims.upstreamTaskId})
+            and (${claims.externalTaskId}::text is null or ${claims.externalTaskId}::text = cur.id::text)
+        ), audit as (
+          insert into task_events (task_id, kind, source, payload)
+          select id, 'upstream', ${next.source}, ${JSON.stringify(next.payload ?? null)}::jsonb from fits where ${next.payload !== undefined}
+        ), moved as (
+          update omni_tasks t set
+            status = ${next.status}, version = t.version + 1,
+            status_message = ${next.statusMessage === undefined ? sql`t.status_message` : next.statusMessage},
+            upstream_task_id = coalesce(t.upstream_task_id, ${next.upstreamTaskId ?? null}), updated_at = now(),
+            submitted_at = coalesce(t.submitted_at, now()), completed_at = null,
+            next_check_at = now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000}), check_attempts = 0,
+            change_txid = ${positionNow.txid}, change_seq = ${positionNow.seq}
+          from fits
+          where t.id = fits.id and fits.rank < ${RANK[next.status]} and ${positionStillAhead(sql`t.change_txid`)}
+          returning t.*
+        ), learnt as (
+          update omni_tasks t set upstream_task_id = ${next.upstreamTaskId ?? null}
+          from fits where t.id = fits.id and fits.rank >= ${RANK[next.status]} and fits.upstream_task_id is null
+            and ${next.upstreamTaskId ?? null}::text is not null
+        ), cleared as (
+          delete from task_submissions where task_id in (select id from moved)
+        ), recorded as (
+          insert into task_events (task_id, version, kind, source, from_status, to_status)
+          select moved.id, moved.version, 'status', ${next.source}, fits.status, moved.status from moved join fits on fits.id = moved.id
+        ), logged as (
+          insert into task_changes (txid, seq, tenant_id, task_id, version, task) overriding system value
+          select moved.change_txid, moved.change_seq, moved.tenant_id, moved.id, moved.version, to_jsonb(moved) from moved
+        )
+        select exists (select 1 from cur) as found, exists (select 1 from fits) as fits,
+               exists (select 1 from moved) as moved, exists (select 1 from fits where rank < ${RANK[next.status]}) as ahead`,
+  );
+  if (row === undefined || !row.found) return 'unknown';
+  if (!row.fits) return 'contradicts';
+  if (row.ahead && !row.moved) throw new ChangeOrderConflict(taskId);
+  return row.moved ? 'changed' : 'unchanged';
+}
+
+/** Runs `advance` until its change takes its place in the log, then wakes the log's readers. */
+async function advanceInOrder(db: Db, taskId: string, next: Transition, claims: UpstreamClaims, onCommitted: () => void) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const outcome = await advance(db, taskId, next, claims);
+      if (outcome === 'changed') onCommitted();
+      return outcome;
+    } catch (error) {
+      if (!(error instanceof ChangeOrderConflict) || attempt >= MAX_ORDER_RETRIES) throw error;
+    }
+  }
+}
+
 /**
  * The only writer of a task's `status` and `version`: every change of either is recorded as a
  * task event and appended to the change log, in the caller's transaction. Transactions that
@@ -201,6 +281,8 @@ export function createTaskStateMachine(deps: { finalStateHooks: FinalStateHooks;
     recordCreation: (tx: Tx, task: TaskRow): Promise<TaskRow> =>
       recordVersion(tx, task, { kind: 'status', source: 'create', toStatus: task.status }),
     transition: (tx: Tx, taskId: string, next: Transition) => transition(tx, taskId, next, deps.finalStateHooks),
+    /** A non-final upstream status (a callback), in one statement of its own; see `advance`. */
+    advance: (db: Db, taskId: string, next: Transition, claims: UpstreamClaims) => advanceInOrder(db, taskId, next, claims, onCommitted),
     recordArchive,
   };
 }

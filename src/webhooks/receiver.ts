@@ -5,6 +5,7 @@ import type { Logger } from '../logger.ts';
 import { BodyTooLargeError, readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
 import { transitionFromUpstream } from '../tasks/state.ts';
+import type { AdvanceOutcome } from '../tasks/state.ts';
 import type { TaskService } from '../tasks/tasks.ts';
 import { verifyWebhookToken } from './tokens.ts';
 
@@ -13,6 +14,17 @@ const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
 const ROUTE = /^\/webhooks\/kling\/([0-9a-f-]{36})\/([A-Za-z0-9_-]+)$/i;
 
 export type WebhookOutcome = 'applied' | 'unchanged' | 'unauthorized' | 'bad_request' | 'too_large' | 'unavailable';
+
+/** A final status: the task is read, the claims checked, then the upstream asked before anything is recorded. */
+async function confirmFinal(tasks: TaskService, taskId: string, payload: KlingTask): Promise<AdvanceOutcome> {
+  const task = await tasks.find(taskId);
+  if (task === null) return 'unknown';
+  const contradicts =
+    (task.upstreamTaskId !== null && payload.taskId !== task.upstreamTaskId) ||
+    (payload.externalTaskId !== null && payload.externalTaskId !== task.id);
+  if (contradicts) return 'contradicts';
+  return (await tasks.confirmFinal(task, payload)).changed ? 'changed' : 'unchanged';
+}
 
 /** True when `path` is a webhook route (so the caller can hand the request over). */
 export function isWebhookPath(path: string): boolean {
@@ -66,20 +78,18 @@ export function createWebhookReceiver(deps: {
       throw error;
     }
     try {
-      const task = await tasks.find(taskId);
-      if (task === null) return answer(res, 'unauthorized', 401, { error: 'unknown task or bad token' });
-      const contradicts =
-        (task.upstreamTaskId !== null && payload.taskId !== task.upstreamTaskId) ||
-        (payload.externalTaskId !== null && payload.externalTaskId !== task.id);
-      if (contradicts) {
+      const claims = { upstreamTaskId: payload.taskId, externalTaskId: payload.externalTaskId };
+      // A final status is only a hint: the upstream's own answer decides it (and the videos and seconds).
+      const final = payload.status === 'succeed' || payload.status === 'failed';
+      const outcome = final
+        ? await confirmFinal(tasks, taskId, payload)
+        : await tasks.advance(taskId, transitionFromUpstream(payload, 'webhook'), claims);
+      if (outcome === 'unknown') return answer(res, 'unauthorized', 401, { error: 'unknown task or bad token' });
+      if (outcome === 'contradicts') {
         logger.warn({ taskId, upstreamTaskId: payload.taskId }, 'webhook names another task; ignored');
         return answer(res, 'bad_request', 400, { error: 'the body describes another task' });
       }
-      // A final status is only a hint: the upstream's own answer decides it (and the videos and seconds).
-      const final = payload.status === 'succeed' || payload.status === 'failed';
-      const changed = final
-        ? (await tasks.confirmFinal(task, payload)).changed
-        : ((await tasks.apply(taskId, transitionFromUpstream(payload, 'webhook')))?.changed ?? false);
+      const changed = outcome === 'changed';
       return answer(res, changed ? 'applied' : 'unchanged', 200, { ok: true, changed });
     } catch (error) {
       // The upstream retries callbacks that fail; a 503 asks it to, without revealing internals.

@@ -31,7 +31,7 @@ const USAGE = `usage: npm run bench [-- options]
 const PLANS: Record<'quick' | 'full', Plan> = {
   full: {
     mode: 'full',
-    rows: { small: 10_000, large: 1_000_000, usageEvents: 100_000 },
+    rows: { small: 10_000, large: 1_000_000, usageEvents: 1_000_000 },
     throughput: { connections: 10, warmupSeconds: 3, seconds: 10 },
     latency: { connections: 1, warmupSeconds: 2, seconds: 8 },
     delivery: { subscribers: 1_000, rounds: 30, callbacks: 200 },

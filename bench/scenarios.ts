@@ -64,6 +64,12 @@ const LIST_QUERY = `query Tasks($first: Int!, $after: String) {
     pageInfo { hasNextPage endCursor }
   }
 }`;
+const ANCHOR_TASK_QUERY = `query Task($id: ID!) {
+  task(id: $id) { id status version prompt mode aspectRatio durationSeconds createdAt updatedAt completedAt videos { id url durationSeconds } }
+}`;
+const ANCHOR_LIST_QUERY = `query Tasks($tenantId: ID!, $first: Int!) {
+  tasks(tenantId: $tenantId, first: $first) { id status prompt createdAt videos { url } }
+}`;
 const USAGE_QUERY = `{ viewer { usage { succeededTasks failedTasks videoSeconds units byMode { mode tasks videoSeconds units } } } }`;
 const CREATE_MUTATION = `mutation Create($input: CreateOmniVideoInput!) {
   createOmniVideo(input: $input) {
@@ -491,7 +497,7 @@ const throughput: Scenario = {
     const { connections, warmupSeconds, seconds } = ctx.plan.throughput;
     const common = { connections, warmupSeconds, seconds };
     ctx.log(`throughput: { hello } on the anchor, ${connections} connections × ${seconds} s`);
-    const hello = await measureHttp({
+    const helloWorld = await measureHttp({
       ...common,
       url: `${ctx.anchor.url}/graphql`,
       body: graphqlBody('{ hello }'),
@@ -511,25 +517,60 @@ const throughput: Scenario = {
     const list = await ctx.window('throughput.omniTasks', () =>
       measureHttp({ ...taskLoad, body: graphqlBody(LIST_QUERY, { first: 20 }), expect: okGraphql('"edges":[{') }),
     );
-    const row = (id: string, name: string, result: LoadResult) => {
-      const error = problemOf(result, hello);
+    // The database floors: bare yoga answering the same rows with one prepared SELECT (PostgreSQL only).
+    let taskFloor: LoadResult | null = null;
+    let listFloor: LoadResult | null = null;
+    if (ctx.dbAnchor !== null) {
+      const floorLoad = { ...common, url: `${ctx.dbAnchor.url}/graphql` };
+      ctx.log('throughput: task(id) and tasks(first: 20) on the database anchor');
+      taskFloor = await measureHttp({
+        ...floorLoad,
+        body: graphqlBody(ANCHOR_TASK_QUERY, { id: small.taskId }),
+        expect: okGraphql('"task":{"id"'),
+      });
+      listFloor = await measureHttp({
+        ...floorLoad,
+        body: graphqlBody(ANCHOR_LIST_QUERY, { tenantId: small.id, first: 20 }),
+        expect: okGraphql('"tasks":[{'),
+      });
+    }
+    const row = (id: string, name: string, result: LoadResult, anchor: LoadResult | null, anchorName: string) => {
+      const error = anchor === null ? problemOf(result) : problemOf(result, anchor);
       return figure({
         id,
         figure: name,
         metric: 'req/s',
         value: result.requestsPerSecond,
-        anchor: 'yoga hello-world { hello }',
-        anchorValue: hello.requestsPerSecond,
-        note: `p50 ${result.latencyMs.p50.toFixed(1)} ms vs ${hello.latencyMs.p50.toFixed(2)} ms at ${connections} connections`,
+        anchor: anchorName,
+        anchorValue: anchor?.requestsPerSecond ?? null,
+        note:
+          anchor === null
+            ? 'PostgreSQL only'
+            : `p50 ${result.latencyMs.p50.toFixed(1)} ms vs ${anchor.latencyMs.p50.toFixed(2)} ms at ${connections} connections`,
         ...(error === undefined ? {} : { error }),
       });
     };
+    const hello = 'yoga hello-world { hello }';
     return {
       figures: [
-        row('throughput.omniTask', 'omniTask(id) throughput', task),
-        row('throughput.omniTasks', 'omniTasks(first: 20) throughput', list),
+        row('throughput.omniTask', 'omniTask(id) throughput', task, helloWorld, hello),
+        row('throughput.omniTask.floor', 'omniTask(id) throughput', task, taskFloor, 'bare yoga + one prepared SELECT'),
+        row('throughput.omniTasks', 'omniTasks(first: 20) throughput', list, helloWorld, hello),
+        row(
+          'throughput.omniTasks.floor',
+          'omniTasks(first: 20) throughput',
+          list,
+          listFloor,
+          'bare yoga + one prepared 20-row keyset SELECT',
+        ),
       ],
-      details: { hello: describeLatency(hello), omniTask: describeLatency(task), omniTasks: describeLatency(list) },
+      details: {
+        hello: describeLatency(helloWorld),
+        omniTask: describeLatency(task),
+        omniTasks: describeLatency(list),
+        taskFloor: taskFloor === null ? null : describeLatency(taskFloor),
+        listFloor: listFloor === null ? null : describeLatency(listFloor),
+      },
     };
   },
 };
@@ -621,8 +662,8 @@ const paging: Scenario = {
   },
 };
 
-/** The issue's bar for the usage report on PostgreSQL. */
-const USAGE_LIMIT_MS = 50;
+/** The bar for the usage report on PostgreSQL: constant time, whatever the ledger holds. */
+const USAGE_LIMIT_MS = 5;
 
 const usage: Scenario = {
   id: 'usage',
@@ -852,5 +893,37 @@ const resume: Scenario = {
   },
 };
 
+// --- metrics ------------------------------------------------------------------------------------
+
+/** The bar for a /metrics scrape: flat in the number of tasks. */
+const METRICS_LIMIT_MS = 5;
+
+const metrics: Scenario = {
+  id: 'metrics',
+  title: '/metrics scrape latency',
+  async run(ctx) {
+    const tasks = ctx.seed.small.rows + ctx.seed.large.rows;
+    const get = (path: string, expect: (body: string) => boolean): HttpLoad => ({
+      ...ctx.plan.latency,
+      url: `${ctx.gateway.url}${path}`,
+      method: 'GET',
+      body: '',
+      expect,
+    });
+    ctx.log(`metrics: GET /metrics over ${tasks.toLocaleString('en-US')} tasks vs GET /healthz, 1 connection`);
+    const health = await measureHttp(get('/healthz', (body) => body.includes('"ok"')));
+    const scrape = await ctx.window('metrics.scrape', () => measureHttp(get('/metrics', (body) => body.includes('omni_gateway_'))));
+    const error = problemOf(health, scrape);
+    const rows = `10^${Math.round(Math.log10(tasks))}`;
+    return {
+      figures: latencyFigures('metrics', `/metrics scrape at ${rows} tasks`, scrape.latencyMs, 'GET /healthz', health.latencyMs, {
+        note: (which) => `limit ${METRICS_LIMIT_MS} ms: ${scrape.latencyMs[which] <= METRICS_LIMIT_MS ? 'met' : 'MISSED'}`,
+        ...(error === undefined ? {} : { error }),
+      }),
+      details: { health: describeLatency(health), scrape: describeLatency(scrape) },
+    };
+  },
+};
+
 /** In the order they run: memory first, while the gateway's heap is still small and clean. */
-export const SCENARIOS: Scenario[] = [memory, deliveryFanOut, deliveryPerTask, ingest, resume, throughput, paging, usage, create];
+export const SCENARIOS: Scenario[] = [memory, deliveryFanOut, deliveryPerTask, ingest, resume, throughput, paging, usage, metrics, create];

@@ -5,6 +5,8 @@ import type { Percentiles } from './stats.ts';
 
 export type HttpLoad = {
   url: string;
+  /** POST unless said otherwise (a GET sends no body). */
+  method?: 'GET' | 'POST';
   headers?: Record<string, string>;
   /** A fixed JSON body, or a function producing a fresh one per request. */
   body: string | (() => string);
@@ -41,16 +43,19 @@ function runOnce(load: HttpLoad, seconds: number, amount?: number): Promise<Load
   const headers = { 'content-type': 'application/json', accept: 'application/json', ...load.headers };
   const fresh = load.body;
   const next = load.next;
+  const method = load.method ?? 'POST';
   const request: AutocannonRequest =
     next !== undefined
-      ? { method: 'POST', headers, setupRequest: (req) => ({ ...req, ...next() }) }
-      : typeof fresh === 'string'
-        ? { method: 'POST', headers, body: fresh }
-        : { method: 'POST', headers, setupRequest: (req) => ({ ...req, body: fresh() }) };
+      ? { method, headers, setupRequest: (req) => ({ ...req, ...next() }) }
+      : method === 'GET'
+        ? { method, headers: load.headers ?? {} }
+        : typeof fresh === 'string'
+          ? { method, headers, body: fresh }
+          : { method, headers, setupRequest: (req) => ({ ...req, body: fresh() }) };
   const options: AutocannonOptions = {
     url: load.url,
-    method: 'POST',
-    headers,
+    method,
+    headers: method === 'GET' ? (load.headers ?? {}) : headers,
     connections: load.connections,
     ...(amount === undefined ? { duration: seconds } : { amount }),
     timeout: 30,

@@ -3,6 +3,7 @@ import {
   bigint,
   boolean,
   check,
+  date,
   doublePrecision,
   index,
   integer,
@@ -247,6 +248,27 @@ export const usageEvents = pgTable(
     // The admin's export of every tenant's events.
     index('usage_events_occurred_idx').on(table.occurredAt, table.id),
   ],
+);
+
+/**
+ * The usage ledger summed per tenant, UTC day, kind and mode, kept by triggers on usage_events in
+ * the writing transaction (migration 0008): usage reports and quota checks read these few rows
+ * instead of the ledger, which stays the source of truth. Sharded like task_status_counts, so that
+ * a tenant's tasks finishing together rarely wait on one row; a sum is over the shards.
+ */
+export const usageRollups = pgTable(
+  'usage_rollups',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    day: date('day', { mode: 'string' }).notNull(),
+    kind: text('kind', { enum: USAGE_KINDS }).notNull(),
+    mode: text('mode', { enum: ['STD', 'PRO'] }).notNull(),
+    shard: integer('shard').notNull(),
+    events: bigint('events', { mode: 'number' }).notNull().default(0),
+    videoSeconds: doublePrecision('video_seconds').notNull().default(0),
+    units: doublePrecision('units').notNull().default(0),
+  },
+  (table) => [primaryKey({ columns: [table.tenantId, table.day, table.kind, table.mode, table.shard] })],
 );
 
 /**

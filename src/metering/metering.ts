@@ -2,10 +2,10 @@ import { and, asc, eq, gte, inArray, lt, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { PriceTable } from '../config.ts';
-import type { Db, Tx } from '../db/database.ts';
+import type { Db, Executor, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
 import { keysetPast } from '../db/keyset.ts';
-import { omniTasks, tenants, usageEvents } from '../db/schema.ts';
+import { omniTasks, tenants, usageEvents, usageRollups } from '../db/schema.ts';
 import { InvalidInputError, QuotaExceededError } from '../errors.ts';
 import type { NormalizedOmniRequest } from '../tasks/create-input.ts';
 import type { TaskRow, Transition } from '../tasks/state.ts';
@@ -82,14 +82,8 @@ async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, m
     );
   }
   if (tenant.seconds !== null) {
-    const [used] = await queryRows<{ seconds: number }>(
-      tx,
-      sql`select coalesce(sum(${usageEvents.videoSeconds}), 0)::float8 as seconds from ${usageEvents}
-          where ${usageEvents.tenantId} = ${tenantId} and ${usageEvents.kind} = 'video'
-            and ${usageEvents.occurredAt} >= ${month.from.toISOString()}::timestamptz
-            and ${usageEvents.occurredAt} < ${month.to.toISOString()}::timestamptz`,
-    );
-    const committed = Number(used?.seconds ?? 0) + Number(inFlight?.reserved ?? 0);
+    const used = (await totals(tx, tenantId, month)).filter((row) => row.kind === 'video');
+    const committed = used.reduce((sum, row) => sum + Number(row.seconds), 0) + Number(inFlight?.reserved ?? 0);
     const wanted = reservedSeconds(request.durationSeconds);
     if (committed + wanted > tenant.seconds) {
       const left = Math.max(0, tenant.seconds - committed);
@@ -101,17 +95,48 @@ async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, m
   }
 }
 
-async function summary(db: Db, tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
-  const rows = await queryRows<{ kind: string; mode: Mode; tasks: number; seconds: number; units: number }>(
-    db,
+const DAY_MS = 86_400_000;
+
+type TotalRow = { kind: string; mode: Mode; tasks: number; seconds: number; units: number };
+
+/**
+ * A tenant's usage in [from, to) per kind and mode: the whole UTC days inside the range from the
+ * rollups (a few rows a day, whatever the ledger holds), the parts of a day at either edge from the
+ * ledger itself (at most two days of it).
+ */
+async function totals(executor: Executor, tenantId: string, range: { from: Date; to: Date }): Promise<TotalRow[]> {
+  const firstDay = new Date(Math.ceil(range.from.getTime() / DAY_MS) * DAY_MS);
+  const endDay = new Date(Math.floor(range.to.getTime() / DAY_MS) * DAY_MS);
+  const ledger = (from: Date, to: Date) =>
     sql`select ${usageEvents.kind} as kind, ${usageEvents.mode} as mode, count(*)::int as tasks,
-               sum(${usageEvents.videoSeconds})::float8 as seconds, sum(${usageEvents.units})::float8 as units
+               coalesce(sum(${usageEvents.videoSeconds}), 0)::float8 as seconds, coalesce(sum(${usageEvents.units}), 0)::float8 as units
         from ${usageEvents}
         where ${usageEvents.tenantId} = ${tenantId}
-          and ${usageEvents.occurredAt} >= ${range.from.toISOString()}::timestamptz
-          and ${usageEvents.occurredAt} < ${range.to.toISOString()}::timestamptz
-        group by 1, 2`,
+          and ${usageEvents.occurredAt} >= ${from.toISOString()}::timestamptz and ${usageEvents.occurredAt} < ${to.toISOString()}::timestamptz
+        group by 1, 2`;
+  const parts =
+    firstDay < endDay
+      ? [
+          ledger(range.from, firstDay),
+          sql`select ${usageRollups.kind} as kind, ${usageRollups.mode} as mode, sum(${usageRollups.events})::int as tasks,
+                     sum(${usageRollups.videoSeconds})::float8 as seconds, sum(${usageRollups.units})::float8 as units
+              from ${usageRollups}
+              where ${usageRollups.tenantId} = ${tenantId}
+                and ${usageRollups.day} >= ${firstDay.toISOString().slice(0, 10)}::date and ${usageRollups.day} < ${endDay.toISOString().slice(0, 10)}::date
+              group by 1, 2`,
+          ledger(endDay, range.to),
+        ]
+      : [ledger(range.from, range.to)];
+  const rows = await queryRows<TotalRow>(
+    executor,
+    sql`select kind, mode, sum(tasks)::int as tasks, sum(seconds)::float8 as seconds, sum(units)::float8 as units
+        from (${sql.join(parts, sql` union all `)}) part group by 1, 2`,
   );
+  return rows.filter((row) => Number(row.tasks) !== 0);
+}
+
+async function summary(db: Db, tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
+  const rows = await totals(db, tenantId, range);
   const video = rows.filter((row) => row.kind === 'video');
   const round = (value: number) => Math.round(value * 1e6) / 1e6;
   return {

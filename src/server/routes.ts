@@ -198,7 +198,8 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
       // Whatever the response turns out to be (a stream, whichever Accept chose it), it lives no
       // longer than its key, and a subscription started for it ends with it (a 406 included).
       const exchange = new AbortController();
-      res.once('close', () => exchange.abort());
+      // A reason made once: abort() without one builds a DOMException, with its stack, per request.
+      res.once('close', () => exchange.abort(EXCHANGE_CLOSED));
       if (viewer.kind === 'tenant')
         res.once(
           'close',
@@ -209,6 +210,8 @@ function graphqlRoute(api: NonNullable<RouteDeps['api']>): Route {
     upgrade: api.upgradeGraphql,
   };
 }
+
+const EXCHANGE_CLOSED = Object.freeze(new Error('the HTTP exchange closed'));
 
 /** The route table: order matters only in that the first match wins. */
 export function createRoutes(deps: RouteDeps): Route[] {

@@ -217,26 +217,27 @@ async function main(): Promise<number> {
   const profileName = `gateway-${meta.startedAt.replace(/[:.]/g, '-')}.cpuprofile`;
   if (opts.profile) mkdirSync(profileDir, { recursive: true });
   // The listening line is an info log, which LOG_LEVEL=warn hides: the port is chosen here instead.
+  const gatewayEnv = (port: number): Record<string, string> => ({
+    ...database.gatewayEnv,
+    DATA_DIR: dataDir.path,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_BASE_URL: gatewayUrl,
+    COMETAPI_KEY: 'bench',
+    COMETAPI_BASE_URL: simulatorUrl,
+    ADMIN_API_KEY: adminKey,
+    WEBHOOK_SECRET: webhookSecret,
+    LOG_LEVEL: 'warn',
+    VIDEO_STORE: 'none',
+    ALLOW_PRIVATE_URLS: 'true',
+    RATE_LIMIT_REQUESTS_PER_SECOND: '0',
+    RATE_LIMIT_CREATES_PER_MINUTE: '0',
+    MAX_SUBSCRIPTIONS_PER_TENANT: '0',
+    SHUTDOWN_TIMEOUT_MS: '3000',
+  });
   const gateway = startNode('gateway', 'src/main.ts', {
     nodeFlags: opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}`] : [],
-    env: {
-      ...database.gatewayEnv,
-      DATA_DIR: dataDir.path,
-      PORT: String(gatewayPort),
-      HOST: '127.0.0.1',
-      PUBLIC_BASE_URL: gatewayUrl,
-      COMETAPI_KEY: 'bench',
-      COMETAPI_BASE_URL: simulatorUrl,
-      ADMIN_API_KEY: adminKey,
-      WEBHOOK_SECRET: webhookSecret,
-      LOG_LEVEL: 'warn',
-      VIDEO_STORE: 'none',
-      ALLOW_PRIVATE_URLS: 'true',
-      RATE_LIMIT_REQUESTS_PER_SECOND: '0',
-      RATE_LIMIT_CREATES_PER_MINUTE: '0',
-      MAX_SUBSCRIPTIONS_PER_TENANT: '0',
-      SHUTDOWN_TIMEOUT_MS: '3000',
-    },
+    env: gatewayEnv(gatewayPort),
   });
   cleanups.push({ name: 'gateway', run: () => gateway.stop(10_000) });
   await waitForHttp(`${gatewayUrl}/readyz`, gateway, 60_000);
@@ -264,6 +265,14 @@ async function main(): Promise<number> {
     seed: seeded,
     liveApiKey,
     webhookSecret,
+    async startSecondGateway() {
+      if (database.driver !== 'postgres') return null;
+      const port = await freePort();
+      const second = startNode('second gateway', 'src/main.ts', { env: { ...gatewayEnv(port), ROLE: 'api' } });
+      cleanups.push({ name: 'second gateway', run: () => second.stop(10_000) });
+      await waitForHttp(`http://127.0.0.1:${port}/readyz`, second, 60_000);
+      return { url: `http://127.0.0.1:${port}`, stop: () => second.stop(10_000).then(() => {}) };
+    },
     async window(id, run) {
       const from = monotonicMicros();
       try {

@@ -44,6 +44,8 @@ export type BenchContext = {
   /** The key of a tenant created through the admin mutation: it creates tasks. */
   liveApiKey: string;
   webhookSecret: string;
+  /** A second gateway process on the same database (ROLE=api; PostgreSQL only, else null). */
+  startSecondGateway(): Promise<{ url: string; stop(): Promise<void> } | null>;
   /** Marks the measured part of a scenario, so a CPU profile can be cut to it. */
   window<T>(id: string, run: () => Promise<T>): Promise<T>;
   log(message: string): void;
@@ -893,6 +895,68 @@ const resume: Scenario = {
   },
 };
 
+// --- two instances ------------------------------------------------------------------------------
+
+const instances: Scenario = {
+  id: 'instances',
+  title: 'two instances on one database',
+  async run(ctx) {
+    const { connections, warmupSeconds, seconds } = ctx.plan.throughput;
+    const small = ctx.seed.small;
+    const load = (url: string, share: number): HttpLoad => ({
+      connections: share,
+      warmupSeconds,
+      seconds,
+      url: `${url}/graphql`,
+      headers: bearer(small.apiKey),
+      body: graphqlBody(TASK_QUERY, { id: toGlobalId('OmniTask', small.taskId) }),
+      expect: okGraphql('"omniTask":{"id"'),
+    });
+    ctx.log(`instances: omniTask(id) on one gateway, ${connections} connections`);
+    const one = await measureHttp(load(ctx.gateway.url, connections));
+    const second = await ctx.startSecondGateway();
+    if (second === null) {
+      return {
+        figures: [
+          figure({
+            id: 'instances',
+            figure: 'omniTask(id) throughput, two instances',
+            metric: 'req/s',
+            value: null,
+            anchor: 'one instance',
+            anchorValue: one.requestsPerSecond,
+            note: 'PostgreSQL only (PGlite is one process)',
+          }),
+        ],
+        details: { one: describeLatency(one) },
+      };
+    }
+    try {
+      ctx.log(`instances: omniTask(id) on two gateways, ${connections / 2} connections each, at the same time`);
+      const [a, b] = await Promise.all([load(ctx.gateway.url, connections / 2), load(second.url, connections / 2)].map(measureHttp));
+      const both = (a?.requestsPerSecond ?? 0) + (b?.requestsPerSecond ?? 0);
+      const error = problemOf(one, ...(a && b ? [a, b] : []));
+      return {
+        figures: [
+          figure({
+            id: 'instances',
+            figure: 'omniTask(id) throughput, two instances',
+            metric: 'req/s',
+            value: both,
+            anchor: 'one instance, same connections',
+            anchorValue: one.requestsPerSecond,
+            note: `${connections} connections split between them; goal ≥ 1.6× where the load generator is not the bottleneck`,
+            ...(error === undefined ? {} : { error }),
+          }),
+        ],
+        details: { one: describeLatency(one), first: a && describeLatency(a), second: b && describeLatency(b) },
+      };
+    } finally {
+      await second.stop();
+    }
+  },
+};
+
 // --- metrics ------------------------------------------------------------------------------------
 
 /** The bar for a /metrics scrape: flat in the number of tasks. */
@@ -926,4 +990,16 @@ const metrics: Scenario = {
 };
 
 /** In the order they run: memory first, while the gateway's heap is still small and clean. */
-export const SCENARIOS: Scenario[] = [memory, deliveryFanOut, deliveryPerTask, ingest, resume, throughput, paging, usage, metrics, create];
+export const SCENARIOS: Scenario[] = [
+  memory,
+  deliveryFanOut,
+  deliveryPerTask,
+  ingest,
+  resume,
+  throughput,
+  instances,
+  paging,
+  usage,
+  metrics,
+  create,
+];

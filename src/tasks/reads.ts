@@ -29,6 +29,8 @@ function pageConditions(tenantId: string, page: TaskPageRequest): (SQL | undefin
   ];
 }
 
+const LAST_UUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
 /** What clients and the gateway's own jobs read about tasks; nothing here writes. */
 export function createTaskReads(db: Db) {
   // The hottest read (every omniTask, node and subscription update): built once, not per call.
@@ -38,6 +40,21 @@ export function createTaskReads(db: Db) {
     .where(and(eq(omniTasks.id, sql.placeholder('id')), eq(omniTasks.tenantId, sql.placeholder('tenantId'))))
     .limit(1)
     .prepare('omni_task_by_id');
+
+  // The commonest page (newest first, no filter, from the top or after a cursor): prepared once.
+  // The first page is read as the page after a position past every row.
+  const plainPage = db
+    .select()
+    .from(omniTasks)
+    .where(
+      and(
+        eq(omniTasks.tenantId, sql.placeholder('tenantId')),
+        sql`(${omniTasks.createdAt}, ${omniTasks.id}) < (${sql.placeholder('createdAt')}::timestamptz, ${sql.placeholder('id')}::uuid)`,
+      ),
+    )
+    .orderBy(desc(omniTasks.createdAt), desc(omniTasks.id))
+    .limit(sql.placeholder('limit'));
+  const plainPageQuery = plainPage.prepare('omni_task_page');
 
   /** One page of `limit` rows in its direction's order: a query builder, to await or (tests) to EXPLAIN. */
   function pageQuery(tenantId: string, page: TaskPageRequest) {
@@ -65,6 +82,21 @@ export function createTaskReads(db: Db) {
     },
 
     pageQuery,
+    /** The SQL of the prepared plain page (tests EXPLAIN its generic plan). */
+    plainPageSql: () => plainPage.toSQL().sql,
+
+    /** One page of `limit` rows in its direction's order. */
+    page(tenantId: string, page: TaskPageRequest): Promise<TaskRow[]> {
+      const { filter, cursor } = page;
+      const plain = page.direction === 'forward' && !filter.status?.length && !filter.createdAfter && !filter.createdBefore;
+      if (!plain) return pageQuery(tenantId, page);
+      return plainPageQuery.execute({
+        tenantId,
+        createdAt: cursor === null ? 'infinity' : cursor.createdAt.toISOString(),
+        id: cursor === null ? LAST_UUID : cursor.id,
+        limit: page.limit,
+      });
+    },
 
     /** Tasks by status, all tenants: the counts the database maintains, so the cost is flat in table size. */
     async countByStatus(): Promise<Record<string, number>> {

@@ -186,6 +186,24 @@ describe.skipIf(serverUrl === null)('the list query on PostgreSQL', () => {
         // Any sort node (Sort, Incremental Sort) means the index did not deliver the page's order.
         expect(plan, plan).not.toMatch(/"Node Type":\s*"[^"]*Sort"/);
       }
+      // The prepared plain page, under the generic plan PostgreSQL settles on for a prepared statement.
+      const generic = await client.begin(async (tx) => {
+        await tx.unsafe('set local plan_cache_mode = force_generic_plan');
+        await tx.unsafe(`prepare plain_page as ${gateway.app.services.tasks.plainPageSql()}`);
+        for (const [createdAt, id] of [
+          ['infinity', 'ffffffff-ffff-ffff-ffff-ffffffffffff'],
+          [cursor.createdAt.toISOString(), cursor.id],
+        ]) {
+          // Literals of our own making (a uuid, a timestamp): EXPLAIN EXECUTE takes no bind parameters.
+          const rows = await tx.unsafe(`explain (format json) execute plain_page('${tenantId}', '${createdAt}', '${id}', 51)`);
+          const plan = JSON.stringify(rows);
+          expect(plan, plan).toContain('omni_tasks_tenant_created_idx');
+          expect(plan, plan).not.toContain('Seq Scan');
+          expect(plan, plan).not.toMatch(/"Node Type":\s*"[^"]*Sort"/);
+        }
+        return true;
+      });
+      expect(generic).toBe(true);
     } finally {
       await client.end();
     }

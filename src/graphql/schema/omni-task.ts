@@ -170,7 +170,7 @@ builder.queryFields((t) => ({
         return resolveCursorConnection(
           { args, toCursor: encodeCursor, ...pageSizes(args) },
           ({ after, before, limit, inverted }: ResolveCursorConnectionArgs) =>
-            context.services.tasks.pageQuery(context.viewer.tenantId, {
+            context.services.tasks.page(context.viewer.tenantId, {
               direction: inverted ? 'backward' : 'forward',
               limit,
               cursor: after ? decodeCursor(after, 'after') : before ? decodeCursor(before, 'before') : null,

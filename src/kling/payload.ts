@@ -155,6 +155,27 @@ export function readKlingTask(root: unknown): KlingTask {
 }
 
 /** Parses the body of a Kling status callback (the raw payload or a relay's wrapped form). */
+/** Deeper than any Kling body: what is kept of a callback is walked recursively, so depth is bounded first. */
+const MAX_CALLBACK_DEPTH = 32;
+
+/** Whether `value` nests objects or arrays deeper than `limit` (walked without recursion). */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [node, depth] = item;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/** Characters no id of ours or Kling's contains, which PostgreSQL cannot take in a text value either. */
+const NUL = /\u0000/;
+
 export function parseKlingCallback(body: unknown): KlingTask {
-  return readKlingTask(body);
+  if (nestedDeeperThan(body, MAX_CALLBACK_DEPTH)) throw new KlingPayloadError(`nested deeper than ${MAX_CALLBACK_DEPTH} levels`);
+  const task = readKlingTask(body);
+  if (NUL.test(task.taskId) || NUL.test(task.externalTaskId ?? '')) throw new KlingPayloadError('an id contains a NUL character');
+  return task;
 }

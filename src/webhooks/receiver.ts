@@ -83,7 +83,10 @@ export function createWebhookReceiver(deps: {
       const final = payload.status === 'succeed' || payload.status === 'failed';
       const outcome = final
         ? await confirmFinal(tasks, taskId, payload)
-        : await tasks.advance(taskId, transitionFromUpstream(payload, 'webhook'), claims);
+        : // Never the upstream id from a callback: whoever learnt the URL could pin the task to a
+          // made-up id before the create's answer arrives. The create's answer, or a lookup by our
+          // own id, is where the upstream id comes from.
+          await tasks.advance(taskId, { ...transitionFromUpstream(payload, 'webhook'), upstreamTaskId: null }, claims);
       if (outcome === 'unknown') return answer(res, 'unauthorized', 401, { error: 'unknown task or bad token' });
       if (outcome === 'contradicts') {
         logger.warn({ taskId, upstreamTaskId: payload.taskId }, 'webhook names another task; ignored');

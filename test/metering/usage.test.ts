@@ -165,6 +165,23 @@ describe('the usage ledger', () => {
     expect(past.viewer.usage.succeededTasks).toBe(0);
   });
 
+  it('refuses a DateTime without its offset or naming a day or time that does not exist', async () => {
+    const tenant = await createTenant(gateway, 'Strict dates');
+    for (const from of [
+      '2026-01-31T12:00:00',
+      '2026-02-30T00:00:00Z',
+      '2026-04-31T00:00:00Z',
+      '2026-01-01T24:00:00Z',
+      '2026-01-01T00:00Z',
+    ]) {
+      const response = await gateway.graphql(`{ viewer { usage(from: "${from}") { units } } }`, {}, tenant.apiKey);
+      expect(response.body.errors?.[0]?.extensions?.code, from).toBe('BAD_USER_INPUT');
+    }
+    for (const from of ['2024-02-29T00:00:00Z', '2026-01-31T12:00:00.5+09:00']) {
+      expect(expectData(await gateway.graphql(`{ viewer { usage(from: "${from}") { units } } }`, {}, tenant.apiKey)), from).toBeDefined();
+    }
+  });
+
   it('exports the ledger as CSV with stable event ids, a tenant seeing only its own events', async () => {
     const a = await createTenant(gateway, 'Export A');
     const b = await createTenant(gateway, 'Export B');

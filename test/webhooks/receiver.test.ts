@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
+import { toGlobalId } from '../../src/ids.ts';
 import {
   callbackBody,
   callbackUrlOf,
@@ -118,5 +119,39 @@ describe('POST /webhooks/kling/{taskId}/{token}', () => {
     expect((await postJson(url, { ...callbackBody(task, 'succeed'), task_status: 'exploded' })).status).toBe(400);
     expect(await read(task)).toMatchObject({ status: 'SUBMITTED', version: 2 });
     expect(await eventCount(task, 'status')).toBe(2);
+  });
+
+  it('a callback that comes before the create is answered moves the task on, but never sets its upstream id', async () => {
+    // Whoever learns a callback URL could otherwise pin the task to a made-up upstream id, and the
+    // create's real answer (and every genuine callback after it) would no longer match.
+    gateway.simulator.faults.push({ op: 'create', kind: 'slow', ms: 2_000 });
+    const creating = createTask(gateway, tenant, { ...TEXT_TO_VIDEO, prompt: 'Answered slowly' });
+    let sent: { external_task_id?: unknown } | undefined;
+    for (let turn = 0; turn < 100_000 && sent === undefined; turn += 1) {
+      sent = gateway.upstreamRequests.find((request) => request.body?.prompt === 'Answered slowly')?.body ?? undefined;
+      if (sent === undefined) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const early = { id: toGlobalId('OmniTask', String(sent?.external_task_id)), upstreamTaskId: 'made-up-999' };
+    const url = callbackUrlOf(gateway, early.id);
+    expect(await postJson(url, callbackBody(early, 'processing'))).toEqual({ status: 200, body: { ok: true, changed: true } });
+    const task = await creating;
+    expect(task.upstreamTaskId).not.toBe('made-up-999');
+    expect(await read(task)).toMatchObject({ status: 'PROCESSING', upstreamTaskId: task.upstreamTaskId });
+    // The upstream's own callbacks still match the task.
+    expect((await postJson(url, callbackBody(task, 'processing'))).status).toBe(200);
+    expect((await postJson(url, callbackBody(early, 'processing'))).status).toBe(400);
+  });
+
+  it('answers 400 to an id with a NUL character and to a body nested too deeply, changing nothing', async () => {
+    const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    const url = callbackUrlOf(gateway, task.id);
+    expect((await postJson(url, callbackBody({ id: task.id, upstreamTaskId: `${task.upstreamTaskId}\u0000` }, 'processing'))).status).toBe(
+      400,
+    );
+    expect((await postJson(url, { ...callbackBody(task, 'processing'), task_info: { external_task_id: 'a\u0000b' } })).status).toBe(400);
+    const body = JSON.stringify(callbackBody(task, 'processing'));
+    const deep = `${body.slice(0, -1)},"padding":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`;
+    expect((await postJson(url, deep)).status).toBe(400);
+    expect(await read(task)).toMatchObject({ status: 'SUBMITTED', version: 2 });
   });
 });

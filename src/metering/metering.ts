@@ -101,6 +101,50 @@ async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, m
   }
 }
 
+export type CostEstimate = {
+  units: number;
+  videoSeconds: number;
+  remainingMonthlySeconds: number | null;
+  inFlightTasks: number;
+  maxConcurrentTasks: number | null;
+};
+
+/**
+ * The cost of a request at the price table, as the usage event of its success will count it (a
+ * base-video edit at its 10 s cap, its actual length being known only from the result), and the
+ * tenant's room: seconds left this month after usage and tasks in flight, tasks in flight.
+ */
+async function estimate(
+  db: Db,
+  prices: PriceTable,
+  tenantId: string,
+  request: NormalizedOmniRequest,
+  month: { from: Date; to: Date },
+): Promise<CostEstimate> {
+  const seconds = reservedSeconds(request.durationSeconds);
+  const rate = rateFor(prices, request.mode, request.referenceVideos.length > 0);
+  const [row] = await queryRows<{ seconds_limit: number | null; concurrent: number | null; in_flight: number; reserved: number; used: number }>(
+    db,
+    sql`select t.monthly_video_seconds_limit as seconds_limit, t.max_concurrent_tasks as concurrent,
+               (select count(*)::int from ${omniTasks} where ${omniTasks.tenantId} = t.id and ${inArray(omniTasks.status, [...IN_FLIGHT])}) as in_flight,
+               (select coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 from ${omniTasks}
+                 where ${omniTasks.tenantId} = t.id and ${inArray(omniTasks.status, [...IN_FLIGHT])}) as reserved,
+               (select coalesce(sum(${usageEvents.videoSeconds}), 0)::float8 from ${usageEvents}
+                 where ${usageEvents.tenantId} = t.id and ${usageEvents.kind} = 'video'
+                   and ${usageEvents.occurredAt} >= ${month.from.toISOString()}::timestamptz
+                   and ${usageEvents.occurredAt} < ${month.to.toISOString()}::timestamptz) as used
+        from ${tenants} t where t.id = ${tenantId}`,
+  );
+  const limit = row?.seconds_limit ?? null;
+  return {
+    units: Math.round(seconds * rate * 1e6) / 1e6,
+    videoSeconds: seconds,
+    remainingMonthlySeconds: limit === null ? null : Math.max(0, Number(limit) - Number(row?.used ?? 0) - Number(row?.reserved ?? 0)),
+    inFlightTasks: Number(row?.in_flight ?? 0),
+    maxConcurrentTasks: row?.concurrent ?? null,
+  };
+}
+
 async function summary(db: Db, tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
   const rows = await queryRows<{ kind: string; mode: Mode; tasks: number; seconds: number; units: number }>(
     db,
@@ -180,7 +224,12 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable; clock?
         .insert(usageEvents)
         .values(values)
         .onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
+      // The task shows its cost (OmniTask.units) from the same figures, in the same transaction.
+      await tx.update(omniTasks).set({ units: values.units }).where(eq(omniTasks.id, task.id));
     },
+
+    /** What a request would cost and how much of the tenant's limits it would find free: nothing is written. */
+    estimate: (tenantId: string, request: NormalizedOmniRequest) => estimate(db, prices, tenantId, request, currentMonth()),
 
     summary: (tenantId: string, range: { from: Date; to: Date }) => summary(db, tenantId, range),
 

@@ -117,7 +117,7 @@ export function createKlingApi(deps: { state: SimulatorState; apiKey: string | u
     const json = await readJson(req, res);
     if (json === null) return;
     const externalRaw = (json.raw as { external_task_id?: unknown } | null)?.external_task_id;
-    let perExternal: { requests: number; accepted: number } | null = null;
+    let perExternal: { requests: number; accepted: number; order?: number } | null = null;
     if (typeof externalRaw === 'string') {
       perExternal = state.stats.byExternalTaskId[externalRaw] ?? { requests: 0, accepted: 0 };
       state.stats.byExternalTaskId[externalRaw] = perExternal;
@@ -140,10 +140,21 @@ export function createKlingApi(deps: { state: SimulatorState; apiKey: string | u
       return refuse('external_task_id already exists');
     }
 
+    const limit = state.settings.concurrencyLimit;
+    if (limit !== null && state.inFlight(account) >= limit) {
+      // Kling counts concurrency per account: beyond it, 1303 and nothing created.
+      state.stats.concurrencyRefusals++;
+      if (dropAfterAccept) res.socket?.destroy();
+      else sendJson(res, 429, klingError(1303, 'parallel task over resource pack limit'));
+      return;
+    }
     const resultBase = deps.baseUrlFor(req);
     const task = newTask({ id: state.newTaskId(), account, body, resultBase, silent: !state.settings.callbacks });
     state.stats.createsAccepted++;
-    if (perExternal) perExternal.accepted++;
+    if (perExternal) {
+      perExternal.accepted++;
+      perExternal.order ??= state.stats.createsAccepted;
+    }
     state.start(task);
     if (dropAfterAccept) res.socket?.destroy();
     else sendJson(res, 200, klingSuccess(createdData(task)));

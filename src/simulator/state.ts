@@ -6,7 +6,13 @@ import type { SimTask, TaskStatus } from './task.ts';
 export type SimulatorStats = {
   createRequests: number;
   createsAccepted: number;
-  byExternalTaskId: Record<string, { requests: number; accepted: number }>;
+  /** Per external id: requests, acceptances, and `order`, the place of its first acceptance among all (1-based). */
+  byExternalTaskId: Record<string, { requests: number; accepted: number; order?: number }>;
+  /** Tasks accepted and not yet final, all accounts; and the most there ever were at once. */
+  inFlight: number;
+  maxInFlight: number;
+  /** Creates refused with 1303 because the account was at its concurrency limit. */
+  concurrencyRefusals: number;
   getRequests: number;
   resultRequests: number;
   callbacksSent: number;
@@ -20,7 +26,10 @@ export type SimulatorState = {
   readonly stats: SimulatorStats;
   /** Queue of one-shot faults; push to inject. */
   readonly faults: SimulatorFault[];
-  readonly settings: { callbacks: boolean };
+  /** `concurrencyLimit`: tasks in flight per account beyond which a create is refused with 1303 (null: no limit). */
+  readonly settings: { callbacks: boolean; concurrencyLimit: number | null };
+  /** Tasks of this account accepted and not yet final. */
+  inFlight(account: string): number;
   readonly closed: boolean;
   newTaskId(): string;
   /** The task with this task id, whoever created it. */
@@ -70,6 +79,9 @@ function emptyStats(): SimulatorStats {
     callbacksSent: 0,
     callbacksFailed: 0,
     callbacksDropped: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    concurrencyRefusals: 0,
   };
 }
 
@@ -126,12 +138,16 @@ function createCallbacks(live: { stats(): SimulatorStats; enabled(): boolean; cl
   return { notify, abortAll };
 }
 
-export function createSimulatorState(delays: { processingMs: number; finishMs: number }): SimulatorState {
+export function createSimulatorState(
+  delays: { processingMs: number; finishMs: number },
+  concurrencyLimit: number | null = null,
+): SimulatorState {
   const tasks = new Map<string, SimTask>();
+  const active = new Map<string, number>();
   const byExternalId = new Map<string, SimTask>();
   const timers = new Set<NodeJS.Timeout>();
   const faults: SimulatorFault[] = [];
-  const settings = { callbacks: true };
+  const settings: { callbacks: boolean; concurrencyLimit: number | null } = { callbacks: true, concurrencyLimit };
   let stats = emptyStats();
   let closed = false;
   const callbacks = createCallbacks({ stats: () => stats, enabled: () => settings.callbacks, closed: () => closed });
@@ -151,7 +167,9 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
     tasks.clear();
     byExternalId.clear();
     faults.length = 0;
+    active.clear();
     settings.callbacks = true;
+    settings.concurrencyLimit = concurrencyLimit;
     stats = emptyStats();
   }
 
@@ -159,12 +177,19 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
     if (tasks.get(task.id) !== task || isFinished(task)) return; // reset since, or finished early
     task.status = status;
     task.updatedAt = Date.now();
+    if (isFinished(task)) {
+      active.set(task.account, (active.get(task.account) ?? 1) - 1);
+      stats.inFlight -= 1;
+    }
     if (status === 'failed') task.statusMessage = task.failWith ?? 'Task failed';
     callbacks.notify(task);
   }
 
   function start(task: SimTask): void {
     tasks.set(task.id, task);
+    active.set(task.account, (active.get(task.account) ?? 0) + 1);
+    stats.inFlight += 1;
+    stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
     if (task.externalTaskId !== null) byExternalId.set(externalKey(task.account, task.externalTaskId), task);
     callbacks.notify(task);
     schedule(delays.processingMs, () => advance(task, 'processing'));
@@ -186,6 +211,7 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
       return id;
     },
     task: (id) => tasks.get(id),
+    inFlight: (account) => active.get(account) ?? 0,
     find(account, id) {
       const byId = tasks.get(id);
       return byId?.account === account ? byId : byExternalId.get(externalKey(account, id));

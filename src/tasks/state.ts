@@ -9,7 +9,7 @@ import { isLateSuccess } from './late-success.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
 
-const RANK: Record<TaskStatus, number> = { PENDING: 0, SUBMITTED: 1, PROCESSING: 2, SUCCEEDED: 3, FAILED: 3 };
+const RANK: Record<TaskStatus, number> = { PENDING: 0, SUBMITTED: 1, PROCESSING: 2, SUCCEEDED: 3, FAILED: 3, CANCELLED: 3 };
 
 export function isFinal(status: TaskStatus): boolean {
   return RANK[status] === 3;
@@ -106,7 +106,7 @@ async function commit<T>(db: Db, work: (tx: Tx) => Promise<T>, onCommitted: () =
 
 /**
  * Moves a task forward under a row lock. Statuses only move forward (PENDING → SUBMITTED →
- * PROCESSING → SUCCEEDED | FAILED); a duplicate or stale status changes nothing and keeps the
+ * PROCESSING → SUCCEEDED | FAILED, or PENDING → CANCELLED while it waits for an upstream slot); a duplicate or stale status changes nothing and keeps the
  * version. Returns the task as it is after the call and whether it changed.
  */
 async function transition(
@@ -145,8 +145,13 @@ async function transition(
       upstreamTaskId: current.upstreamTaskId ?? next.upstreamTaskId ?? null,
       videos: next.videos ?? current.videos,
       updatedAt: sql`now()`,
-      submittedAt: current.submittedAt ?? (next.status === 'PENDING' ? null : sql`now()`),
+      submittedAt: current.submittedAt ?? (next.status === 'PENDING' || next.status === 'CANCELLED' ? null : sql`now()`),
       completedAt: final ? sql`now()` : null,
+      // Out of the queue with any change of state (dispatched, refused, cancelled, failed).
+      queuedAt: null,
+      // A cancelled task never reached the upstream: it costs nothing. Other final states get theirs from the ledger (hooks).
+      units: next.status === 'CANCELLED' ? 0 : current.units,
+      upstreamUnits: final ? (next.upstreamUnits ?? current.upstreamUnits) : current.upstreamUnits,
       nextCheckAt: final ? null : sql`now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000})`,
       checkAttempts: 0,
       changeTxid: positionNow.txid,
@@ -158,7 +163,9 @@ async function transition(
   if (updated.status !== 'PENDING') await tx.delete(taskSubmissions).where(eq(taskSubmissions.taskId, taskId));
   const finalHooks = updated.status === 'SUCCEEDED' ? hooks.onSucceeded : updated.status === 'FAILED' ? hooks.onFailed : [];
   for (const hook of finalHooks) await hook(tx, updated, next);
-  const logged = await recordVersion(tx, updated, {
+  // The hooks may have written the task's cost (recordUsage): read the row as they left it.
+  const written = finalHooks.length > 0 ? ((await lockTask(tx, taskId)) ?? updated) : updated;
+  const logged = await recordVersion(tx, written, {
     kind: 'status',
     source: next.source,
     fromStatus: current.status,

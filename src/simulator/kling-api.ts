@@ -117,7 +117,7 @@ export function createKlingApi(deps: { state: SimulatorState; apiKey: string | u
     const json = await readJson(req, res);
     if (json === null) return;
     const externalRaw = (json.raw as { external_task_id?: unknown } | null)?.external_task_id;
-    let perExternal: { requests: number; accepted: number; order?: number } | null = null;
+    let perExternal: { requests: number; accepted: number } | null = null;
     if (typeof externalRaw === 'string') {
       perExternal = state.stats.byExternalTaskId[externalRaw] ?? { requests: 0, accepted: 0 };
       state.stats.byExternalTaskId[externalRaw] = perExternal;
@@ -151,10 +151,8 @@ export function createKlingApi(deps: { state: SimulatorState; apiKey: string | u
     const resultBase = deps.baseUrlFor(req);
     const task = newTask({ id: state.newTaskId(), account, body, resultBase, silent: !state.settings.callbacks });
     state.stats.createsAccepted++;
-    if (perExternal) {
-      perExternal.accepted++;
-      perExternal.order ??= state.stats.createsAccepted;
-    }
+    if (perExternal) perExternal.accepted++;
+    if (body.external_task_id !== undefined) state.stats.acceptedOrder[body.external_task_id] ??= state.stats.createsAccepted;
     state.start(task);
     if (dropAfterAccept) res.socket?.destroy();
     else sendJson(res, 200, klingSuccess(createdData(task)));

@@ -6,8 +6,9 @@ import type { SimTask, TaskStatus } from './task.ts';
 export type SimulatorStats = {
   createRequests: number;
   createsAccepted: number;
-  /** Per external id: requests, acceptances, and `order`, the place of its first acceptance among all (1-based). */
-  byExternalTaskId: Record<string, { requests: number; accepted: number; order?: number }>;
+  byExternalTaskId: Record<string, { requests: number; accepted: number }>;
+  /** Per external id, the place of its first acceptance among all creates accepted (1-based). */
+  acceptedOrder: Record<string, number>;
   /** Tasks accepted and not yet final, all accounts; and the most there ever were at once. */
   inFlight: number;
   maxInFlight: number;
@@ -79,6 +80,7 @@ function emptyStats(): SimulatorStats {
     callbacksSent: 0,
     callbacksFailed: 0,
     callbacksDropped: 0,
+    acceptedOrder: {},
     inFlight: 0,
     maxInFlight: 0,
     concurrencyRefusals: 0,

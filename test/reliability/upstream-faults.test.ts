@@ -179,7 +179,6 @@ describe('creates under upstream faults', () => {
           problems.push(`not final: ${describe}`);
         }
       }
-      console.log("PROBLEMS", problems.slice(0, 8).join("\n"), JSON.stringify(tasks.filter((t) => t.status !== "SUCCEEDED").map((t) => t.status_message)));
       expect(problems, context).toEqual([]);
       // At most: a refusal that meets a retry whose earlier attempt could not be checked (its
       // lookup hit a fault too) keeps the task PENDING, and the simulated refusal being one-shot,

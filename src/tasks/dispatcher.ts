@@ -10,10 +10,13 @@ const FINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 /** Waiting tasks cancelled per tick at their cancelAfterSeconds. */
 const CANCEL_BATCH = 100;
 
-/** A change that may let a waiting task go: a slot freed (a final state) or a task joined the queue. */
+/**
+ * A change that may let a waiting task go: a slot freed (a final state), on any instance. A new
+ * task needs no wake-up: its create runs a pass itself, and waits only if no slot is free for it.
+ */
 function mayDispatch(change: LoggedChange): boolean {
   const status = change.task.status;
-  return typeof status === 'string' && (FINAL.has(status) || (status === 'PENDING' && change.task.queued_at != null));
+  return typeof status === 'string' && FINAL.has(status);
 }
 
 export type Dispatcher = {

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { createTenant, taskUuid } from '../support/fixtures.ts';
+import { serverUrl } from '../support/database.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
@@ -93,4 +94,36 @@ describe('fair upstream queue', () => {
     expect(order).toBe(2);
     for (const low of lows) expect(simulator.stats.acceptedOrder[taskUuid(low.id)]).toBeUndefined();
   }, 30_000);
+});
+
+describe.skipIf(serverUrl === null)('fair upstream queue over two instances on one PostgreSQL database', () => {
+  let owner: TestGateway | undefined;
+  let other: TestGateway | undefined;
+  afterEach(async () => {
+    await other?.stop();
+    await owner?.stop();
+    owner = undefined;
+    other = undefined;
+  });
+
+  it('the budget holds across both: B overtakes 45 of A’s 50, never more than 3 in flight, each created once', async () => {
+    owner = await startGateway({ delays: HELD, simulatorConcurrencyLimit: 3, env: { UPSTREAM_MAX_IN_FLIGHT: '3' } });
+    other = await startGateway({
+      databaseUrl: owner.database.url!,
+      simulator: { instance: owner.simulator, url: owner.simulatorUrl },
+      env: { UPSTREAM_MAX_IN_FLIGHT: '3' },
+    });
+    const a = await createTenant(owner, 'A');
+    const b = await createTenant(owner, 'B');
+    const outcome = await burstThenOne({
+      urls: [owner.url, other.url],
+      simulator: owner.simulator,
+      a,
+      b,
+      limit: 3,
+      db: owner.database.db,
+    });
+    expect(outcome.bQueuePosition).toBe(1);
+    expect(owner.simulator.stats.concurrencyRefusals).toBe(0);
+  }, 60_000);
 });

@@ -223,8 +223,11 @@ export function createKlingClient(opts: KlingClientOptions): KlingClient {
       }
     };
     try {
-      return await withRetries(policy, attempt, alreadyCreated, (error) =>
-        error.retryable && (retryThrottled || reachedUpstream || !isThrottle(error)),
+      return await withRetries(
+        policy,
+        attempt,
+        alreadyCreated,
+        (error) => error.retryable && (retryThrottled || reachedUpstream || !isThrottle(error)),
       );
     } catch (error) {
       return settleFailedCreate(error, reachedUpstream, externalId, () => getTask({ externalTaskId: externalId }));

@@ -123,7 +123,13 @@ async function estimate(
 ): Promise<CostEstimate> {
   const seconds = reservedSeconds(request.durationSeconds);
   const rate = rateFor(prices, request.mode, request.referenceVideos.length > 0);
-  const [row] = await queryRows<{ seconds_limit: number | null; concurrent: number | null; in_flight: number; reserved: number; used: number }>(
+  const [row] = await queryRows<{
+    seconds_limit: number | null;
+    concurrent: number | null;
+    in_flight: number;
+    reserved: number;
+    used: number;
+  }>(
     db,
     sql`select t.monthly_video_seconds_limit as seconds_limit, t.max_concurrent_tasks as concurrent,
                (select count(*)::int from ${omniTasks} where ${omniTasks.tenantId} = t.id and ${inArray(omniTasks.status, [...IN_FLIGHT])}) as in_flight,

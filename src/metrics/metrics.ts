@@ -29,7 +29,11 @@ function budgetGauges(registry: Registry, sources: () => MetricSources | null): 
   const gauges = [
     ['upstream_queue_length', 'Tasks waiting for an upstream slot (all instances).', 'queued'],
     ['upstream_in_flight', 'Tasks holding an upstream slot: sent, or being sent, and not final (all instances).', 'inFlight'],
-    ['upstream_budget', 'The upstream budget in force: UPSTREAM_MAX_IN_FLIGHT, or less while the upstream refuses for load (AIMD).', 'limit'],
+    [
+      'upstream_budget',
+      'The upstream budget in force: UPSTREAM_MAX_IN_FLIGHT, or less while the upstream refuses for load (AIMD).',
+      'limit',
+    ],
   ] as const;
   for (const [name, help, key] of gauges) {
     new Gauge({
@@ -111,9 +115,12 @@ export function createMetrics() {
     buckets: QUEUE_WAIT_BUCKETS,
     registers: [registry],
   });
-  const throttled = counter(registry, 'upstream_throttled_total', 'Creates the upstream refused for load: reason concurrency (1303) or rate (1302/429).', [
-    'reason',
-  ]);
+  const throttled = counter(
+    registry,
+    'upstream_throttled_total',
+    'Creates the upstream refused for load: reason concurrency (1303) or rate (1302/429).',
+    ['reason'],
+  );
   let sources: MetricSources | null = null;
   scrapeGauges(registry, () => sources);
 

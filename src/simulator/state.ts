@@ -140,12 +140,36 @@ function createCallbacks(live: { stats(): SimulatorStats; enabled(): boolean; cl
   return { notify, abortAll };
 }
 
+function unusedTaskId(tasks: ReadonlyMap<string, SimTask>): string {
+  let id = randomTaskId();
+  while (tasks.has(id)) id = randomTaskId();
+  return id;
+}
+
+/** Tasks accepted and not yet final, per account (the limit) and in all (the stats). */
+function createInFlight(stats: () => SimulatorStats) {
+  const active = new Map<string, number>();
+  return {
+    count: (account: string) => active.get(account) ?? 0,
+    started(account: string): void {
+      active.set(account, (active.get(account) ?? 0) + 1);
+      const now = stats();
+      now.inFlight += 1;
+      now.maxInFlight = Math.max(now.maxInFlight, now.inFlight);
+    },
+    finished(account: string): void {
+      active.set(account, (active.get(account) ?? 1) - 1);
+      stats().inFlight -= 1;
+    },
+    clear: () => active.clear(),
+  };
+}
+
 export function createSimulatorState(
   delays: { processingMs: number; finishMs: number },
   concurrencyLimit: number | null = null,
 ): SimulatorState {
   const tasks = new Map<string, SimTask>();
-  const active = new Map<string, number>();
   const byExternalId = new Map<string, SimTask>();
   const timers = new Set<NodeJS.Timeout>();
   const faults: SimulatorFault[] = [];
@@ -153,6 +177,7 @@ export function createSimulatorState(
   let stats = emptyStats();
   let closed = false;
   const callbacks = createCallbacks({ stats: () => stats, enabled: () => settings.callbacks, closed: () => closed });
+  const inFlight = createInFlight(() => stats);
 
   function schedule(ms: number, fn: () => void): void {
     const timer = setTimeout(() => {
@@ -169,7 +194,7 @@ export function createSimulatorState(
     tasks.clear();
     byExternalId.clear();
     faults.length = 0;
-    active.clear();
+    inFlight.clear();
     settings.callbacks = true;
     settings.concurrencyLimit = concurrencyLimit;
     stats = emptyStats();
@@ -179,19 +204,14 @@ export function createSimulatorState(
     if (tasks.get(task.id) !== task || isFinished(task)) return; // reset since, or finished early
     task.status = status;
     task.updatedAt = Date.now();
-    if (isFinished(task)) {
-      active.set(task.account, (active.get(task.account) ?? 1) - 1);
-      stats.inFlight -= 1;
-    }
+    if (isFinished(task)) inFlight.finished(task.account);
     if (status === 'failed') task.statusMessage = task.failWith ?? 'Task failed';
     callbacks.notify(task);
   }
 
   function start(task: SimTask): void {
     tasks.set(task.id, task);
-    active.set(task.account, (active.get(task.account) ?? 0) + 1);
-    stats.inFlight += 1;
-    stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+    inFlight.started(task.account);
     if (task.externalTaskId !== null) byExternalId.set(externalKey(task.account, task.externalTaskId), task);
     callbacks.notify(task);
     schedule(delays.processingMs, () => advance(task, 'processing'));
@@ -207,13 +227,9 @@ export function createSimulatorState(
     get closed() {
       return closed;
     },
-    newTaskId() {
-      let id = randomTaskId();
-      while (tasks.has(id)) id = randomTaskId();
-      return id;
-    },
+    newTaskId: () => unusedTaskId(tasks),
     task: (id) => tasks.get(id),
-    inFlight: (account) => active.get(account) ?? 0,
+    inFlight: inFlight.count,
     find(account, id) {
       const byId = tasks.get(id);
       return byId?.account === account ? byId : byExternalId.get(externalKey(account, id));

@@ -265,7 +265,11 @@ async function queueShares(db: Executor): Promise<TenantQueue[]> {
 }
 
 /** How many of the tenant's own waiting tasks come before a task of this priority queued at `queuedAt` (id breaks ties). */
-async function ownAhead(db: Executor, tenantId: string, at: { priority: TaskPriority; queuedAt: Date | null; id: string | null }): Promise<number> {
+async function ownAhead(
+  db: Executor,
+  tenantId: string,
+  at: { priority: TaskPriority; queuedAt: Date | null; id: string | null },
+): Promise<number> {
   const rank = RANK[at.priority];
   const before =
     at.queuedAt === null || at.id === null

@@ -278,7 +278,9 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
     deps.logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
     return scheduleRetry(deps.db, task.id, error);
   }
-  await growLimit(deps.db, deps.maxInFlight).catch((error: unknown) => deps.logger.warn({ err: error }, 'could not grow the upstream limit'));
+  await growLimit(deps.db, deps.maxInFlight).catch((error: unknown) =>
+    deps.logger.warn({ err: error }, 'could not grow the upstream limit'),
+  );
   return (await applyTransition(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
 }
 
@@ -314,7 +316,10 @@ function createRunner(deps: TaskCommandDeps, send: (claimed: Claimed) => Promise
 
 /** Sends a claimed task's stored body; without one (it was lost), the task fails. */
 async function sendClaimed(deps: TaskCommandDeps, claimed: Claimed): Promise<TaskRow | null> {
-  const [row] = await deps.db.select({ body: taskSubmissions.body }).from(taskSubmissions).where(eq(taskSubmissions.taskId, claimed.task.id));
+  const [row] = await deps.db
+    .select({ body: taskSubmissions.body })
+    .from(taskSubmissions)
+    .where(eq(taskSubmissions.taskId, claimed.task.id));
   if (row === undefined) {
     const failed = await applyTransition(deps, claimed.task.id, {
       status: 'FAILED',
@@ -373,7 +378,9 @@ async function cancel(deps: TaskCommandDeps, tenantId: string, id: string, sourc
       );
     }
     const statusMessage =
-      source === 'cancel-after' ? 'Cancelled: still waiting for an upstream slot at its cancelAfterSeconds.' : 'Cancelled before it was sent upstream.';
+      source === 'cancel-after'
+        ? 'Cancelled: still waiting for an upstream slot at its cancelAfterSeconds.'
+        : 'Cancelled before it was sent upstream.';
     const result = await deps.state.transition(tx, id, { status: 'CANCELLED', statusMessage, source, onlyFrom: ['PENDING'] });
     return result?.task ?? task;
   });

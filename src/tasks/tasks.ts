@@ -31,7 +31,11 @@ async function queuePosition(deps: TaskCommandDeps, task: TaskRow): Promise<numb
  * (0 when a slot is free for it now; else the slots it waits for, in rounds of the budget, times
  * the recent run time). Nothing is stored and the upstream is not asked.
  */
-async function estimate(deps: TaskCommandDeps & EstimateDeps, tenantId: string, request: NormalizedOmniRequest): Promise<OmniVideoEstimate> {
+async function estimate(
+  deps: TaskCommandDeps & EstimateDeps,
+  tenantId: string,
+  request: NormalizedOmniRequest,
+): Promise<OmniVideoEstimate> {
   const priority: TaskPriority = request.priority;
   const [cost, budget, ahead] = await Promise.all([
     deps.cost(tenantId, request),

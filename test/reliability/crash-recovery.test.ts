@@ -229,7 +229,8 @@ describe(`a gateway killed while it dispatches waiting tasks (${serverUrl === nu
     const secondUrl = await listeningUrl(second);
     const statuses = async () => {
       const answer = await graphqlAt(secondUrl, tenant.apiKey, '{ omniTasks(first: 10) { edges { node { status } } } }');
-      return (answer.body?.data?.omniTasks.edges as { node: { status: string } }[]).map((edge) => edge.node.status);
+      const edges = (answer.body?.data?.omniTasks?.edges ?? []) as { node: { status: string } }[];
+      return edges.map((edge) => edge.node.status);
     };
     await waitFor('every task to succeed', async () => (await statuses()).filter((status) => status === 'SUCCEEDED').length === 6, {
       timeoutMs: 40_000,

@@ -51,9 +51,14 @@ describe('cancelOmniTask', () => {
     const waiting = await createTask(gateway.url, a.apiKey, input('waits'));
     expect(waiting).toMatchObject({ status: 'PENDING', queuePosition: 1 });
     // maxConcurrentTasks 2: the waiting task counts.
-    const refused = await graphqlAt(gateway.url, a.apiKey, 'mutation ($input: CreateOmniVideoInput!) { createOmniVideo(input: $input) { __typename } }', {
-      input: input('third'),
-    });
+    const refused = await graphqlAt(
+      gateway.url,
+      a.apiKey,
+      'mutation ($input: CreateOmniVideoInput!) { createOmniVideo(input: $input) { __typename } }',
+      {
+        input: input('third'),
+      },
+    );
     expect(refused.body?.data?.createOmniVideo.__typename).toBe('QuotaExceededError');
 
     const client = wsClient(gateway.url, a.apiKey);
@@ -77,7 +82,10 @@ describe('cancelOmniTask', () => {
     // The sent task cannot be cancelled; B cannot touch A's task at all, exactly like an unknown id.
     expect(await cancel(a.apiKey, running.id)).toMatchObject({ __typename: 'CancelNotPossibleError' });
     const foreign = await cancel(b.apiKey, admitted.id);
-    const unknown = await cancel(b.apiKey, admitted.id.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')));
+    const unknown = await cancel(
+      b.apiKey,
+      admitted.id.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')),
+    );
     expect(foreign).toMatchObject({ __typename: 'TaskNotFoundError' });
     expect(foreign).toEqual(unknown);
     const stillWaiting = (await graphqlAt(gateway.url, a.apiKey, TASK, { id: admitted.id })).body?.data?.omniTask;
@@ -92,14 +100,23 @@ describe('cancelOmniTask', () => {
     try {
       const next = await subscribeWs(watcher, 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status } }', { id: admitted.id });
       gateway.simulator.finish({ task_id: row!.upstream_task_id });
-      await next.collector.until((c) => c.items.some((item) => item.data?.omniTaskUpdated.status !== 'PENDING'), 'the queued task sent', 10_000);
+      await next.collector.until(
+        (c) => c.items.some((item) => item.data?.omniTaskUpdated.status !== 'PENDING'),
+        'the queued task sent',
+        10_000,
+      );
     } finally {
       await watcher.dispose();
     }
     const waitingId = taskUuid(waiting.id);
-    expect(gateway.upstreamRequests.filter((request) => request.body?.external_task_id === waitingId || request.path.endsWith(waitingId))).toEqual([]);
+    expect(
+      gateway.upstreamRequests.filter((request) => request.body?.external_task_id === waitingId || request.path.endsWith(waitingId)),
+    ).toEqual([]);
     expect(gateway.simulator.stats.byExternalTaskId[waitingId]).toBeUndefined();
-    const usage = await queryRows<{ n: number }>(gateway.database.db, sql`select count(*)::int as n from usage_events where task_id = ${waitingId}`);
+    const usage = await queryRows<{ n: number }>(
+      gateway.database.db,
+      sql`select count(*)::int as n from usage_events where task_id = ${waitingId}`,
+    );
     expect(Number(usage[0]?.n)).toBe(0);
   }, 30_000);
 
@@ -109,17 +126,30 @@ describe('cancelOmniTask', () => {
     expect(task.status).toBe('PENDING');
     const client = wsClient(gateway.url, b.apiKey);
     try {
-      const watch = await subscribeWs(client, 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status statusMessage } }', { id: task.id });
+      const watch = await subscribeWs(client, 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status statusMessage } }', {
+        id: task.id,
+      });
       await watch.collector.untilDone(10_000);
-      expect(watch.collector.items.at(-1)?.data?.omniTaskUpdated).toMatchObject({ status: 'CANCELLED', statusMessage: expect.stringMatching(/cancelAfterSeconds/) });
+      expect(watch.collector.items.at(-1)?.data?.omniTaskUpdated).toMatchObject({
+        status: 'CANCELLED',
+        statusMessage: expect.stringMatching(/cancelAfterSeconds/),
+      });
     } finally {
       await client.dispose();
     }
     expect(gateway.simulator.stats.byExternalTaskId[taskUuid(task.id)]).toBeUndefined();
-    const invalid = await graphqlAt(gateway.url, b.apiKey, 'mutation ($input: CreateOmniVideoInput!) { createOmniVideo(input: $input) { __typename ... on InvalidInputError { issues { path } } } }', {
-      input: input('bad', { cancelAfterSeconds: 0 }),
+    const invalid = await graphqlAt(
+      gateway.url,
+      b.apiKey,
+      'mutation ($input: CreateOmniVideoInput!) { createOmniVideo(input: $input) { __typename ... on InvalidInputError { issues { path } } } }',
+      {
+        input: input('bad', { cancelAfterSeconds: 0 }),
+      },
+    );
+    expect(invalid.body?.data?.createOmniVideo).toEqual({
+      __typename: 'InvalidInputError',
+      issues: [{ path: ['input', 'cancelAfterSeconds'] }],
     });
-    expect(invalid.body?.data?.createOmniVideo).toEqual({ __typename: 'InvalidInputError', issues: [{ path: ['input', 'cancelAfterSeconds'] }] });
   }, 30_000);
 });
 
@@ -185,7 +215,12 @@ describe('estimateOmniVideo', () => {
         expect(event, row.name).toMatchObject({ units: row.units, video_seconds: row.seconds });
         const read = (await graphqlAt(gateway.url, tenant.apiKey, TASK, { id: task.id })).body?.data?.omniTask;
         // The task shows the same cost, and the upstream's own deduction (the simulator uses the same table).
-        expect(read, row.name).toMatchObject({ status: 'SUCCEEDED', units: row.units, upstreamUnits: Number(event!.upstream_units), queuePosition: null });
+        expect(read, row.name).toMatchObject({
+          status: 'SUCCEEDED',
+          units: row.units,
+          upstreamUnits: Number(event!.upstream_units),
+          queuePosition: null,
+        });
         used += row.seconds;
       }
       const [count] = await queryRows<{ n: number }>(gateway.database.db, sql`select count(*)::int as n from omni_tasks`);

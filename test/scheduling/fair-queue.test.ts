@@ -17,7 +17,7 @@ import { burstThenOne, createTask, input } from './support.ts';
 
 const FAST = { processingMs: 10, finishMs: 40 };
 /** Tasks that run until the test finishes them (simulator.finish). */
-export const HELD = { processingMs: 10, finishMs: 600_000 };
+const HELD = { processingMs: 10, finishMs: 600_000 };
 
 describe('fair upstream queue', () => {
   let gateway: TestGateway | undefined;

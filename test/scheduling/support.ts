@@ -77,9 +77,7 @@ export async function burstThenOne(options: {
   const clients = [wsClient(watchUrl, a.apiKey), wsClient(watchUrl, b.apiKey)];
   try {
     const [watchA, watchB] = await Promise.all([subscribeWs(clients[0]!, WATCH, {}), subscribeWs(clients[1]!, WATCH, {})]);
-    const aTasks = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => createTask(urls[i % urls.length]!, a.apiKey, input(`A ${i}`))),
-    );
+    const aTasks = await Promise.all(Array.from({ length: 50 }, (_, i) => createTask(urls[i % urls.length]!, a.apiKey, input(`A ${i}`))));
     const bTask = await createTask(urls[urls.length - 1]!, b.apiKey, input('B 0'));
     // The test plays the upstream's clock: tasks run until both tenants have submitted, then each
     // finishes as soon as it runs, so what A's submission takes (slow on PGlite) cannot matter.

@@ -151,7 +151,8 @@ const CreateOmniVideoInput = builder.inputType('CreateOmniVideoInput', {
     idempotencyKey: t.string({ description: 'The same key with the same input returns the same task.' }),
     priority: t.field({ type: TaskPriority, description: 'Order among your own waiting tasks; NORMAL by default.' }),
     cancelAfterSeconds: t.int({
-      description: 'Cancel the task (at no charge) if it is still waiting for an upstream slot this many seconds after its creation (1 to 86400).',
+      description:
+        'Cancel the task (at no charge) if it is still waiting for an upstream slot this many seconds after its creation (1 to 86400).',
     }),
   }),
 });
@@ -204,7 +205,8 @@ const OmniVideoEstimateRef = builder.objectRef<OmniVideoEstimate>('OmniVideoEsti
 builder.queryFields((t) => ({
   estimateOmniVideo: t.withAuth({ tenant: true }).field({
     type: OmniVideoEstimateRef,
-    description: 'The price and queue outlook of a createOmniVideo input, with the same validation; no task is stored, no upstream call made.',
+    description:
+      'The price and queue outlook of a createOmniVideo input, with the same validation; no task is stored, no upstream call made.',
     errors: { types: [InvalidInputError], union: { name: 'EstimateOmniVideoResult' }, directResult: true },
     args: t.validate({ input: t.arg({ type: CreateOmniVideoInput, required: true }) }, z.object({ input: createOmniVideoInputSchema })),
     resolve: (_root, { input }, context) => context.services.tasks.estimate(context.viewer.tenantId, input),

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { and, eq, isNotNull, lte, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, lte, sql } from 'drizzle-orm';
 import type { Db, Executor, Tx } from '../db/database.ts';
 import { uniqueViolation } from '../db/errors.ts';
 import { storable } from '../db/storable.ts';
@@ -237,8 +237,31 @@ async function create(deps: TaskCommandDeps, runner: Runner, creator: Creator, r
   }
   // Dispatch at once if a slot is free for this task (and for any other the pass picks).
   const claimed = await dispatchPass(deps, runner, task.id);
-  if (claimed === null) return (await deps.reads.byId(tenantId, task.id)) ?? task;
+  if (claimed === null || !(await holdClaim(deps, claimed))) return (await deps.reads.byId(tenantId, task.id)) ?? task;
   return (await submit(deps, claimed, body, 'create')) ?? claimed;
+}
+
+/**
+ * Renews a claimed task's create lease right before its create is sent, if the lease is still the
+ * claim's own: a send delayed past the lease (a busy process) finds the reconciler has taken the
+ * task over (it leased it, with a lease of its own) and leaves the create to it, so that one create
+ * is in flight at a time.
+ */
+async function holdClaim(deps: TaskCommandDeps, claimed: TaskRow): Promise<boolean> {
+  if (claimed.nextCheckAt === null) return false;
+  const held = await deps.db
+    .update(omniTasks)
+    .set({ nextCheckAt: sql`now() + make_interval(secs => ${deps.pendingRecheckSeconds})` })
+    .where(
+      and(
+        eq(omniTasks.id, claimed.id),
+        eq(omniTasks.status, 'PENDING'),
+        isNull(omniTasks.queuedAt),
+        eq(omniTasks.nextCheckAt, claimed.nextCheckAt),
+      ),
+    )
+    .returning({ id: omniTasks.id });
+  return held.length > 0;
 }
 
 /** Applies a transition in a transaction of its own. */
@@ -316,6 +339,7 @@ function createRunner(deps: TaskCommandDeps, send: (claimed: Claimed) => Promise
 
 /** Sends a claimed task's stored body; without one (it was lost), the task fails. */
 async function sendClaimed(deps: TaskCommandDeps, claimed: Claimed): Promise<TaskRow | null> {
+  if (!(await holdClaim(deps, claimed.task))) return null;
   const [row] = await deps.db
     .select({ body: taskSubmissions.body })
     .from(taskSubmissions)

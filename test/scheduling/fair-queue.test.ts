@@ -34,7 +34,7 @@ describe('fair upstream queue', () => {
     // A held every slot when B's task came: it waits, and is next.
     expect(outcome.bQueuePosition).toBe(1);
     expect(gateway.simulator.stats.concurrencyRefusals).toBe(0);
-  }, 60_000);
+  }, 120_000);
 
   it('a budget above the simulator limit shrinks on 1303 (AIMD): all tasks still succeed, once each, never over the limit', async () => {
     gateway = await startGateway({ delays: FAST, simulatorConcurrencyLimit: 2, env: { UPSTREAM_MAX_IN_FLIGHT: '8' } });
@@ -125,5 +125,5 @@ describe.skipIf(serverUrl === null)('fair upstream queue over two instances on o
     });
     expect(outcome.bQueuePosition).toBe(1);
     expect(owner.simulator.stats.concurrencyRefusals).toBe(0);
-  }, 60_000);
+  }, 120_000);
 });

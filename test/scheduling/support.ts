@@ -47,15 +47,15 @@ function finals(collector: Collector): Map<string, string> {
 
 /** Finishes every task running upstream, again and again, until `done` (a bounded loop on the database's view). */
 async function finishRunning(db: Db, simulator: Simulator, done: () => boolean): Promise<void> {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 100_000;
   while (!done()) {
-    if (Date.now() > deadline) throw new Error('tasks did not all finish within 60 s');
+    if (Date.now() > deadline) throw new Error('tasks did not all finish within 100 s');
     const running = await queryRows<{ upstream_task_id: string }>(
       db,
       sql`select upstream_task_id from omni_tasks where status in ('SUBMITTED', 'PROCESSING') and upstream_task_id is not null`,
     );
     for (const row of running) simulator.finish({ task_id: row.upstream_task_id });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
 
@@ -83,8 +83,8 @@ export async function burstThenOne(options: {
     // finishes as soon as it runs, so what A's submission takes (slow on PGlite) cannot matter.
     const done = () => finals(watchA.collector).size >= 50 && finals(watchB.collector).size >= 1;
     await finishRunning(options.db, simulator, done);
-    await watchA.collector.until((c) => finals(c).size >= 50, '50 final tasks of A', 60_000);
-    await watchB.collector.until((c) => finals(c).size >= 1, "B's task final", 60_000);
+    await watchA.collector.until((c) => finals(c).size >= 50, '50 final tasks of A', 100_000);
+    await watchB.collector.until((c) => finals(c).size >= 1, "B's task final", 100_000);
     const aFinals = finals(watchA.collector);
     const bFinals = finals(watchB.collector);
     for (const task of aTasks) expect(aFinals.get(task.id), task.id).toBe('SUCCEEDED');

@@ -106,7 +106,11 @@ const idsOfA: Record<string, string> = {};
 let secondKeyOfA: string;
 
 beforeAll(async () => {
-  gateway = await startGateway({ delays: { processingMs: 600_000, finishMs: 1_200_000 }, env: NO_RATE_LIMITS });
+  // A budget of 10: the scheduling test below fills it to make a task of A wait.
+  gateway = await startGateway({
+    delays: { processingMs: 600_000, finishMs: 1_200_000 },
+    env: { ...NO_RATE_LIMITS, UPSTREAM_MAX_IN_FLIGHT: '10' },
+  });
   gateway.simulator.settings.callbacks = false;
   a = await createTenant(gateway, 'Tenant A', { monthlyVideoSecondsLimit: 1000, maxConcurrentTasks: 10 });
   b = await createTenant(gateway, 'Tenant B');

@@ -114,6 +114,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     // Functional tests drive many requests; the rate-limit tests switch limits on explicitly.
     RATE_LIMIT_REQUESTS_PER_SECOND: '0',
     RATE_LIMIT_CREATES_PER_MINUTE: '0',
+    // Tests hold many tasks in flight at a simulator whose tasks may never finish; each create is
+    // sent in its request unless a test sets a budget of its own (the queue: test/scheduling).
+    UPSTREAM_MAX_IN_FLIGHT: '1000',
     ...options.env,
   });
   const app = await createApp({

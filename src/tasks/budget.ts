@@ -115,6 +115,35 @@ export function pickFair(free: number, waiting: Candidate[], held: ReadonlyMap<s
 
 export type Claimed = { task: TaskRow; waitedMs: number };
 
+/** Under the budget row's lock: the waiting tasks the free slots go to now (none while paused after a refusal). */
+async function lockAndPick(tx: Tx, maxInFlight: number): Promise<Candidate[]> {
+  const budget = await lockBudget(tx);
+  if (budget.pausedUntil !== null && budget.pausedUntil.getTime() > Date.now()) return [];
+  const held = await slotsByTenant(tx);
+  let inFlight = 0;
+  for (const n of held.values()) inFlight += n;
+  const free = limitOf(budget, maxInFlight) - inFlight;
+  if (free <= 0) return [];
+  return pickFair(free, await candidates(tx, free), held);
+}
+
+/**
+ * In the creating transaction, after the task's insert: claims the new task itself if a pass would
+ * pick it now (a free slot, and its tenant's turn). Claiming it here, under the budget lock and
+ * before commit, keeps another pass (the dispatcher's tick) from taking it, so a create within the
+ * budget is sent in its own request. Returns the claimed row, or null if it waits.
+ */
+export async function claimOwn(tx: Tx, taskId: string, options: { maxInFlight: number; leaseSeconds: number }): Promise<TaskRow | null> {
+  const picked = await lockAndPick(tx, options.maxInFlight);
+  if (!picked.some((task) => task.id === taskId)) return null;
+  const [claimed] = await tx
+    .update(omniTasks)
+    .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })
+    .where(eq(omniTasks.id, taskId))
+    .returning();
+  return claimed ?? null;
+}
+
 /**
  * One dispatch pass: the tasks this caller now holds slots for and must send. Each claimed task
  * carries a create lease (`leaseSeconds`): should the caller die before the upstream answers, the
@@ -123,14 +152,7 @@ export type Claimed = { task: TaskRow; waitedMs: number };
  */
 export async function claimDispatch(db: Db, options: { maxInFlight: number; leaseSeconds: number }): Promise<Claimed[]> {
   return db.transaction(async (tx) => {
-    const budget = await lockBudget(tx);
-    if (budget.pausedUntil !== null && budget.pausedUntil.getTime() > Date.now()) return [];
-    const held = await slotsByTenant(tx);
-    let inFlight = 0;
-    for (const n of held.values()) inFlight += n;
-    const free = limitOf(budget, options.maxInFlight) - inFlight;
-    if (free <= 0) return [];
-    const picked = pickFair(free, await candidates(tx, free), held);
+    const picked = await lockAndPick(tx, options.maxInFlight);
     if (picked.length === 0) return [];
     // A task being cancelled right now is locked: skipped here, it is cancelled or dispatched next time.
     const locked = await tx

@@ -16,7 +16,7 @@ import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
 import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
-import { claimDispatch, growLimit, requeueThrottled } from './budget.ts';
+import { claimDispatch, claimOwn, growLimit, requeueThrottled } from './budget.ts';
 import type { Claimed } from './budget.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition } from './state.ts';
@@ -159,7 +159,7 @@ async function insertPending(
   tenantId: string,
   request: NormalizedOmniRequest,
   row: { id: string; hash: string; body: UpstreamCreateBody },
-): Promise<{ task: TaskRow; created: boolean }> {
+): Promise<{ task: TaskRow; created: boolean; claimed?: boolean }> {
   return deps.state.commit(deps.db, async (tx) => {
     // NO KEY UPDATE: it orders the tenant's creates, yet lets other transactions insert rows that
     // reference the tenant (a usage event, whose foreign-key check takes KEY SHARE) without waiting.
@@ -196,7 +196,8 @@ async function insertPending(
       .returning();
     if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');
     await tx.insert(taskSubmissions).values({ taskId: row.id, body: row.body });
-    return { task: await deps.state.recordCreation(tx, inserted), created: true };
+    const claimed = await claimOwn(tx, row.id, { maxInFlight: deps.maxInFlight, leaseSeconds: deps.pendingRecheckSeconds });
+    return { task: await deps.state.recordCreation(tx, claimed ?? inserted), created: true, claimed: claimed !== null };
   });
 }
 
@@ -217,10 +218,12 @@ async function create(deps: TaskCommandDeps, runner: Runner, creator: Creator, r
   const id = randomUUID();
   const body = toUpstreamBody(request, { externalTaskId: id, callbackUrl: deps.callbackUrl(id) });
   let task: TaskRow;
+  let claimed = false;
   try {
     const pending = await insertPending(deps, tenantId, request, { id, hash, body });
     if (!pending.created) return sameRequestOrRefuse(pending.task, hash);
     task = pending.task;
+    claimed = pending.claimed === true;
   } catch (error) {
     const constraint = uniqueViolation(error);
     if (constraint === 'omni_tasks_tenant_idempotency_key_unique' && request.idempotencyKey !== null) {
@@ -235,10 +238,12 @@ async function create(deps: TaskCommandDeps, runner: Runner, creator: Creator, r
     }
     throw error;
   }
-  // Dispatch at once if a slot is free for this task (and for any other the pass picks).
-  const claimed = await dispatchPass(deps, runner, task.id);
-  if (claimed === null || !(await holdClaim(deps, claimed))) return (await deps.reads.byId(tenantId, task.id)) ?? task;
-  return (await submit(deps, claimed, body, 'create')) ?? claimed;
+  // Claimed in its own transaction: sent in this request. Otherwise it waits; a pass now sends
+  // whatever the budget allows (other tenants' turn came first), and it may yet be this task.
+  if (claimed) return (await submit(deps, task, body, 'create')) ?? task;
+  const mine = await dispatchPass(deps, runner, task.id);
+  if (mine === null || !(await holdClaim(deps, mine))) return (await deps.reads.byId(tenantId, task.id)) ?? task;
+  return (await submit(deps, mine, body, 'create')) ?? mine;
 }
 
 /**

@@ -234,6 +234,8 @@ async function main(): Promise<number> {
     RATE_LIMIT_CREATES_PER_MINUTE: '0',
     MAX_SUBSCRIPTIONS_PER_TENANT: '0',
     SHUTDOWN_TIMEOUT_MS: '3000',
+    // The other scenarios measure the gateway, not the upstream queue (the dispatch scenario runs its own).
+    UPSTREAM_MAX_IN_FLIGHT: '100000',
   });
   const gateway = startNode('gateway', 'src/main.ts', {
     nodeFlags: opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}`] : [],

@@ -11,6 +11,7 @@ import { median, percentiles, sleep } from './support/stats.ts';
 import type { Percentiles } from './support/stats.ts';
 import WebSocket from 'ws';
 import { openSwarm } from './support/subscribers.ts';
+import { measureDispatch } from './dispatch.ts';
 import type { NextPayload, Operation } from './support/subscribers.ts';
 
 export type Plan = {
@@ -989,6 +990,31 @@ const metrics: Scenario = {
   },
 };
 
+const dispatch: Scenario = {
+  id: 'dispatch',
+  title: 'dispatch latency from a freed upstream slot to the next create, 1,000 tasks of 10 tenants waiting',
+  async run(ctx) {
+    const samples = ctx.plan.mode === 'quick' ? 10 : 30;
+    ctx.log('dispatch: a gateway of its own, budget 10, 10 tasks of one tenant waiting (anchor)');
+    const anchor = await measureDispatch({ tenants: 1, perTenant: 10 + samples, samples });
+    ctx.log('dispatch: the same with 1,000 tasks of 10 tenants waiting');
+    const measured = await ctx.window('dispatch.freedSlot', () => measureDispatch({ tenants: 10, perTenant: 100, samples }));
+    return {
+      figures: latencyFigures(
+        'dispatch',
+        'freed slot → upstream create, 1,000 waiting',
+        measured,
+        'same, ~10 waiting of one tenant',
+        anchor,
+        {
+          note: () => `includes the final callback and its confirming upstream read (${samples} samples)`,
+        },
+      ),
+      details: { anchor, measured },
+    };
+  },
+};
+
 /** In the order they run: memory first, while the gateway's heap is still small and clean. */
 export const SCENARIOS: Scenario[] = [
   memory,
@@ -1002,4 +1028,5 @@ export const SCENARIOS: Scenario[] = [
   usage,
   metrics,
   create,
+  dispatch,
 ];

@@ -33,6 +33,7 @@ import { createReconciler, reconcilerLagSeconds } from './tasks/reconciler.ts';
 import type { Reconciler } from './tasks/reconciler.ts';
 import { createTaskStateMachine } from './tasks/state.ts';
 import { createTaskService } from './tasks/tasks.ts';
+import { createDispatcher, watchRunTimes } from './tasks/dispatcher.ts';
 import { createWatchService } from './tasks/watch.ts';
 import { createTenantService } from './tenants/tenants.ts';
 import { createWebhookReceiver, isWebhookPath } from './webhooks/receiver.ts';
@@ -104,6 +105,7 @@ async function createCore(w: Wiring) {
       onFailed: [metering.recordUsage],
     },
   });
+  const runTimes = watchRunTimes(changeLog);
   const rateLimits = createRateLimits({ defaults: config.rateLimits, clock, onLimited: (kind) => metrics.rateLimited(kind) });
   const tasks = createTaskService({
     db: database.db,
@@ -114,6 +116,11 @@ async function createCore(w: Wiring) {
     admitCreate: rateLimits.admitCreate,
     taskDeadlineMinutes: config.taskDeadlineMinutes,
     pendingRecheckSeconds: config.pendingRecheckSeconds,
+    maxInFlight: config.upstreamMaxInFlight,
+    onDispatched: (waitedMs) => metrics.queueWait(waitedMs),
+    onThrottled: (reason) => metrics.upstreamThrottled(reason),
+    cost: metering.estimate,
+    meanRunSeconds: () => runTimes.meanSeconds(),
     callbackUrl: (taskId) => `${w.publicBaseUrl()}/webhooks/kling/${taskId}/${webhookToken(w.webhookSecret, taskId)}`,
   });
   const watch = createWatchService({
@@ -138,6 +145,7 @@ async function createCore(w: Wiring) {
     tasksByStatus: tasks.countByStatus,
     activeSubscriptions: () => watch.size(),
     reconcilerLagSeconds: () => reconcilerLagSeconds(database.db),
+    upstreamBudget: tasks.budget,
   });
   return { services, tenants, tasks, metering, taskState, changeLog, watch, sessions, rateLimits };
 }
@@ -147,7 +155,8 @@ type Core = Awaited<ReturnType<typeof createCore>>;
 /** The background jobs of ROLE=worker and ROLE=all: the reconciler, and the archiver when videos are stored. */
 function createJobs(w: Wiring, core: Core) {
   const { config, database, logger, metrics, store } = w;
-  if (config.role === 'api') return { reconciler: null, archiver: null, pruner: null };
+  if (config.role === 'api') return { reconciler: null, archiver: null, pruner: null, dispatcher: null };
+  const dispatcher = createDispatcher({ tasks: core.tasks, changes: core.changeLog, intervalMs: config.reconcilerIntervalMs, logger });
   const pruner = createJobLoop({
     name: 'change-log-prune',
     tick: () => core.changeLog.prune(config.changeLog.retentionSeconds, PRUNE_BATCH),
@@ -180,7 +189,7 @@ function createJobs(w: Wiring, core: Core) {
           allowPrivateUrls: config.allowPrivateUrls,
           onOutcome: (outcome) => metrics.archiveJob(outcome),
         });
-  return { reconciler, archiver, pruner };
+  return { reconciler, archiver, pruner, dispatcher };
 }
 
 /** GraphQL over HTTP, SSE and WebSocket, and the HTTP routes beside it. */
@@ -269,7 +278,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     store: deps.store === undefined ? storeFromConfig(config.videoStore, { publicBaseUrl, secret: webhookSecret }) : deps.store,
   };
   const core = await createCore(wiring);
-  const { reconciler, archiver, pruner } = createJobs(wiring, core);
+  const { reconciler, archiver, pruner, dispatcher } = createJobs(wiring, core);
   const { yoga, sockets, server } = createHttp(wiring, core, () => draining);
   const localVideoDir = config.videoStore.kind === 'local' ? config.videoStore.dir : null;
 
@@ -284,6 +293,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       boundUrl = await listen(server, config.port, config.host);
       if (config.role !== 'worker') core.sessions.start();
       reconciler?.start();
+      dispatcher?.start();
       pruner?.start();
       if (archiver !== null && localVideoDir !== null) {
         const swept = await sweepStaleWrites(localVideoDir, 2 * config.archive.timeoutMs);
@@ -298,7 +308,16 @@ export async function createApp(deps: AppDeps): Promise<App> {
         server,
         timeoutMs: config.shutdownTimeoutMs,
         logger,
-        stopJobs: () => Promise.all([reconciler?.stop(), archiver?.stop(), pruner?.stop(), core.sessions.stop()]),
+        stopJobs: () =>
+          Promise.all([
+            reconciler?.stop(),
+            archiver?.stop(),
+            pruner?.stop(),
+            dispatcher?.stop(),
+            // Creates that passes of this instance (its own creates' passes included) sent in the background.
+            core.tasks.drainDispatches(),
+            core.sessions.stop(),
+          ]),
         // Ends every subscription (SSE streams complete), then closes the sockets as "going away".
         endStreams: async () => {
           core.watch.close();

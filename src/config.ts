@@ -113,6 +113,7 @@ const environmentModel = z
     MAX_INFLIGHT_BODY_BYTES: z.coerce.number().int().min(1024).optional(),
     AUTH_CACHE_SECONDS: z.coerce.number().min(0).max(300).default(5),
     PENDING_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
+    UPSTREAM_MAX_IN_FLIGHT: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(100_000).default(10),
   })
   .superRefine((env, ctx) => {
     if (env.VIDEO_STORE === 's3' && env.S3_BUCKET === undefined) {
@@ -190,6 +191,8 @@ export type Config = {
   maxInflightBodyBytes: number;
   /** How long a resolved API key is trusted before the database is asked again (0 = always ask). */
   authCacheSeconds: number;
+  /** Tasks kept accepted-and-unfinished at the upstream at once, across all instances. */
+  upstreamMaxInFlight: number;
 };
 
 export class ConfigError extends Error {
@@ -274,6 +277,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     persistedOperationsFile: e.PERSISTED_OPERATIONS_FILE ?? null,
     otelTracing: e.OTEL_TRACING,
     authCacheSeconds: e.AUTH_CACHE_SECONDS,
+    upstreamMaxInFlight: e.UPSTREAM_MAX_IN_FLIGHT,
     metricsToken: e.METRICS_TOKEN ?? null,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     changeLog: { pollMs: e.CHANGE_LOG_POLL_MS, retentionSeconds: Math.round(e.CHANGE_LOG_RETENTION_HOURS * 3600) },

@@ -70,6 +70,20 @@ export class RateLimitedError extends AppError {
   }
 }
 
+/** cancelOmniTask of a task that is not the caller's (or does not exist): the two look the same. */
+export class TaskNotFoundError extends AppError {
+  constructor(message: string) {
+    super(message, 'NOT_FOUND');
+  }
+}
+
+/** cancelOmniTask of a task already sent upstream (which has no cancel) or already final. */
+export class CancelNotPossibleError extends AppError {
+  constructor(message: string) {
+    super(message, 'CANCEL_NOT_POSSIBLE');
+  }
+}
+
 /** A cap on live subscriptions (per connection or per tenant) was reached. */
 export class SubscriptionLimitError extends AppError {
   constructor(message: string) {

@@ -32,6 +32,8 @@ export const tenants = pgTable('tenants', {
   /** Per-tenant overrides of the request and create rate limits; null means the configured default. */
   requestsPerSecond: integer('requests_per_second'),
   createsPerMinute: integer('creates_per_minute'),
+  /** This tenant's share of the upstream account when tasks wait for a slot (fair dispatch). */
+  weight: integer('weight').notNull().default(1),
   ...timestamps,
 });
 
@@ -60,8 +62,11 @@ export const settings = pgTable('settings', {
   createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
 
-const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'] as const;
+const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export const TASK_PRIORITIES = ['HIGH', 'NORMAL', 'LOW'] as const;
+export type TaskPriority = (typeof TASK_PRIORITIES)[number];
 
 /** A result video as the task row keeps it; the archive fields are set once it is copied. */
 export type StoredVideo = {
@@ -120,6 +125,16 @@ export const omniTasks = pgTable(
     /** The position in task_changes of the task's latest change (its transaction id, then its sequence). */
     changeTxid: bigint('change_txid', { mode: 'bigint' }).notNull().default(sql`0`),
     changeSeq: bigint('change_seq', { mode: 'bigint' }).notNull().default(sql`0`),
+    /** Dispatch order within the tenant's queue: HIGH, NORMAL, LOW, then age. */
+    priority: text('priority', { enum: TASK_PRIORITIES }).notNull().default('NORMAL'),
+    /** Set while the task waits for an upstream slot (its place in the queue); null once dispatched or final. */
+    queuedAt: timestamp('queued_at', { withTimezone: true, precision: 3 }),
+    /** A task still waiting for a slot by then is cancelled (cancelAfterSeconds). */
+    cancelAt: timestamp('cancel_at', { withTimezone: true, precision: 3 }),
+    /** Units at our price table, once final (0 for a failed or cancelled task). */
+    units: doublePrecision('units'),
+    /** The upstream's `final_unit_deduction`, once final and reported. */
+    upstreamUnits: text('upstream_units'),
   },
   (table) => [
     // Ascending: a backward scan serves the newest-first pages, a forward scan the `last` pages.
@@ -132,7 +147,16 @@ export const omniTasks = pgTable(
     index('omni_tasks_next_check_idx').on(table.nextCheckAt).where(sql`${table.nextCheckAt} is not null`),
     // The reconciler also leases unfinished tasks past their deadline, whatever their backoff.
     index('omni_tasks_deadline_idx').on(table.deadlineAt).where(sql`${table.nextCheckAt} is not null`),
-    check('omni_tasks_status_check', sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED')`),
+    check('omni_tasks_status_check', sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLED')`),
+    check('omni_tasks_priority_check', sql`${table.priority} in ('HIGH', 'NORMAL', 'LOW')`),
+    // The queue: each tenant's waiting tasks in dispatch order.
+    index('omni_tasks_queue_idx')
+      .on(table.tenantId, sql`(case ${table.priority} when 'HIGH' then 0 when 'NORMAL' then 1 else 2 end)`, table.queuedAt, table.id)
+      .where(sql`${table.queuedAt} is not null`),
+    // The upstream budget counts the tasks that hold a slot: sent (or being sent) and not final.
+    index('omni_tasks_upstream_slots_idx')
+      .on(table.tenantId)
+      .where(sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${table.queuedAt} is null`),
   ],
 );
 
@@ -189,6 +213,21 @@ export const taskSubmissions = pgTable('task_submissions', {
     .references(() => omniTasks.id, { onDelete: 'cascade' }),
   body: jsonb('body').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+});
+
+/**
+ * The upstream budget shared by every instance (one row): its lock orders dispatch passes, and
+ * it keeps the adaptive limit (AIMD on the upstream's 1303/429) and the pause after a refusal.
+ */
+export const upstreamBudget = pgTable('upstream_budget', {
+  id: integer('id').primaryKey(),
+  /** The adaptive limit; null means UPSTREAM_MAX_IN_FLIGHT (no refusal seen since it last grew back). */
+  limit: doublePrecision('limit'),
+  /** No task is dispatched before this, after the upstream refused one for load. */
+  pausedUntil: timestamp('paused_until', { withTimezone: true, precision: 3 }),
+  /** When the limit last shrank: one overload is one signal, however many refusals it brings. */
+  decreasedAt: timestamp('decreased_at', { withTimezone: true, precision: 3 }),
+  throttles: bigint('throttles', { mode: 'number' }).notNull().default(0),
 });
 
 /** Audit trail: every status change and every raw upstream payload received. */

@@ -7,8 +7,20 @@ import type { KlingTask } from './payload.ts';
 /** Tighter bounds for one call than the client's own (e.g. a quick look that must not hold a caller). */
 export type CallLimits = { timeoutMs?: number; maxAttempts?: number };
 
+/**
+ * `retryThrottled: false`: a 1303 or 429 refusal of a create that has not reached the upstream is
+ * thrown at once instead of retried (the dispatcher puts the task back in its queue and shrinks
+ * the budget); after an ambiguous attempt, throttles are still retried as usual.
+ */
+export type CreateOptions = { retryThrottled?: boolean };
+
+/** A refusal for load (concurrency 1303 or rate 1302/429): nothing was created. */
+export function isThrottle(error: unknown): error is KlingError {
+  return error instanceof KlingError && (error.code === 'UPSTREAM_CONCURRENCY_LIMIT' || error.code === 'UPSTREAM_RATE_LIMITED');
+}
+
 export type KlingClient = {
-  createTask(body: UpstreamCreateBody): Promise<KlingTask>;
+  createTask(body: UpstreamCreateBody, options?: CreateOptions): Promise<KlingTask>;
   /** null when the upstream does not know the task */
   getTask(id: { taskId: string } | { externalTaskId: string }, limits?: CallLimits): Promise<KlingTask | null>;
   /**
@@ -101,7 +113,12 @@ function delayBeforeRetry(policy: RetryPolicy, retry: number, last: KlingError):
   return delay;
 }
 
-async function withRetries<T>(policy: RetryPolicy, attempt: () => Promise<T>, beforeRetry?: () => Promise<T | undefined>): Promise<T> {
+async function withRetries<T>(
+  policy: RetryPolicy,
+  attempt: () => Promise<T>,
+  beforeRetry?: () => Promise<T | undefined>,
+  retryable: (error: KlingError) => boolean = (error) => error.retryable,
+): Promise<T> {
   let last: KlingError | undefined;
   for (let n = 1; n <= policy.maxAttempts; n++) {
     if (last) {
@@ -113,7 +130,7 @@ async function withRetries<T>(policy: RetryPolicy, attempt: () => Promise<T>, be
     try {
       return await attempt();
     } catch (error) {
-      if (!(error instanceof KlingError) || !error.retryable) throw error;
+      if (!(error instanceof KlingError) || !retryable(error)) throw error;
       last = error;
     }
   }
@@ -190,7 +207,8 @@ export function createKlingClient(opts: KlingClientOptions): KlingClient {
     return withRetries(attempts, () => getOnce('taskId' in id ? id.taskId : id.externalTaskId, via));
   }
 
-  async function createTask(body: UpstreamCreateBody): Promise<KlingTask> {
+  async function createTask(body: UpstreamCreateBody, options: CreateOptions = {}): Promise<KlingTask> {
+    const retryThrottled = options.retryThrottled ?? true;
     const externalId = body.external_task_id;
     // Before resubmitting, ask whether the failed attempt reached the upstream after all. If the
     // lookup itself fails, resubmitting is still safe: the upstream refuses a duplicate external id.
@@ -205,7 +223,12 @@ export function createKlingClient(opts: KlingClientOptions): KlingClient {
       }
     };
     try {
-      return await withRetries(policy, attempt, alreadyCreated);
+      return await withRetries(
+        policy,
+        attempt,
+        alreadyCreated,
+        (error) => error.retryable && (retryThrottled || reachedUpstream || !isThrottle(error)),
+      );
     } catch (error) {
       return settleFailedCreate(error, reachedUpstream, externalId, () => getTask({ externalTaskId: externalId }));
     }

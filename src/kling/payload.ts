@@ -170,12 +170,12 @@ function nestedDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
-/** Characters no id of ours or Kling's contains, which PostgreSQL cannot take in a text value either. */
-const NUL = /\u0000/;
+/** No id of ours or Kling's contains a NUL character, which PostgreSQL cannot take in a text value either. */
+const hasNul = (text: string | null) => text?.includes('\u0000') ?? false;
 
 export function parseKlingCallback(body: unknown): KlingTask {
   if (nestedDeeperThan(body, MAX_CALLBACK_DEPTH)) throw new KlingPayloadError(`nested deeper than ${MAX_CALLBACK_DEPTH} levels`);
   const task = readKlingTask(body);
-  if (NUL.test(task.taskId) || NUL.test(task.externalTaskId ?? '')) throw new KlingPayloadError('an id contains a NUL character');
+  if (hasNul(task.taskId) || hasNul(task.externalTaskId)) throw new KlingPayloadError('an id contains a NUL character');
   return task;
 }

@@ -135,6 +135,55 @@ async function totals(executor: Executor, tenantId: string, range: { from: Date;
   return rows.filter((row) => Number(row.tasks) !== 0);
 }
 
+export type CostEstimate = {
+  units: number;
+  videoSeconds: number;
+  remainingMonthlySeconds: number | null;
+  inFlightTasks: number;
+  maxConcurrentTasks: number | null;
+};
+
+/**
+ * The cost of a request at the price table, as the usage event of its success will count it (a
+ * base-video edit at its 10 s cap, its actual length being known only from the result), and the
+ * tenant's room: seconds left this month after usage and tasks in flight, tasks in flight.
+ */
+async function estimate(
+  db: Db,
+  prices: PriceTable,
+  tenantId: string,
+  request: NormalizedOmniRequest,
+  month: { from: Date; to: Date },
+): Promise<CostEstimate> {
+  const seconds = reservedSeconds(request.durationSeconds);
+  const rate = rateFor(prices, request.mode, request.referenceVideos.length > 0);
+  const [row] = await queryRows<{
+    seconds_limit: number | null;
+    concurrent: number | null;
+    in_flight: number;
+    reserved: number;
+  }>(
+    db,
+    sql`select t.monthly_video_seconds_limit as seconds_limit, t.max_concurrent_tasks as concurrent,
+               (select count(*)::int from ${omniTasks} where ${omniTasks.tenantId} = t.id and ${inArray(omniTasks.status, [...IN_FLIGHT])}) as in_flight,
+               (select coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 from ${omniTasks}
+                 where ${omniTasks.tenantId} = t.id and ${inArray(omniTasks.status, [...IN_FLIGHT])}) as reserved
+        from ${tenants} t where t.id = ${tenantId}`,
+  );
+  const limit = row?.seconds_limit ?? null;
+  const used =
+    limit === null
+      ? 0
+      : (await totals(db, tenantId, month)).filter((r) => r.kind === 'video').reduce((sum, r) => sum + Number(r.seconds), 0);
+  return {
+    units: Math.round(seconds * rate * 1e6) / 1e6,
+    videoSeconds: seconds,
+    remainingMonthlySeconds: limit === null ? null : Math.max(0, Number(limit) - used - Number(row?.reserved ?? 0)),
+    inFlightTasks: Number(row?.in_flight ?? 0),
+    maxConcurrentTasks: row?.concurrent ?? null,
+  };
+}
+
 async function summary(db: Db, tenantId: string, range: { from: Date; to: Date }): Promise<UsageSummary> {
   const rows = await totals(db, tenantId, range);
   const video = rows.filter((row) => row.kind === 'video');
@@ -205,7 +254,12 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable; clock?
         .insert(usageEvents)
         .values(values)
         .onConflictDoNothing({ target: [usageEvents.taskId, usageEvents.kind] });
+      // The task shows its cost (OmniTask.units) from the same figures, in the same transaction.
+      await tx.update(omniTasks).set({ units: values.units }).where(eq(omniTasks.id, task.id));
     },
+
+    /** What a request would cost and how much of the tenant's limits it would find free: nothing is written. */
+    estimate: (tenantId: string, request: NormalizedOmniRequest) => estimate(db, prices, tenantId, request, currentMonth()),
 
     summary: (tenantId: string, range: { from: Date; to: Date }) => summary(db, tenantId, range),
 

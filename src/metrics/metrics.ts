@@ -2,7 +2,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 const PREFIX = 'omni_gateway_';
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'];
+const TASK_STATUSES = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
+/** A task may wait in the upstream queue from milliseconds to its deadline (30 min by default). */
+const QUEUE_WAIT_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800];
 
 /** Values read at scrape time from the database and the process. */
 export type MetricSources = {
@@ -10,6 +12,8 @@ export type MetricSources = {
   activeSubscriptions(): number;
   /** Seconds the oldest due task has been waiting for the reconciler (0 when none is due). */
   reconcilerLagSeconds(): Promise<number>;
+  /** The upstream budget (all instances): the limit in force, slots held, tasks waiting for one. */
+  upstreamBudget?(): Promise<{ limit: number; inFlight: number; queued: number }>;
 };
 
 function histogram(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
@@ -21,8 +25,32 @@ function counter(registry: Registry, name: string, help: string, labelNames: rea
 }
 
 /** Gauges read when scraped; they report nothing until the sources are set. */
+function budgetGauges(registry: Registry, sources: () => MetricSources | null): void {
+  const gauges = [
+    ['upstream_queue_length', 'Tasks waiting for an upstream slot (all instances).', 'queued'],
+    ['upstream_in_flight', 'Tasks holding an upstream slot: sent, or being sent, and not final (all instances).', 'inFlight'],
+    [
+      'upstream_budget',
+      'The upstream budget in force: UPSTREAM_MAX_IN_FLIGHT, or less while the upstream refuses for load (AIMD).',
+      'limit',
+    ],
+  ] as const;
+  for (const [name, help, key] of gauges) {
+    new Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      registers: [registry],
+      async collect() {
+        const read = sources()?.upstreamBudget;
+        if (read !== undefined) this.set((await read())[key]);
+      },
+    });
+  }
+}
+
 function scrapeGauges(registry: Registry, sources: () => MetricSources | null): void {
   const registers = [registry];
+  budgetGauges(registry, sources);
   new Gauge({
     name: `${PREFIX}tasks`,
     help: 'Tasks by status (all tenants).',
@@ -81,6 +109,18 @@ export function createMetrics() {
   const reconcilerChecks = counter(registry, 'reconciler_checks_total', 'Tasks handled by the reconciler, by outcome.', ['outcome']);
   const archiveJobs = counter(registry, 'archive_jobs_total', 'Video archive attempts, by outcome.', ['outcome']);
   const rateLimited = counter(registry, 'rate_limited_total', 'Requests refused by a per-tenant rate limit, by kind.', ['kind']);
+  const queueWait = new Histogram({
+    name: `${PREFIX}upstream_queue_wait_seconds`,
+    help: 'How long dispatched tasks waited for an upstream slot (this instance dispatched them).',
+    buckets: QUEUE_WAIT_BUCKETS,
+    registers: [registry],
+  });
+  const throttled = counter(
+    registry,
+    'upstream_throttled_total',
+    'Creates the upstream refused for load: reason concurrency (1303) or rate (1302/429).',
+    ['reason'],
+  );
   let sources: MetricSources | null = null;
   scrapeGauges(registry, () => sources);
 
@@ -103,6 +143,8 @@ export function createMetrics() {
     reconcilerCheck: (outcome: string) => reconcilerChecks.inc({ outcome }),
     archiveJob: (outcome: string) => archiveJobs.inc({ outcome }),
     rateLimited: (kind: 'request' | 'create') => rateLimited.inc({ kind }),
+    queueWait: (waitedMs: number) => queueWait.observe(waitedMs / 1000),
+    upstreamThrottled: (reason: 'concurrency' | 'rate') => throttled.inc({ reason }),
   };
 }
 

@@ -7,7 +7,10 @@ import type { FinishOutcome, SimulatorState } from './state.ts';
 
 const MAX_BODY_BYTES = 128 * 1024 * 1024;
 
-const settingsSchema = z.object({ callbacks: z.boolean().optional() });
+const settingsSchema = z.object({
+  callbacks: z.boolean().optional(),
+  concurrencyLimit: z.number().int().min(1).max(1_000_000).nullable().optional(),
+});
 
 /**
  * How to end a task now, in the words of a Kling callback (reference §3): a test that posts a
@@ -78,6 +81,7 @@ export function createControlHandler(state: SimulatorState) {
       const parsed = settingsSchema.safeParse(body);
       if (!parsed.success) return sendJson(res, 400, { error: z.prettifyError(parsed.error) });
       if (parsed.data.callbacks !== undefined) state.settings.callbacks = parsed.data.callbacks;
+      if (parsed.data.concurrencyLimit !== undefined) state.settings.concurrencyLimit = parsed.data.concurrencyLimit;
       return sendJson(res, 200, state.settings);
     }
     sendJson(res, 404, { error: 'unknown control route' });

@@ -140,10 +140,19 @@ export function createKlingApi(deps: { state: SimulatorState; apiKey: string | u
       return refuse('external_task_id already exists');
     }
 
+    const limit = state.settings.concurrencyLimit;
+    if (limit !== null && state.inFlight(account) >= limit) {
+      // Kling counts concurrency per account: beyond it, 1303 and nothing created.
+      state.stats.concurrencyRefusals++;
+      if (dropAfterAccept) res.socket?.destroy();
+      else sendJson(res, 429, klingError(1303, 'parallel task over resource pack limit'));
+      return;
+    }
     const resultBase = deps.baseUrlFor(req);
     const task = newTask({ id: state.newTaskId(), account, body, resultBase, silent: !state.settings.callbacks });
     state.stats.createsAccepted++;
     if (perExternal) perExternal.accepted++;
+    if (body.external_task_id !== undefined) state.stats.acceptedOrder[body.external_task_id] ??= state.stats.createsAccepted;
     state.start(task);
     if (dropAfterAccept) res.socket?.destroy();
     else sendJson(res, 200, klingSuccess(createdData(task)));

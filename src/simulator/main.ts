@@ -2,6 +2,7 @@
 // pointed at it with COMETAPI_BASE_URL. Usage:
 //   node src/simulator/main.ts --port 4010 [--host 127.0.0.1] [--api-key KEY]
 //     [--processing-ms 1500] [--finish-ms 4000] [--video-bytes 65536] [--public-base-url URL]
+//     [--concurrency-limit N]
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createSimulator } from './server.ts';
@@ -16,6 +17,7 @@ const argsSchema = z.object({
   'finish-ms': count.default(4000),
   'video-bytes': count.optional(),
   'public-base-url': z.url({ protocol: /^https?$/ }).optional(),
+  'concurrency-limit': z.coerce.number().int().min(1).optional(),
 });
 
 function readArgs() {
@@ -29,6 +31,7 @@ function readArgs() {
         'finish-ms': { type: 'string' },
         'video-bytes': { type: 'string' },
         'public-base-url': { type: 'string' },
+        'concurrency-limit': { type: 'string' },
       },
       strict: true,
     });
@@ -47,6 +50,7 @@ const simulator = createSimulator({
   delays: { processingMs: args['processing-ms'], finishMs: args['finish-ms'] },
   ...(args['video-bytes'] !== undefined ? { videoBytes: args['video-bytes'] } : {}),
   ...(args['public-base-url'] ? { publicBaseUrl: args['public-base-url'] } : {}),
+  ...(args['concurrency-limit'] !== undefined ? { concurrencyLimit: args['concurrency-limit'] } : {}),
 });
 const { url } = await simulator.listen(args.port, args.host);
 console.log(`kling simulator listening on ${url}`);

@@ -30,7 +30,7 @@ export type Simulator = {
    * `callbacks: false` drops callbacks (counted in stats.callbacksDropped) while it is off, and
    * for good for tasks created meanwhile, so a test can lose a task's callbacks entirely.
    */
-  settings: { callbacks: boolean };
+  settings: { callbacks: boolean; concurrencyLimit: number | null };
   readonly stats: SimulatorStats;
   reset(): void;
   /**
@@ -51,6 +51,8 @@ type SimulatorOptions = {
    */
   videoBytes?: number;
   publicBaseUrl?: string;
+  /** Tasks in flight per account (API key) beyond which a create is refused with 1303, as Kling does; unset: no limit. */
+  concurrencyLimit?: number;
 };
 
 function checkedVideoBytes(videoBytes: number): number {
@@ -63,7 +65,7 @@ function checkedVideoBytes(videoBytes: number): number {
 export function createSimulator(options: SimulatorOptions = {}): Simulator {
   const delays = options.delays ?? { processingMs: 1500, finishMs: 4000 };
   const videoBytes = options.videoBytes === undefined ? null : checkedVideoBytes(options.videoBytes);
-  const state = createSimulatorState(delays);
+  const state = createSimulatorState(delays, options.concurrencyLimit ?? null);
   const openResponses = new Set<ServerResponse>();
   let server: Server | null = null;
   let listenUrl: string | null = null;

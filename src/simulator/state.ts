@@ -7,6 +7,13 @@ export type SimulatorStats = {
   createRequests: number;
   createsAccepted: number;
   byExternalTaskId: Record<string, { requests: number; accepted: number }>;
+  /** Per external id, the place of its first acceptance among all creates accepted (1-based). */
+  acceptedOrder: Record<string, number>;
+  /** Tasks accepted and not yet final, all accounts; and the most there ever were at once. */
+  inFlight: number;
+  maxInFlight: number;
+  /** Creates refused with 1303 because the account was at its concurrency limit. */
+  concurrencyRefusals: number;
   getRequests: number;
   resultRequests: number;
   callbacksSent: number;
@@ -20,7 +27,10 @@ export type SimulatorState = {
   readonly stats: SimulatorStats;
   /** Queue of one-shot faults; push to inject. */
   readonly faults: SimulatorFault[];
-  readonly settings: { callbacks: boolean };
+  /** `concurrencyLimit`: tasks in flight per account beyond which a create is refused with 1303 (null: no limit). */
+  readonly settings: { callbacks: boolean; concurrencyLimit: number | null };
+  /** Tasks of this account accepted and not yet final. */
+  inFlight(account: string): number;
   readonly closed: boolean;
   newTaskId(): string;
   /** The task with this task id, whoever created it. */
@@ -70,6 +80,10 @@ function emptyStats(): SimulatorStats {
     callbacksSent: 0,
     callbacksFailed: 0,
     callbacksDropped: 0,
+    acceptedOrder: {},
+    inFlight: 0,
+    maxInFlight: 0,
+    concurrencyRefusals: 0,
   };
 }
 
@@ -126,15 +140,44 @@ function createCallbacks(live: { stats(): SimulatorStats; enabled(): boolean; cl
   return { notify, abortAll };
 }
 
-export function createSimulatorState(delays: { processingMs: number; finishMs: number }): SimulatorState {
+function unusedTaskId(tasks: ReadonlyMap<string, SimTask>): string {
+  let id = randomTaskId();
+  while (tasks.has(id)) id = randomTaskId();
+  return id;
+}
+
+/** Tasks accepted and not yet final, per account (the limit) and in all (the stats). */
+function createInFlight(stats: () => SimulatorStats) {
+  const active = new Map<string, number>();
+  return {
+    count: (account: string) => active.get(account) ?? 0,
+    started(account: string): void {
+      active.set(account, (active.get(account) ?? 0) + 1);
+      const now = stats();
+      now.inFlight += 1;
+      now.maxInFlight = Math.max(now.maxInFlight, now.inFlight);
+    },
+    finished(account: string): void {
+      active.set(account, (active.get(account) ?? 1) - 1);
+      stats().inFlight -= 1;
+    },
+    clear: () => active.clear(),
+  };
+}
+
+export function createSimulatorState(
+  delays: { processingMs: number; finishMs: number },
+  concurrencyLimit: number | null = null,
+): SimulatorState {
   const tasks = new Map<string, SimTask>();
   const byExternalId = new Map<string, SimTask>();
   const timers = new Set<NodeJS.Timeout>();
   const faults: SimulatorFault[] = [];
-  const settings = { callbacks: true };
+  const settings: { callbacks: boolean; concurrencyLimit: number | null } = { callbacks: true, concurrencyLimit };
   let stats = emptyStats();
   let closed = false;
   const callbacks = createCallbacks({ stats: () => stats, enabled: () => settings.callbacks, closed: () => closed });
+  const inFlight = createInFlight(() => stats);
 
   function schedule(ms: number, fn: () => void): void {
     const timer = setTimeout(() => {
@@ -151,7 +194,9 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
     tasks.clear();
     byExternalId.clear();
     faults.length = 0;
+    inFlight.clear();
     settings.callbacks = true;
+    settings.concurrencyLimit = concurrencyLimit;
     stats = emptyStats();
   }
 
@@ -159,12 +204,14 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
     if (tasks.get(task.id) !== task || isFinished(task)) return; // reset since, or finished early
     task.status = status;
     task.updatedAt = Date.now();
+    if (isFinished(task)) inFlight.finished(task.account);
     if (status === 'failed') task.statusMessage = task.failWith ?? 'Task failed';
     callbacks.notify(task);
   }
 
   function start(task: SimTask): void {
     tasks.set(task.id, task);
+    inFlight.started(task.account);
     if (task.externalTaskId !== null) byExternalId.set(externalKey(task.account, task.externalTaskId), task);
     callbacks.notify(task);
     schedule(delays.processingMs, () => advance(task, 'processing'));
@@ -180,12 +227,9 @@ export function createSimulatorState(delays: { processingMs: number; finishMs: n
     get closed() {
       return closed;
     },
-    newTaskId() {
-      let id = randomTaskId();
-      while (tasks.has(id)) id = randomTaskId();
-      return id;
-    },
+    newTaskId: () => unusedTaskId(tasks),
     task: (id) => tasks.get(id),
+    inFlight: inFlight.count,
     find(account, id) {
       const byId = tasks.get(id);
       return byId?.account === account ? byId : byExternalId.get(externalKey(account, id));

@@ -1,12 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, lte, sql } from 'drizzle-orm';
 import type { Db, Executor, Tx } from '../db/database.ts';
 import { uniqueViolation } from '../db/errors.ts';
 import { storable } from '../db/storable.ts';
 import { omniTasks, taskEvents, taskSubmissions, tenants } from '../db/schema.ts';
 import type { StoredRequest } from '../db/schema.ts';
-import { InvalidInputError, UpstreamError } from '../errors.ts';
+import { CancelNotPossibleError, InvalidInputError, TaskNotFoundError, UpstreamError } from '../errors.ts';
 import { KlingError } from '../kling/errors.ts';
+import { isThrottle } from '../kling/client.ts';
 import type { KlingClient } from '../kling/client.ts';
 import { toUpstreamBody } from '../kling/body.ts';
 import type { UpstreamCreateBody } from '../kling/body.ts';
@@ -15,6 +16,8 @@ import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
 import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
+import { claimDispatch, claimOwn, growLimit, requeueThrottled } from './budget.ts';
+import type { Claimed } from './budget.ts';
 import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition, UpstreamClaims } from './state.ts';
 import { createUpstreamReads } from './upstream-reads.ts';
@@ -35,6 +38,11 @@ export type TaskCommandDeps = {
   admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
   /** The tenant's create rate, checked first on every create: throws RateLimitedError when over it. */
   admitCreate?: (tenantId: string, createsPerMinute: number | null) => void;
+  /** UPSTREAM_MAX_IN_FLIGHT: tasks accepted-and-unfinished at the upstream at once, across instances. */
+  maxInFlight: number;
+  /** Told of each dispatched task's wait in the queue, and of each refusal for load (metrics). */
+  onDispatched?: (waitedMs: number) => void;
+  onThrottled?: (kind: 'concurrency' | 'rate') => void;
 };
 
 /** Who creates: the tenant and its own create rate (null: the configured default). */
@@ -64,6 +72,8 @@ function requestHash(request: NormalizedOmniRequest): string {
     request.durationSeconds,
     storedRequest(request),
     request.externalTaskId,
+    // Only when set, so that the hashes of requests made before these fields existed do not change.
+    ...(request.priority === 'NORMAL' && request.cancelAfterSeconds === null ? [] : [request.priority, request.cancelAfterSeconds]),
   ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
@@ -149,7 +159,7 @@ async function insertPending(
   tenantId: string,
   request: NormalizedOmniRequest,
   row: { id: string; hash: string; body: UpstreamCreateBody },
-): Promise<{ task: TaskRow; created: boolean }> {
+): Promise<{ task: TaskRow; created: boolean; claimed?: boolean }> {
   return deps.state.commit(deps.db, async (tx) => {
     // NO KEY UPDATE: it orders the tenant's creates, yet lets other transactions insert rows that
     // reference the tenant (a usage event, whose foreign-key check takes KEY SHARE) without waiting.
@@ -174,15 +184,20 @@ async function insertPending(
         externalTaskId: request.externalTaskId,
         idempotencyKey: request.idempotencyKey,
         deadlineAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
-        // Should this process die before the upstream answers, the reconciler picks the task up.
-        nextCheckAt: sql`now() + make_interval(secs => ${deps.pendingRecheckSeconds})`,
+        priority: request.priority,
+        // Every task starts in the queue; a dispatch pass claims it when a slot is free for it.
+        queuedAt: sql`now()`,
+        cancelAt: request.cancelAfterSeconds === null ? null : sql`now() + make_interval(secs => ${request.cancelAfterSeconds})`,
+        // While it waits, only its deadline brings the reconciler to it; the claim sets a create lease.
+        nextCheckAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
         changeTxid: positionNow.txid,
         changeSeq: positionNow.seq,
       })
       .returning();
     if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');
     await tx.insert(taskSubmissions).values({ taskId: row.id, body: row.body });
-    return { task: await deps.state.recordCreation(tx, inserted), created: true };
+    const claimed = await claimOwn(tx, row.id, { maxInFlight: deps.maxInFlight, leaseSeconds: deps.pendingRecheckSeconds });
+    return { task: await deps.state.recordCreation(tx, claimed ?? inserted), created: true, claimed: claimed !== null };
   });
 }
 
@@ -191,7 +206,7 @@ async function insertPending(
  * A definite upstream refusal fails the task and throws UpstreamError; a retryable or ambiguous
  * failure leaves it PENDING for the reconciler, which looks it up by external id before retrying.
  */
-async function create(deps: TaskCommandDeps, creator: Creator, request: NormalizedOmniRequest): Promise<TaskRow> {
+async function create(deps: TaskCommandDeps, runner: Runner, creator: Creator, request: NormalizedOmniRequest): Promise<TaskRow> {
   const { tenantId } = creator;
   deps.admitCreate?.(tenantId, creator.createsPerMinute);
   const hash = requestHash(request);
@@ -203,10 +218,12 @@ async function create(deps: TaskCommandDeps, creator: Creator, request: Normaliz
   const id = randomUUID();
   const body = toUpstreamBody(request, { externalTaskId: id, callbackUrl: deps.callbackUrl(id) });
   let task: TaskRow;
+  let claimed = false;
   try {
     const pending = await insertPending(deps, tenantId, request, { id, hash, body });
     if (!pending.created) return sameRequestOrRefuse(pending.task, hash);
     task = pending.task;
+    claimed = pending.claimed === true;
   } catch (error) {
     const constraint = uniqueViolation(error);
     if (constraint === 'omni_tasks_tenant_idempotency_key_unique' && request.idempotencyKey !== null) {
@@ -221,7 +238,35 @@ async function create(deps: TaskCommandDeps, creator: Creator, request: Normaliz
     }
     throw error;
   }
-  return (await submit(deps, task, body, 'create')) ?? task;
+  // Claimed in its own transaction: sent in this request. Otherwise it waits; a pass now sends
+  // whatever the budget allows (other tenants' turn came first), and it may yet be this task.
+  if (claimed) return (await submit(deps, task, body, 'create')) ?? task;
+  const mine = await dispatchPass(deps, runner, task.id);
+  if (mine === null || !(await holdClaim(deps, mine))) return (await deps.reads.byId(tenantId, task.id)) ?? task;
+  return (await submit(deps, mine, body, 'create')) ?? mine;
+}
+
+/**
+ * Renews a claimed task's create lease right before its create is sent, if the lease is still the
+ * claim's own: a send delayed past the lease (a busy process) finds the reconciler has taken the
+ * task over (it leased it, with a lease of its own) and leaves the create to it, so that one create
+ * is in flight at a time.
+ */
+async function holdClaim(deps: TaskCommandDeps, claimed: TaskRow): Promise<boolean> {
+  if (claimed.nextCheckAt === null) return false;
+  const held = await deps.db
+    .update(omniTasks)
+    .set({ nextCheckAt: sql`now() + make_interval(secs => ${deps.pendingRecheckSeconds})` })
+    .where(
+      and(
+        eq(omniTasks.id, claimed.id),
+        eq(omniTasks.status, 'PENDING'),
+        isNull(omniTasks.queuedAt),
+        eq(omniTasks.nextCheckAt, claimed.nextCheckAt),
+      ),
+    )
+    .returning({ id: omniTasks.id });
+  return held.length > 0;
 }
 
 /** Applies a transition in a transaction of its own. */
@@ -237,8 +282,9 @@ function applyTransition(
 async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreateBody, source: string): Promise<TaskRow | null> {
   let accepted;
   try {
-    accepted = await underCreateLease(deps, task.id, () => deps.upstream.createTask(body));
+    accepted = await underCreateLease(deps, task.id, () => deps.upstream.createTask(body, { retryThrottled: false }));
   } catch (error) {
+    if (isThrottle(error) && !error.ambiguous) return throttled(deps, task, error);
     if (!(error instanceof KlingError)) throw error;
     if (!error.retryable && !error.ambiguous) {
       const refused = await applyTransition(
@@ -260,7 +306,134 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
     deps.logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
     return scheduleRetry(deps.db, task.id, error);
   }
+  await growLimit(deps.db, deps.maxInFlight).catch((error: unknown) =>
+    deps.logger.warn({ err: error }, 'could not grow the upstream limit'),
+  );
   return (await applyTransition(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
+}
+
+/** A refusal for load: the task goes back to the head of its queue, the budget shrinks (budget.ts). */
+async function throttled(deps: TaskCommandDeps, task: TaskRow, error: KlingError): Promise<TaskRow | null> {
+  deps.onThrottled?.(error.code === 'UPSTREAM_CONCURRENCY_LIMIT' ? 'concurrency' : 'rate');
+  deps.logger.info({ taskId: task.id, code: error.code }, 'upstream at capacity: task back in its queue');
+  return requeueThrottled(deps.db, task, {
+    code: error.code,
+    message: error.message,
+    retryAfterMs: error.retryAfterMs,
+    maxInFlight: deps.maxInFlight,
+  });
+}
+
+/** Creates of claimed tasks sent in the background; `drain` waits for them (shutdown). */
+type Runner = { run(claimed: Claimed): void; drain(): Promise<void> };
+
+function createRunner(deps: TaskCommandDeps, send: (claimed: Claimed) => Promise<unknown>): Runner {
+  const running = new Set<Promise<unknown>>();
+  return {
+    run(claimed) {
+      const sent = send(claimed)
+        .catch((error: unknown) => deps.logger.warn({ err: error, taskId: claimed.task.id }, 'dispatch of a claimed task failed'))
+        .finally(() => running.delete(sent));
+      running.add(sent);
+    },
+    async drain() {
+      while (running.size > 0) await Promise.all([...running]);
+    },
+  };
+}
+
+/** Sends a claimed task's stored body; without one (it was lost), the task fails. */
+async function sendClaimed(deps: TaskCommandDeps, claimed: Claimed): Promise<TaskRow | null> {
+  if (!(await holdClaim(deps, claimed.task))) return null;
+  const [row] = await deps.db
+    .select({ body: taskSubmissions.body })
+    .from(taskSubmissions)
+    .where(eq(taskSubmissions.taskId, claimed.task.id));
+  if (row === undefined) {
+    const failed = await applyTransition(deps, claimed.task.id, {
+      status: 'FAILED',
+      statusMessage: 'The task never reached the upstream and its request is no longer available.',
+      source: 'dispatch',
+    });
+    return failed?.task ?? null;
+  }
+  try {
+    return await submit(deps, claimed.task, row.body as UpstreamCreateBody, 'dispatch');
+  } catch (error) {
+    if (error instanceof UpstreamError) return null; // refused upstream: the task is FAILED with the reason
+    throw error;
+  }
+}
+
+/**
+ * One dispatch pass (budget.ts): claimed tasks are sent in the background, except `mine`, which
+ * the caller sends itself (a create sends its own task in the request). Returns `mine` if claimed.
+ */
+async function dispatchPass(deps: TaskCommandDeps, runner: Runner, mine: string | null = null): Promise<TaskRow | null> {
+  const claimed = await claimDispatch(deps.db, { maxInFlight: deps.maxInFlight, leaseSeconds: deps.pendingRecheckSeconds });
+  let own: TaskRow | null = null;
+  for (const item of claimed) {
+    deps.onDispatched?.(item.waitedMs);
+    if (item.task.id === mine) own = item.task;
+    else runner.run(item);
+  }
+  return own;
+}
+
+/** A pass of the dispatcher's own (a slot freed, a tick): every claimed task goes to the runner. */
+async function dispatchAll(deps: TaskCommandDeps, runner: Runner): Promise<void> {
+  await dispatchPass(deps, runner);
+}
+
+/**
+ * Cancels a task still waiting for an upstream slot: CANCELLED, at no charge (no usage event, no
+ * upstream call). A task already sent (or final) cannot be: the upstream has no cancel. Another
+ * tenant's task is not found, like an unknown id.
+ */
+async function cancel(deps: TaskCommandDeps, tenantId: string, id: string, source = 'cancel'): Promise<TaskRow> {
+  return deps.state.commit(deps.db, async (tx) => {
+    const [task] = await tx
+      .select()
+      .from(omniTasks)
+      .where(and(eq(omniTasks.id, id), eq(omniTasks.tenantId, tenantId)))
+      .for('update');
+    if (task === undefined) throw new TaskNotFoundError('No task has this id.');
+    if (task.status === 'CANCELLED') return task;
+    if (task.status !== 'PENDING' || task.queuedAt === null) {
+      throw new CancelNotPossibleError(
+        task.status === 'PENDING' || task.status === 'SUBMITTED' || task.status === 'PROCESSING'
+          ? 'The task has already been sent to the upstream, which offers no cancel; it will run and be charged.'
+          : `The task is already final (${task.status}).`,
+      );
+    }
+    const statusMessage =
+      source === 'cancel-after'
+        ? 'Cancelled: still waiting for an upstream slot at its cancelAfterSeconds.'
+        : 'Cancelled before it was sent upstream.';
+    const result = await deps.state.transition(tx, id, { status: 'CANCELLED', statusMessage, source, onlyFrom: ['PENDING'] });
+    return result?.task ?? task;
+  });
+}
+
+/** Cancels waiting tasks whose cancelAfterSeconds has passed (a few per call, oldest first); returns how many. */
+async function cancelExpired(deps: TaskCommandDeps, limit: number): Promise<number> {
+  const due = await deps.db
+    .select({ id: omniTasks.id, tenantId: omniTasks.tenantId })
+    .from(omniTasks)
+    .where(and(isNotNull(omniTasks.queuedAt), lte(omniTasks.cancelAt, sql`now()`)))
+    .orderBy(omniTasks.cancelAt)
+    .limit(limit);
+  let cancelled = 0;
+  for (const task of due) {
+    try {
+      await cancel(deps, task.tenantId, task.id, 'cancel-after');
+      cancelled += 1;
+    } catch (error) {
+      // Claimed for dispatch meanwhile: it is on its way upstream and runs.
+      if (!(error instanceof CancelNotPossibleError || error instanceof TaskNotFoundError)) throw error;
+    }
+  }
+  return cancelled;
 }
 
 /** Asks the upstream for the task's state now (rationed) and applies the answer; null when the task is not the tenant's. */
@@ -290,8 +463,15 @@ async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessa
 export function createTaskCommands(deps: TaskCommandDeps) {
   const apply = (taskId: string, transition: Transition) => applyTransition(deps, taskId, transition);
   const reads = createUpstreamReads({ db: deps.db, upstream: deps.upstream, logger: deps.logger, apply });
+  const runner = createRunner(deps, (claimed) => sendClaimed(deps, claimed));
   return {
-    create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, creator, request),
+    create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, runner, creator, request),
+    cancel: (tenantId: string, id: string) => cancel(deps, tenantId, id),
+    cancelExpired: (limit: number) => cancelExpired(deps, limit),
+    /** One dispatch pass: claims what the budget allows, fairly, and sends it in the background. */
+    dispatch: () => dispatchAll(deps, runner),
+    /** Waits for the creates that dispatch passes started (shutdown). */
+    drainDispatches: () => runner.drain(),
     submit: (task: TaskRow, body: UpstreamCreateBody, source: string) => submit(deps, task, body, source),
     refresh: (tenantId: string, id: string) => refresh(deps, reads, tenantId, id),
     apply,

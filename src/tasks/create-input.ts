@@ -13,6 +13,8 @@ const MAX_REFERENCES = 7;
 const MAX_REFERENCES_WITH_VIDEO = 4;
 const MAX_CLIENT_ID_CODE_POINTS = 128;
 const INT64_MAX = 2n ** 63n - 1n;
+/** A day: a task waits for a slot at most as long as its deadline anyway. */
+const MAX_CANCEL_AFTER_SECONDS = 86_400;
 
 type AspectRatio = 'RATIO_16_9' | 'RATIO_9_16' | 'RATIO_1_1';
 type FrameType = 'FIRST_FRAME' | 'END_FRAME';
@@ -41,6 +43,10 @@ export type NormalizedOmniRequest = {
   referenceVideos: { index: number; url: string; referType: 'FEATURE' | 'BASE'; keepOriginalSound: boolean }[];
   externalTaskId: string | null;
   idempotencyKey: string | null;
+  /** Order among the tenant's own waiting tasks. */
+  priority: 'HIGH' | 'NORMAL' | 'LOW';
+  /** A task still waiting for an upstream slot this many seconds after its creation is cancelled. */
+  cancelAfterSeconds: number | null;
 };
 
 type NormalizedImage = NormalizedOmniRequest['referenceImages'][number];
@@ -206,6 +212,13 @@ const fields = z.object({
     .nullish(),
   externalTaskId: clientId('externalTaskId'),
   idempotencyKey: clientId('idempotencyKey'),
+  priority: z.enum(['HIGH', 'NORMAL', 'LOW']).nullish(),
+  cancelAfterSeconds: z
+    .number()
+    .refine((v) => Number.isInteger(v) && v >= 1 && v <= MAX_CANCEL_AFTER_SECONDS, {
+      message: `cancelAfterSeconds must be a whole number from 1 to ${MAX_CANCEL_AFTER_SECONDS}`,
+    })
+    .nullish(),
 });
 
 type Fields = z.output<typeof fields>;
@@ -297,6 +310,8 @@ function normalize(v: Fields): NormalizedOmniRequest {
     })),
     externalTaskId: v.externalTaskId ?? null,
     idempotencyKey: v.idempotencyKey ?? null,
+    priority: v.priority ?? 'NORMAL',
+    cancelAfterSeconds: v.cancelAfterSeconds ?? null,
   };
 }
 

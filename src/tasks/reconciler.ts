@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNotNull, lte, notInArray, or, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, isNull, lte, notInArray, or, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
@@ -33,7 +33,7 @@ export type ReconcilerOptions = {
 
 type ReconcilerOutcome = 'changed' | 'unchanged' | 'deadline' | 'submitted' | 'failed';
 
-const FINAL_STATUSES = ['SUCCEEDED', 'FAILED'] as const;
+const FINAL_STATUSES = ['SUCCEEDED', 'FAILED', 'CANCELLED'] as const;
 
 /**
  * A task failed at its deadline is still looked at, since the upstream may yet finish (and bill)
@@ -61,6 +61,7 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<T
       .select({ id: omniTasks.id })
       .from(omniTasks)
       // Due for news, or unfinished past the deadline whatever the backoff says: the deadline is enforced on time.
+      // A task waiting in the upstream queue is the dispatcher's, until its deadline.
       .where(
         and(
           isNotNull(omniTasks.nextCheckAt),
@@ -68,6 +69,7 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<T
             lte(omniTasks.nextCheckAt, sql`now()`),
             and(lte(omniTasks.deadlineAt, sql`now()`), notInArray(omniTasks.status, [...FINAL_STATUSES])),
           ),
+          or(isNull(omniTasks.queuedAt), lte(omniTasks.deadlineAt, sql`now()`)),
         ),
       )
       .orderBy(omniTasks.nextCheckAt)

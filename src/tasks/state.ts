@@ -11,7 +11,7 @@ import { isLateSuccess } from './late-success.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
 
-const RANK: Record<TaskStatus, number> = { PENDING: 0, SUBMITTED: 1, PROCESSING: 2, SUCCEEDED: 3, FAILED: 3 };
+const RANK: Record<TaskStatus, number> = { PENDING: 0, SUBMITTED: 1, PROCESSING: 2, SUCCEEDED: 3, FAILED: 3, CANCELLED: 3 };
 
 export function isFinal(status: TaskStatus): boolean {
   return RANK[status] === 3;
@@ -108,7 +108,7 @@ async function commit<T>(db: Db, work: (tx: Tx) => Promise<T>, onCommitted: () =
 
 /**
  * Moves a task forward under a row lock. Statuses only move forward (PENDING → SUBMITTED →
- * PROCESSING → SUCCEEDED | FAILED); a duplicate or stale status changes nothing and keeps the
+ * PROCESSING → SUCCEEDED | FAILED, or PENDING → CANCELLED while it waits for an upstream slot); a duplicate or stale status changes nothing and keeps the
  * version. Returns the task as it is after the call and whether it changed.
  */
 async function transition(
@@ -147,8 +147,13 @@ async function transition(
       upstreamTaskId: current.upstreamTaskId ?? next.upstreamTaskId ?? null,
       videos: next.videos ?? current.videos,
       updatedAt: sql`now()`,
-      submittedAt: current.submittedAt ?? (next.status === 'PENDING' ? null : sql`now()`),
+      submittedAt: current.submittedAt ?? (next.status === 'PENDING' || next.status === 'CANCELLED' ? null : sql`now()`),
       completedAt: final ? sql`now()` : null,
+      // Out of the queue with any change of state (dispatched, refused, cancelled, failed).
+      queuedAt: null,
+      // A cancelled task never reached the upstream: it costs nothing. Other final states get theirs from the ledger (hooks).
+      units: next.status === 'CANCELLED' ? 0 : current.units,
+      upstreamUnits: final ? (next.upstreamUnits ?? current.upstreamUnits) : current.upstreamUnits,
       nextCheckAt: final ? null : sql`now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000})`,
       checkAttempts: 0,
       changeTxid: positionNow.txid,
@@ -160,7 +165,9 @@ async function transition(
   if (updated.status !== 'PENDING') await tx.delete(taskSubmissions).where(eq(taskSubmissions.taskId, taskId));
   const finalHooks = updated.status === 'SUCCEEDED' ? hooks.onSucceeded : updated.status === 'FAILED' ? hooks.onFailed : [];
   for (const hook of finalHooks) await hook(tx, updated, next);
-  const logged = await recordVersion(tx, updated, {
+  // The hooks may have written the task's cost (recordUsage): read the row as they left it.
+  const written = finalHooks.length > 0 ? ((await lockTask(tx, taskId)) ?? updated) : updated;
+  const logged = await recordVersion(tx, written, {
     kind: 'status',
     source: next.source,
     fromStatus: current.status,
@@ -207,14 +214,15 @@ const rankOf = (column: SQL) =>
  * round trip: the same writes as `transition` (audit event, task row with its new position,
  * submission cleared, status event, change-log row), none of the final-state hooks (a non-final
  * status has none). The claims are checked against the locked row first: a body naming another
- * task writes nothing.
+ * task writes nothing. A task still waiting for an upstream slot was never sent, so no genuine
+ * callback can be about it: it stays in its queue.
  */
 async function advance(db: Db, taskId: string, next: Transition, claims: UpstreamClaims): Promise<AdvanceOutcome> {
   if (isFinal(next.status) || next.onlyFrom !== undefined) throw new Error('advance is for non-final upstream statuses only');
   const [row] = await queryRows<{ found: boolean; fits: boolean; moved: boolean; ahead: boolean }>(
     db,
     sql`with cur as (
-          select id, status, upstream_task_id, ${rankOf(sql`status`)} as rank from omni_tasks where id = ${taskId} for update
+          select id, status, upstream_task_id, queued_at, ${rankOf(sql`status`)} as rank from omni_tasks where id = ${taskId} for update
         ), fits as (
           select * from cur
           where (cur.upstream_task_id is null or cur.upstream_task_id = ${claims.upstreamTaskId})
@@ -231,7 +239,7 @@ async function advance(db: Db, taskId: string, next: Transition, claims: Upstrea
             next_check_at = now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000}), check_attempts = 0,
             change_txid = ${positionNow.txid}, change_seq = ${positionNow.seq}
           from fits
-          where t.id = fits.id and fits.rank < ${RANK[next.status]} and ${positionStillAhead(sql`t.change_txid`)}
+          where t.id = fits.id and fits.rank < ${RANK[next.status]} and fits.queued_at is null and ${positionStillAhead(sql`t.change_txid`)}
           returning t.*
         ), learnt as (
           update omni_tasks t set upstream_task_id = ${next.upstreamTaskId ?? null}
@@ -247,7 +255,7 @@ async function advance(db: Db, taskId: string, next: Transition, claims: Upstrea
           select moved.change_txid, moved.change_seq, moved.tenant_id, moved.id, moved.version, to_jsonb(moved) from moved
         )
         select exists (select 1 from cur) as found, exists (select 1 from fits) as fits,
-               exists (select 1 from moved) as moved, exists (select 1 from fits where rank < ${RANK[next.status]}) as ahead`,
+               exists (select 1 from moved) as moved, exists (select 1 from fits where rank < ${RANK[next.status]} and queued_at is null) as ahead`,
   );
   if (row === undefined || !row.found) return 'unknown';
   if (!row.fits) return 'contradicts';

@@ -26,6 +26,8 @@ export type TenantLimits = {
   maxConcurrentTasks?: number | null;
   requestsPerSecond?: number | null;
   createsPerMinute?: number | null;
+  /** Share of the upstream account (fair dispatch); default 1. */
+  weight?: number | null;
 };
 
 // Writing last_used_at on every request would turn every read into a write; a minute is precise enough.
@@ -73,6 +75,7 @@ async function createTenant(db: Db, input: { name: string } & TenantLimits): Pro
         maxConcurrentTasks: input.maxConcurrentTasks ?? null,
         requestsPerSecond: input.requestsPerSecond ?? null,
         createsPerMinute: input.createsPerMinute ?? null,
+        weight: input.weight ?? 1,
       })
       .returning();
     if (tenant === undefined) throw new Error('insert into tenants returned no row');
@@ -124,6 +127,7 @@ async function updateLimits(db: Db, tenantId: string, limits: TenantLimits): Pro
   if (limits.maxConcurrentTasks !== undefined) changes.maxConcurrentTasks = limits.maxConcurrentTasks;
   if (limits.requestsPerSecond !== undefined) changes.requestsPerSecond = limits.requestsPerSecond;
   if (limits.createsPerMinute !== undefined) changes.createsPerMinute = limits.createsPerMinute;
+  if (limits.weight !== undefined && limits.weight !== null) changes.weight = limits.weight;
   const [tenant] = await db
     .update(tenants)
     .set({ ...changes, updatedAt: sql`now()` })

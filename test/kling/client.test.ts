@@ -112,6 +112,21 @@ describe('kling client against the simulator', () => {
     expect(sim.stats.byExternalTaskId[body.external_task_id]).toEqual({ requests: 2, accepted: 1 });
   });
 
+  it('with retryThrottled: false, a 1303 or 429 is thrown at once (the dispatcher requeues), other failures still retried', async () => {
+    sim.faults.push({ op: 'create', kind: 'http429_1303' });
+    const body = upstreamBody();
+    const concurrency = await rejection(client().createTask(body, { retryThrottled: false }));
+    expect(concurrency).toMatchObject({ code: 'UPSTREAM_CONCURRENCY_LIMIT', retryable: true, ambiguous: false, upstreamCode: 1303 });
+    expect(sim.stats.byExternalTaskId[body.external_task_id]).toEqual({ requests: 1, accepted: 0 });
+    sim.faults.push({ op: 'create', kind: 'http429_1302' });
+    const rate = await rejection(client().createTask(upstreamBody(), { retryThrottled: false }));
+    expect(rate).toMatchObject({ code: 'UPSTREAM_RATE_LIMITED', upstreamCode: 1302 });
+    sim.faults.push({ op: 'create', kind: 'http500' });
+    const retried = upstreamBody();
+    await client().createTask(retried, { retryThrottled: false });
+    expect(sim.stats.byExternalTaskId[retried.external_task_id]).toEqual({ requests: 2, accepted: 1 });
+  });
+
   it('does not retry 400/1301 and maps it to UPSTREAM_CONTENT_REJECTED', async () => {
     sim.faults.push({ op: 'create', kind: 'http400_1301' });
     const error = await rejection(client().createTask(upstreamBody()));

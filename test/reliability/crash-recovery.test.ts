@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeGlobalID } from '@pothos/plugin-relay';
 import { sql } from 'drizzle-orm';
 import type { SQL } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -189,4 +190,59 @@ describe(`a gateway killed between the upstream accepting a create and recording
     },
     60_000,
   );
+});
+
+describe(`a gateway killed while it dispatches waiting tasks (${serverUrl === null ? 'PGlite' : 'PostgreSQL'})`, () => {
+  it('restarted, it sends every task of the queue upstream exactly once, within the budget', async () => {
+    const store = await freshStore();
+    const upstream = await startUpstream({ delays: { processingMs: 50, finishMs: 400 } });
+    cleanups.push(() => upstream.close());
+    const env = { ...gatewayProcessEnv(upstream.url), ...store.env, UPSTREAM_MAX_IN_FLIGHT: '2' };
+    const first = spawnGateway(env);
+    cleanups.push(() => first.kill('SIGKILL'));
+    const firstUrl = await listeningUrl(first);
+    const tenant = await createTenantAt(firstUrl, 'Queue crash');
+
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        graphqlAt(firstUrl, tenant.apiKey, CREATE, {
+          input: { prompt: `Queued ${i}`, mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 },
+        }),
+      ),
+    );
+    const created = answers.map((answer) => answer.body?.data?.createOmniVideo?.task as { id: string; status: string });
+    const ids = created.map((task) => decodeGlobalID(task.id).id);
+    // Two slots: two tasks went upstream in their requests, the others wait in the queue.
+    expect(created.filter((task) => task.status === 'PENDING').length).toBeGreaterThanOrEqual(4);
+
+    // The next dispatch from the queue reaches the upstream, which accepts it; the answer is held
+    // and the gateway dies before it can record it.
+    upstream.holdCreates = true;
+    const held = await upstream.nextHeldCreate(20_000);
+    expect(ids).toContain(held.externalTaskId);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    upstream.holdCreates = false;
+
+    const second = spawnGateway(env);
+    cleanups.push(() => second.kill('SIGKILL'));
+    const secondUrl = await listeningUrl(second);
+    const statuses = async () => {
+      const answer = await graphqlAt(secondUrl, tenant.apiKey, '{ omniTasks(first: 10) { edges { node { status } } } }');
+      const edges = (answer.body?.data?.omniTasks?.edges ?? []) as { node: { status: string } }[];
+      return edges.map((edge) => edge.node.status);
+    };
+    await waitFor('every task to succeed', async () => (await statuses()).filter((status) => status === 'SUCCEEDED').length === 6, {
+      timeoutMs: 40_000,
+      intervalMs: 100,
+    });
+
+    const stats = upstream.simulator.stats;
+    // Sent once each, the held one included (found by its external id, not sent again).
+    for (const id of ids) expect(stats.byExternalTaskId[id], id).toEqual({ requests: 1, accepted: 1 });
+    expect(stats.maxInFlight).toBeLessThanOrEqual(2);
+    expect(await second.kill('SIGTERM')).toBe(0);
+    const ledger = await inspect<{ n: number }>(store, sql`select count(*)::int as n from usage_events where kind = 'video'`);
+    expect(Number(ledger[0]?.n)).toBe(6);
+  }, 90_000);
 });

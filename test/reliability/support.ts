@@ -24,6 +24,9 @@ export function gatewayProcessEnv(upstreamUrl: string): Record<string, string> {
     RECONCILER_INTERVAL_MS: '100',
     VIDEO_STORE: 'none',
     LOG_LEVEL: 'info',
+    // Recovery is measured here, not the upstream queue: every create is sent in its request
+    // unless a test sets a budget of its own.
+    UPSTREAM_MAX_IN_FLIGHT: '1000',
     ...NO_RATE_LIMITS,
   };
 }

@@ -106,7 +106,11 @@ const idsOfA: Record<string, string> = {};
 let secondKeyOfA: string;
 
 beforeAll(async () => {
-  gateway = await startGateway({ delays: { processingMs: 600_000, finishMs: 1_200_000 }, env: NO_RATE_LIMITS });
+  // A budget of 10: the scheduling test below fills it to make a task of A wait.
+  gateway = await startGateway({
+    delays: { processingMs: 600_000, finishMs: 1_200_000 },
+    env: { ...NO_RATE_LIMITS, UPSTREAM_MAX_IN_FLIGHT: '10' },
+  });
   gateway.simulator.settings.callbacks = false;
   a = await createTenant(gateway, 'Tenant A', { monthlyVideoSecondsLimit: 1000, maxConcurrentTasks: 10 });
   b = await createTenant(gateway, 'Tenant B');
@@ -225,5 +229,81 @@ describe('tenant isolation over every root field with ID arguments', () => {
     const list = '{ tenants(first: 50) { edges { node { id } } } }';
     const tenants = expectData(await gateway.graphql<{ tenants: { edges: { node: { id: string } }[] } }>(list), list);
     expect(tenants.tenants.edges.map((edge) => edge.node.id).sort()).toEqual([a.id, b.id].sort());
+  });
+});
+
+describe('tenant isolation of the upstream queue: estimate, queue position, cost, cancel', () => {
+  const SCHEDULING_FIELDS = '... on OmniTask { id status priority queuePosition units upstreamUnits }';
+  const ESTIMATE = `query ($input: CreateOmniVideoInput!) { estimateOmniVideo(input: $input) {
+    ... on OmniVideoEstimate { units videoSeconds remainingMonthlySeconds inFlightTasks maxConcurrentTasks } } }`;
+
+  it("B sees none of A's figures and cannot cancel A's waiting task; A's own view is whole", { timeout: 30_000 }, async () => {
+    // A third tenant fills the upstream budget (10 by default; its tasks never finish here), so A's next task waits.
+    const c = await createTenant(gateway, 'Tenant C');
+    for (let i = 0; i < 10; i += 1) await createTask(gateway, c, TEXT_TO_VIDEO);
+    const waiting = await createTask(gateway, a, TEXT_TO_VIDEO);
+    expect(waiting.status).toBe('PENDING');
+    const client = wsClient(gateway.url, b.apiKey);
+    const seenByB = new Collector();
+    client.subscribe(
+      { query: 'subscription { omniTaskUpdated { id status } }' },
+      {
+        next: (value) => seenByB.push(value as Received),
+        error: (error) => seenByB.finish(error),
+        complete: () => seenByB.finish(),
+      },
+    );
+    try {
+      const estimateAs = async (key: string) =>
+        expectData(await gateway.graphql<{ estimateOmniVideo: Record<string, unknown> }>(ESTIMATE, { input: TEXT_TO_VIDEO }, key), ESTIMATE)
+          .estimateOmniVideo;
+      // B's room is B's alone: no limits, nothing in flight, whatever A has.
+      expect(await estimateAs(b.apiKey)).toEqual({
+        units: 3,
+        videoSeconds: 5,
+        remainingMonthlySeconds: null,
+        inFlightTasks: 0,
+        maxConcurrentTasks: null,
+      });
+      // A's: 1000 s a month, 5 s used by its finished task, 5 s reserved by the waiting one.
+      expect(await estimateAs(a.apiKey)).toEqual({
+        units: 3,
+        videoSeconds: 5,
+        remainingMonthlySeconds: 990,
+        inFlightTasks: 1,
+        maxConcurrentTasks: 10,
+      });
+
+      const read = `query ($id: ID!) { node(id: $id) { ${SCHEDULING_FIELDS} } omniTask(id: $id) { id queuePosition units } }`;
+      for (const id of [waiting.id, idsOfA.OmniTask!]) {
+        const asB = await gateway.graphql(read, { id }, b.apiKey);
+        expect(asB).toEqual(await gateway.graphql(read, { id: unknownLike(id) }, b.apiKey));
+        expect(asB.body.data).toEqual({ node: null, omniTask: null });
+      }
+      const asA = expectData(await gateway.graphql<{ node: Record<string, unknown> }>(read, { id: waiting.id }, a.apiKey), read);
+      expect(asA.node).toMatchObject({ status: 'PENDING', priority: 'NORMAL', queuePosition: 1, units: null, upstreamUnits: null });
+      const final = expectData(await gateway.graphql<{ node: Record<string, unknown> }>(read, { id: idsOfA.OmniTask }, a.apiKey), read);
+      expect(final.node).toMatchObject({ status: 'SUCCEEDED', units: 3, queuePosition: null });
+
+      const cancel =
+        'mutation ($id: ID!) { cancelOmniTask(id: $id) { __typename ... on CancelOmniTaskSuccess { task { id status } } ... on Error { message } } }';
+      const byB = await gateway.graphql(cancel, { id: waiting.id }, b.apiKey);
+      expect(byB).toEqual(await gateway.graphql(cancel, { id: unknownLike(waiting.id) }, b.apiKey));
+      expect(byB.body.data).toEqual({ cancelOmniTask: { __typename: 'TaskNotFoundError', message: 'No task has this id.' } });
+      expect(expectData(await gateway.graphql<{ node: { status: string } }>(read, { id: waiting.id }, a.apiKey), read).node.status).toBe(
+        'PENDING',
+      );
+      const byA = await gateway.graphql(cancel, { id: waiting.id }, a.apiKey);
+      expect(byA.body.data).toEqual({
+        cancelOmniTask: { __typename: 'CancelOmniTaskSuccess', task: { id: waiting.id, status: 'CANCELLED' } },
+      });
+
+      // B's tenant-wide stream carried none of it: B's own next task is the first thing B hears of.
+      const own = await createTask(gateway, b, TEXT_TO_VIDEO);
+      await seenByB.until((collector) => collector.items.some((item) => item.data?.omniTaskUpdated?.id === own.id), "B's own task");
+      expect(seenByB.items.map((item) => item.data?.omniTaskUpdated?.id).filter((id) => id !== own.id)).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
   });
 });

@@ -63,6 +63,8 @@ export type GatewayOptions = {
   clock?: Clock;
   /** Share another gateway's simulator instead of starting one. */
   simulator?: { instance: Simulator; url: string };
+  /** The simulator's account-wide concurrency limit (1303 beyond it); unset: none. */
+  simulatorConcurrencyLimit?: number;
 };
 
 /** A gateway on port 0 with a fresh database and its own upstream simulator on loopback. */
@@ -77,6 +79,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     createSimulator({
       delays: options.delays ?? { processingMs: 50, finishMs: 150 },
       ...(options.videoBytes === undefined ? {} : { videoBytes: options.videoBytes }),
+      ...(options.simulatorConcurrencyLimit === undefined ? {} : { concurrencyLimit: options.simulatorConcurrencyLimit }),
     });
   const simulatorUrl = options.simulator?.url ?? (await simulator.listen(0, '127.0.0.1')).url;
   const upstreamRequests: UpstreamRequest[] = [];
@@ -111,6 +114,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     // Functional tests drive many requests; the rate-limit tests switch limits on explicitly.
     RATE_LIMIT_REQUESTS_PER_SECOND: '0',
     RATE_LIMIT_CREATES_PER_MINUTE: '0',
+    // Tests hold many tasks in flight at a simulator whose tasks may never finish; each create is
+    // sent in its request unless a test sets a budget of its own (the queue: test/scheduling).
+    UPSTREAM_MAX_IN_FLIGHT: '1000',
     ...options.env,
   });
   const app = await createApp({

@@ -154,6 +154,8 @@ describe('normalized request', () => {
       referenceVideos: [],
       externalTaskId: null,
       idempotencyKey: null,
+      priority: 'NORMAL',
+      cancelAfterSeconds: null,
     });
     expect(ALLOWED_MODEL_NAMES).toEqual(['kling-video-o1']);
   });

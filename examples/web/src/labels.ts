@@ -1,6 +1,6 @@
 import type { AspectRatio, OmniMode, OmniTaskStatus } from './gql/graphql';
 
-export const STATUSES: readonly OmniTaskStatus[] = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED'];
+export const STATUSES: readonly OmniTaskStatus[] = ['PENDING', 'SUBMITTED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 
 export const STATUS_LABELS: Record<OmniTaskStatus, string> = {
   PENDING: 'Pending',
@@ -8,6 +8,7 @@ export const STATUS_LABELS: Record<OmniTaskStatus, string> = {
   PROCESSING: 'Processing',
   SUCCEEDED: 'Succeeded',
   FAILED: 'Failed',
+  CANCELLED: 'Cancelled',
 };
 
 export const MODE_LABELS: Record<OmniMode, string> = { STD: 'STD · 720p', PRO: 'PRO · 1080p' };
@@ -15,7 +16,7 @@ export const MODE_LABELS: Record<OmniMode, string> = { STD: 'STD · 720p', PRO: 
 export const ASPECT_LABELS: Record<AspectRatio, string> = { RATIO_16_9: '16:9', RATIO_9_16: '9:16', RATIO_1_1: '1:1' };
 
 export function isFinal(status: OmniTaskStatus): boolean {
-  return status === 'SUCCEEDED' || status === 'FAILED';
+  return status === 'SUCCEEDED' || status === 'FAILED' || status === 'CANCELLED';
 }
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });

@@ -2,13 +2,23 @@ import { resolveCursorConnection } from '@pothos/plugin-relay';
 import type { ResolveCursorConnectionArgs } from '@pothos/plugin-relay';
 import { z } from 'zod';
 import type { StoredVideo } from '../../db/schema.ts';
-import { AppError, InvalidInputError, NotFoundError, QuotaExceededError, RateLimitedError, UpstreamError } from '../../errors.ts';
+import {
+  AppError,
+  CancelNotPossibleError,
+  InvalidInputError,
+  NotFoundError,
+  QuotaExceededError,
+  RateLimitedError,
+  TaskNotFoundError,
+  UpstreamError,
+} from '../../errors.ts';
 import { fromGlobalId } from '../../ids.ts';
 import { createOmniVideoInputSchema } from '../../tasks/create-input.ts';
 import type { TaskRow } from '../../tasks/state.ts';
 import { builder } from '../builder.ts';
 import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
-import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType } from './enums.ts';
+import type { OmniVideoEstimate } from '../../tasks/tasks.ts';
+import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType, TaskPriority } from './enums.ts';
 import { ErrorInterface } from './errors.ts';
 
 const ReferenceImageRef = builder.objectRef<TaskRow['request']['referenceImages'][number]>('ReferenceImage').implement({
@@ -85,6 +95,27 @@ builder.node(OmniTaskRef, {
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     submittedAt: t.expose('submittedAt', { type: 'DateTime', nullable: true }),
     completedAt: t.expose('completedAt', { type: 'DateTime', nullable: true }),
+    priority: t.field({ type: TaskPriority, resolve: (task) => task.priority }),
+    queuePosition: t.int({
+      nullable: true,
+      description:
+        'While the task waits for an upstream slot: its place in the dispatch order (1 = next), estimated from ' +
+        "every tenant's share as it stands now. Null once sent upstream, final or cancelled.",
+      resolve: (task, _args, context) => context.services.tasks.queuePosition(task),
+    }),
+    units: t.float({
+      nullable: true,
+      description: 'What the task cost at our price table, once final (0 for a failed or cancelled task); null until then.',
+      resolve: (task) => task.units,
+    }),
+    upstreamUnits: t.float({
+      nullable: true,
+      description: "The upstream's own deduction (final_unit_deduction), once final and reported; null otherwise.",
+      resolve: (task) => {
+        const units = task.upstreamUnits === null ? Number.NaN : Number(task.upstreamUnits);
+        return Number.isFinite(units) ? units : null;
+      },
+    }),
   }),
 });
 
@@ -118,6 +149,11 @@ const CreateOmniVideoInput = builder.inputType('CreateOmniVideoInput', {
     referenceVideos: t.field({ type: [ReferenceVideoInput] }),
     externalTaskId: t.string({ description: 'Your own reference, unique per tenant; never sent upstream.' }),
     idempotencyKey: t.string({ description: 'The same key with the same input returns the same task.' }),
+    priority: t.field({ type: TaskPriority, description: 'Order among your own waiting tasks; NORMAL by default.' }),
+    cancelAfterSeconds: t.int({
+      description:
+        'Cancel the task (at no charge) if it is still waiting for an upstream slot this many seconds after its creation (1 to 86400).',
+    }),
   }),
 });
 
@@ -144,7 +180,37 @@ builder.objectType(UpstreamError, {
   }),
 });
 
+builder.objectType(TaskNotFoundError, { name: 'TaskNotFoundError', interfaces: [ErrorInterface], fields: () => ({}) });
+builder.objectType(CancelNotPossibleError, { name: 'CancelNotPossibleError', interfaces: [ErrorInterface], fields: () => ({}) });
+
+const OmniVideoEstimateRef = builder.objectRef<OmniVideoEstimate>('OmniVideoEstimate').implement({
+  description: 'What a createOmniVideo of the same input would cost and when it would start; nothing is stored.',
+  fields: (t) => ({
+    units: t.exposeFloat('units', { description: 'Units at the price table (a base-video edit at its 10 s cap).' }),
+    videoSeconds: t.exposeFloat('videoSeconds'),
+    remainingMonthlySeconds: t.exposeFloat('remainingMonthlySeconds', {
+      nullable: true,
+      description: 'Seconds left this month after usage and tasks in flight; null without a monthly limit.',
+    }),
+    inFlightTasks: t.exposeInt('inFlightTasks', { description: 'Your tasks not yet final.' }),
+    maxConcurrentTasks: t.exposeInt('maxConcurrentTasks', { nullable: true }),
+    queueAhead: t.exposeInt('queueAhead', { description: 'Waiting tasks that would be sent upstream before this one.' }),
+    estimatedStartSeconds: t.exposeFloat('estimatedStartSeconds', {
+      nullable: true,
+      description: 'Seconds until it would be sent upstream: 0 when a slot is free for it; null when no run time is known yet.',
+    }),
+  }),
+});
+
 builder.queryFields((t) => ({
+  estimateOmniVideo: t.withAuth({ tenant: true }).field({
+    type: OmniVideoEstimateRef,
+    description:
+      'The price and queue outlook of a createOmniVideo input, with the same validation; no task is stored, no upstream call made.',
+    errors: { types: [InvalidInputError], union: { name: 'EstimateOmniVideoResult' }, directResult: true },
+    args: t.validate({ input: t.arg({ type: CreateOmniVideoInput, required: true }) }, z.object({ input: createOmniVideoInputSchema })),
+    resolve: (_root, { input }, context) => context.services.tasks.estimate(context.viewer.tenantId, input),
+  }),
   omniTask: t.withAuth({ tenant: true }).field({
     type: OmniTaskRef,
     nullable: true,
@@ -211,6 +277,24 @@ builder.mutationFields((t) => ({
         'omni task created',
       );
       return task;
+    },
+  }),
+  cancelOmniTask: t.withAuth({ tenant: true }).field({
+    type: OmniTaskRef,
+    description:
+      'Cancels a task still waiting for an upstream slot: it ends CANCELLED at no charge. A task already sent upstream ' +
+      'cannot be cancelled (the upstream has no cancel): CancelNotPossibleError.',
+    errors: {
+      types: [CancelNotPossibleError, TaskNotFoundError],
+      union: { name: 'CancelOmniTaskResult' },
+      result: { name: 'CancelOmniTaskSuccess' },
+      dataField: { name: 'task' },
+    },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, context) => {
+      const taskId = fromGlobalId(id, 'OmniTask');
+      if (taskId === null) throw new TaskNotFoundError('No task has this id.');
+      return context.services.tasks.cancel(context.viewer.tenantId, taskId);
     },
   }),
   refreshOmniTask: t.withAuth({ tenant: true }).field({

@@ -23,6 +23,8 @@ const rateModel = z
   .max(1_000_000, 'is too large')
   .nullish();
 
+const weightModel = z.number().int('must be a whole number').min(1, 'must be at least 1').max(1_000, 'is at most 1000').nullish();
+
 const TenantRef = builder.objectRef<Tenant>('Tenant');
 
 builder.node(TenantRef, {
@@ -44,6 +46,9 @@ builder.node(TenantRef, {
     createsPerMinute: t.exposeInt('createsPerMinute', {
       nullable: true,
       description: "This tenant's createOmniVideo rate limit per gateway instance; null means the default.",
+    }),
+    weight: t.exposeInt('weight', {
+      description: "This tenant's share of the upstream account when tasks wait for a slot (default 1): slots go to tenants in proportion.",
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     usage: t.field({
@@ -116,6 +121,7 @@ const CreateTenantInput = builder.inputType('CreateTenantInput', {
     maxConcurrentTasks: t.int({ validate: limitModel }),
     requestsPerSecond: t.int({ validate: rateModel }),
     createsPerMinute: t.int({ validate: rateModel }),
+    weight: t.int({ validate: weightModel, description: 'Share of the upstream account (1 to 1000); null or omitted: 1.' }),
   }),
 });
 
@@ -174,6 +180,7 @@ const UpdateTenantLimitsInput = builder.inputType('UpdateTenantLimitsInput', {
     maxConcurrentTasks: t.int({ validate: limitModel }),
     requestsPerSecond: t.int({ validate: rateModel }),
     createsPerMinute: t.int({ validate: rateModel }),
+    weight: t.int({ validate: weightModel, description: 'Share of the upstream account (1 to 1000); null restores 1, omitted leaves it.' }),
   }),
 });
 
@@ -189,6 +196,7 @@ builder.mutationFields((t) => ({
         maxConcurrentTasks: input.maxConcurrentTasks,
         requestsPerSecond: input.requestsPerSecond,
         createsPerMinute: input.createsPerMinute,
+        weight: input.weight,
       }),
   }),
   createApiKey: t.field({
@@ -226,6 +234,8 @@ builder.mutationFields((t) => ({
               maxConcurrentTasks: input.maxConcurrentTasks,
               requestsPerSecond: input.requestsPerSecond,
               createsPerMinute: input.createsPerMinute,
+              // null restores the default share
+              weight: input.weight === null ? 1 : input.weight,
             });
       if (tenant === null) throw new NotFoundError('No tenant has this id.');
       return tenant;

@@ -11,6 +11,8 @@ export type AspectRatio =
 
 export type CreateOmniVideoInput = {
   aspectRatio?: AspectRatio | null | undefined;
+  /** Cancel the task (at no charge) if it is still waiting for an upstream slot this many seconds after its creation (1 to 86400). */
+  cancelAfterSeconds?: number | null | undefined;
   durationSeconds?: number | null | undefined;
   elements?: Array<ElementInput> | null | undefined;
   /** Your own reference, unique per tenant; never sent upstream. */
@@ -19,6 +21,8 @@ export type CreateOmniVideoInput = {
   idempotencyKey?: string | null | undefined;
   mode?: OmniMode | null | undefined;
   modelName?: string | null | undefined;
+  /** Order among your own waiting tasks; NORMAL by default. */
+  priority?: TaskPriority | null | undefined;
   prompt: string;
   referenceImages?: Array<ReferenceImageInput> | null | undefined;
   referenceVideos?: Array<ReferenceVideoInput> | null | undefined;
@@ -43,6 +47,7 @@ export type OmniTaskFilter = {
 };
 
 export type OmniTaskStatus =
+  | 'CANCELLED'
   | 'FAILED'
   | 'PENDING'
   | 'PROCESSING'
@@ -65,6 +70,12 @@ export type ReferenceVideoInput = {
   referType: ReferType;
   url: string;
 };
+
+/** Order among your own tasks waiting for an upstream slot (then age); other tenants' tasks go by their share. */
+export type TaskPriority =
+  | 'HIGH'
+  | 'LOW'
+  | 'NORMAL';
 
 export type TaskSummaryFragment = { id: string, status: OmniTaskStatus, statusMessage: string | null, version: number, changeCursor: string, prompt: string, mode: OmniMode, aspectRatio: AspectRatio | null, durationSeconds: number | null, createdAt: string, updatedAt: string };
 

@@ -1,0 +1,345 @@
+import { and, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
+import type { Db, Executor, Tx } from '../db/database.ts';
+import { queryRows } from '../db/database.ts';
+import { omniTasks, taskEvents, upstreamBudget } from '../db/schema.ts';
+import type { TaskPriority } from '../db/schema.ts';
+import { storable } from '../db/storable.ts';
+import type { TaskRow } from './state.ts';
+
+/*
+ * The upstream budget and the queue in front of it, all in the database so that every instance
+ * sees the same: a task holds an upstream slot from the moment it is claimed for dispatch
+ * (queued_at cleared) until it is final. A dispatch pass locks the one budget row, counts the
+ * slots held, picks waiting tasks fairly and claims them (FOR UPDATE SKIP LOCKED), all in one
+ * short transaction; passes of all instances run one after another, so the budget cannot be
+ * overshot and a task is claimed once.
+ */
+
+const BUDGET_ROW = 1;
+/** One overload is one signal: the limit halves at most once per this many milliseconds. */
+const DECREASE_COOLDOWN_MS = 1_000;
+/** After a refusal for load nothing is sent for this long (or the upstream's Retry-After, up to a minute). */
+const THROTTLE_PAUSE_MS = 200;
+const MAX_PAUSE_MS = 60_000;
+
+/** Dispatch order within a tenant: priority, then age. */
+const PRIORITY_RANK = sql`(case ${omniTasks.priority} when 'HIGH' then 0 when 'NORMAL' then 1 else 2 end)`;
+const RANK: Record<TaskPriority, number> = { HIGH: 0, NORMAL: 1, LOW: 2 };
+
+/** A task holding an upstream slot: claimed (or sent) and not final. */
+const HOLDS_SLOT = sql`${omniTasks.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${omniTasks.queuedAt} is null`;
+/** A task waiting for a slot that may still be dispatched: not past its deadline nor its cancel time. */
+const DISPATCHABLE = sql`${omniTasks.queuedAt} is not null and ${omniTasks.status} = 'PENDING'
+  and ${omniTasks.deadlineAt} > now() and (${omniTasks.cancelAt} is null or ${omniTasks.cancelAt} > now())`;
+
+type BudgetRow = typeof upstreamBudget.$inferSelect;
+
+/** The limit in force: the adaptive one, never above the configured maximum, never below 1. */
+export function limitOf(row: Pick<BudgetRow, 'limit'> | undefined, max: number): number {
+  return Math.max(1, Math.floor(Math.min(row?.limit ?? max, max)));
+}
+
+async function lockBudget(tx: Tx): Promise<BudgetRow> {
+  const read = () => tx.select().from(upstreamBudget).where(eq(upstreamBudget.id, BUDGET_ROW)).for('update');
+  const [row] = await read();
+  if (row !== undefined) return row;
+  await tx.insert(upstreamBudget).values({ id: BUDGET_ROW }).onConflictDoNothing();
+  const [created] = await read();
+  if (created === undefined) throw new Error('the upstream budget row is missing');
+  return created;
+}
+
+/** Slots held per tenant. */
+async function slotsByTenant(db: Executor): Promise<Map<string, number>> {
+  const rows = await queryRows<{ tenant_id: string; n: number }>(
+    db,
+    sql`select ${omniTasks.tenantId} as tenant_id, count(*)::int as n from ${omniTasks} where ${HOLDS_SLOT} group by 1`,
+  );
+  return new Map(rows.map((row) => [row.tenant_id, Number(row.n)]));
+}
+
+type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date };
+
+/** The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's dispatch order. */
+async function candidates(tx: Tx, perTenant: number): Promise<Candidate[]> {
+  const rows = await queryRows<{ id: string; tenant_id: string; weight: number; queued_at: string }>(
+    tx,
+    sql`select q.id, q.tenant_id, tn.weight, q.queued_at
+        from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
+        join tenants tn on tn.id = d.tenant_id
+        cross join lateral (
+          select ${omniTasks.id} as id, ${omniTasks.tenantId} as tenant_id, ${omniTasks.queuedAt} as queued_at
+          from ${omniTasks}
+          where ${omniTasks.tenantId} = d.tenant_id and ${DISPATCHABLE}
+          order by ${PRIORITY_RANK}, ${omniTasks.queuedAt}, ${omniTasks.id}
+          limit ${perTenant}
+        ) q`,
+  );
+  return rows.map((row) => ({ id: row.id, tenantId: row.tenant_id, weight: Number(row.weight), queuedAt: new Date(row.queued_at) }));
+}
+
+/**
+ * Weighted fair dispatch: each free slot goes to the tenant whose slots held (counting those
+ * picked in this pass) are the smallest share of its weight; ties go to the tenant whose next
+ * task has waited longest. A tenant's own tasks leave in its order (priority, then age). This is
+ * deficit round-robin over the resource the upstream counts (concurrent tasks): a tenant with
+ * 1,000 waiting tasks and 3 slots never delays another tenant's first task by more than the next
+ * free slot.
+ */
+export function pickFair(free: number, waiting: Candidate[], held: ReadonlyMap<string, number>): Candidate[] {
+  const queues = new Map<string, Candidate[]>();
+  for (const candidate of waiting) {
+    const queue = queues.get(candidate.tenantId) ?? [];
+    queue.push(candidate);
+    queues.set(candidate.tenantId, queue);
+  }
+  const taken = new Map<string, number>();
+  const picked: Candidate[] = [];
+  while (picked.length < free) {
+    let best: { tenantId: string; share: number; head: Candidate } | null = null;
+    for (const [tenantId, queue] of queues) {
+      const head = queue[0];
+      if (head === undefined) continue;
+      const share = ((held.get(tenantId) ?? 0) + (taken.get(tenantId) ?? 0)) / Math.max(1, head.weight);
+      if (best === null || share < best.share || (share === best.share && head.queuedAt < best.head.queuedAt)) {
+        best = { tenantId, share, head };
+      }
+    }
+    if (best === null) break;
+    queues.get(best.tenantId)?.shift();
+    taken.set(best.tenantId, (taken.get(best.tenantId) ?? 0) + 1);
+    picked.push(best.head);
+  }
+  return picked;
+}
+
+export type Claimed = { task: TaskRow; waitedMs: number };
+
+/** Under the budget row's lock: the waiting tasks the free slots go to now (none while paused after a refusal). */
+async function lockAndPick(tx: Tx, maxInFlight: number): Promise<Candidate[]> {
+  const budget = await lockBudget(tx);
+  if (budget.pausedUntil !== null && budget.pausedUntil.getTime() > Date.now()) return [];
+  const held = await slotsByTenant(tx);
+  let inFlight = 0;
+  for (const n of held.values()) inFlight += n;
+  const free = limitOf(budget, maxInFlight) - inFlight;
+  if (free <= 0) return [];
+  return pickFair(free, await candidates(tx, free), held);
+}
+
+/**
+ * In the creating transaction, after the task's insert: claims the new task itself if a pass would
+ * pick it now (a free slot, and its tenant's turn). Claiming it here, under the budget lock and
+ * before commit, keeps another pass (the dispatcher's tick) from taking it, so a create within the
+ * budget is sent in its own request. Returns the claimed row, or null if it waits.
+ */
+export async function claimOwn(tx: Tx, taskId: string, options: { maxInFlight: number; leaseSeconds: number }): Promise<TaskRow | null> {
+  const picked = await lockAndPick(tx, options.maxInFlight);
+  if (!picked.some((task) => task.id === taskId)) return null;
+  const [claimed] = await tx
+    .update(omniTasks)
+    .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })
+    .where(eq(omniTasks.id, taskId))
+    .returning();
+  return claimed ?? null;
+}
+
+/**
+ * One dispatch pass: the tasks this caller now holds slots for and must send. Each claimed task
+ * carries a create lease (`leaseSeconds`): should the caller die before the upstream answers, the
+ * reconciler looks the task up by its external id then, and sends it only if the upstream does not
+ * know it.
+ */
+export async function claimDispatch(db: Db, options: { maxInFlight: number; leaseSeconds: number }): Promise<Claimed[]> {
+  return db.transaction(async (tx) => {
+    const picked = await lockAndPick(tx, options.maxInFlight);
+    if (picked.length === 0) return [];
+    // A task being cancelled right now is locked: skipped here, it is cancelled or dispatched next time.
+    const locked = await tx
+      .select({ id: omniTasks.id, queuedAt: omniTasks.queuedAt })
+      .from(omniTasks)
+      .where(
+        and(
+          inArray(
+            omniTasks.id,
+            picked.map((task) => task.id),
+          ),
+          isNotNull(omniTasks.queuedAt),
+          eq(omniTasks.status, 'PENDING'),
+        ),
+      )
+      .for('update', { skipLocked: true });
+    if (locked.length === 0) return [];
+    const tasks = await tx
+      .update(omniTasks)
+      .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })
+      .where(
+        inArray(
+          omniTasks.id,
+          locked.map((task) => task.id),
+        ),
+      )
+      .returning();
+    const now = Date.now();
+    const waited = new Map(locked.map((row) => [row.id, row.queuedAt]));
+    return tasks.map((task) => ({ task, waitedMs: Math.max(0, now - (waited.get(task.id)?.getTime() ?? now)) }));
+  });
+}
+
+/**
+ * The upstream refused a claimed task for load (1303 or 429): the task goes back to the head of its
+ * queue (its first queue time), the limit halves (at most once per cooldown) and dispatch pauses
+ * briefly. Returns the task, or null if it is no longer PENDING.
+ */
+export async function requeueThrottled(
+  db: Db,
+  task: TaskRow,
+  refusal: { code: string; message: string; retryAfterMs: number | null; maxInFlight: number },
+): Promise<TaskRow | null> {
+  return db.transaction(async (tx) => {
+    const budget = await lockBudget(tx);
+    const current = budget.limit ?? refusal.maxInFlight;
+    const cooled = budget.decreasedAt === null || Date.now() - budget.decreasedAt.getTime() >= DECREASE_COOLDOWN_MS;
+    const pauseMs = Math.min(MAX_PAUSE_MS, Math.max(THROTTLE_PAUSE_MS, refusal.retryAfterMs ?? 0));
+    await tx
+      .update(upstreamBudget)
+      .set({
+        ...(cooled ? { limit: Math.max(1, Math.floor(Math.min(current, refusal.maxInFlight) / 2)), decreasedAt: sql`now()` } : {}),
+        pausedUntil: sql`greatest(coalesce(${upstreamBudget.pausedUntil}, now()), now() + make_interval(secs => ${pauseMs / 1000}))`,
+        throttles: sql`${upstreamBudget.throttles} + 1`,
+      })
+      .where(eq(upstreamBudget.id, BUDGET_ROW));
+    const [requeued] = await tx
+      .update(omniTasks)
+      .set({
+        queuedAt: omniTasks.createdAt,
+        // Only the deadline brings the reconciler to a waiting task.
+        nextCheckAt: omniTasks.deadlineAt,
+        statusMessage: storable(`Waiting for an upstream slot: the upstream is at capacity (${refusal.message})`),
+      })
+      .where(and(eq(omniTasks.id, task.id), eq(omniTasks.status, 'PENDING'), isNull(omniTasks.queuedAt)))
+      .returning();
+    await tx.insert(taskEvents).values({
+      taskId: task.id,
+      kind: 'upstream',
+      source: 'dispatch',
+      payload: storable({ error: refusal.code, message: refusal.message, requeued: requeued !== undefined }),
+    });
+    return requeued ?? null;
+  });
+}
+
+/** Additive increase: an accepted create grows a shrunk limit by 1/limit (about one slot per limit's worth of creates). */
+export async function growLimit(db: Db, maxInFlight: number): Promise<void> {
+  await db
+    .update(upstreamBudget)
+    .set({
+      limit: sql`case when ${upstreamBudget.limit} + 1.0 / ${upstreamBudget.limit} >= ${maxInFlight} then null
+                      else ${upstreamBudget.limit} + 1.0 / ${upstreamBudget.limit} end`,
+    })
+    .where(and(eq(upstreamBudget.id, BUDGET_ROW), isNotNull(upstreamBudget.limit)));
+}
+
+export type BudgetState = { limit: number; inFlight: number; queued: number; throttles: number };
+
+/** The budget as it is now (metrics, estimates): the limit in force, slots held, tasks waiting. */
+export async function budgetState(db: Executor, maxInFlight: number): Promise<BudgetState> {
+  const [row] = await queryRows<{ limit: number | null; in_flight: number; queued: number; throttles: number }>(
+    db,
+    sql`select (select "limit" from upstream_budget where id = ${BUDGET_ROW}) as limit,
+               (select count(*)::int from ${omniTasks} where ${HOLDS_SLOT}) as in_flight,
+               (select count(*)::int from ${omniTasks} where ${omniTasks.queuedAt} is not null) as queued,
+               coalesce((select throttles from upstream_budget where id = ${BUDGET_ROW}), 0)::int as throttles`,
+  );
+  return {
+    limit: limitOf({ limit: row?.limit ?? null }, maxInFlight),
+    inFlight: Number(row?.in_flight ?? 0),
+    queued: Number(row?.queued ?? 0),
+    throttles: Number(row?.throttles ?? 0),
+  };
+}
+
+type TenantQueue = { tenantId: string; weight: number; queued: number; held: number; head: Date | null };
+
+/** Every tenant with tasks waiting or slots held: the shares a queue position is estimated from. */
+async function queueShares(db: Executor): Promise<TenantQueue[]> {
+  const rows = await queryRows<{ tenant_id: string; weight: number; queued: number; held: number; head: string | null }>(
+    db,
+    sql`with waiting as (
+          select ${omniTasks.tenantId} as tenant_id, count(*)::int as queued, min(${omniTasks.queuedAt}) as head
+          from ${omniTasks} where ${omniTasks.queuedAt} is not null group by 1
+        ), holding as (
+          select ${omniTasks.tenantId} as tenant_id, count(*)::int as held from ${omniTasks} where ${HOLDS_SLOT} group by 1
+        )
+        select tn.id as tenant_id, tn.weight, coalesce(w.queued, 0) as queued, coalesce(h.held, 0) as held, w.head
+        from tenants tn
+        left join waiting w on w.tenant_id = tn.id
+        left join holding h on h.tenant_id = tn.id
+        where w.tenant_id is not null or h.tenant_id is not null`,
+  );
+  return rows.map((row) => ({
+    tenantId: row.tenant_id,
+    weight: Number(row.weight),
+    queued: Number(row.queued),
+    held: Number(row.held),
+    head: row.head === null ? null : new Date(row.head),
+  }));
+}
+
+/** How many of the tenant's own waiting tasks come before a task of this priority queued at `queuedAt` (id breaks ties). */
+async function ownAhead(
+  db: Executor,
+  tenantId: string,
+  at: { priority: TaskPriority; queuedAt: Date | null; id: string | null },
+): Promise<number> {
+  const rank = RANK[at.priority];
+  const before =
+    at.queuedAt === null || at.id === null
+      ? sql`${PRIORITY_RANK} <= ${rank}`
+      : sql`(${PRIORITY_RANK}, ${omniTasks.queuedAt}, ${omniTasks.id}) < (${rank}, ${at.queuedAt.toISOString()}::timestamptz, ${at.id}::uuid)`;
+  const [row] = await queryRows<{ n: number }>(
+    db,
+    sql`select count(*)::int as n from ${omniTasks} where ${omniTasks.tenantId} = ${tenantId} and ${omniTasks.queuedAt} is not null and ${before}`,
+  );
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * How many waiting tasks are dispatched before the given one (or a new one of this priority), if
+ * slots keep going out as pickFair hands them now: the tenant's own tasks ahead of it in its
+ * order, and the other tenants' tasks that their shares put before it. An estimate: shares move
+ * as tasks finish.
+ */
+export async function tasksAhead(
+  db: Executor,
+  tenantId: string,
+  at: { priority: TaskPriority; queuedAt: Date | null; id: string | null },
+): Promise<number> {
+  const [own, shares] = await Promise.all([ownAhead(db, tenantId, at), queueShares(db)]);
+  const mine = shares.find((share) => share.tenantId === tenantId);
+  const others = shares.filter((share) => share.tenantId !== tenantId && share.queued > 0);
+  const held = new Map(shares.map((share) => [share.tenantId, share.held]));
+  const taken = new Map<string, number>();
+  const weight = Math.max(1, mine?.weight ?? 1);
+  let ownTaken = 0;
+  let ahead = 0;
+  // Walks pickFair's choices until the tenant's own turn comes for this task.
+  while (ownTaken <= own) {
+    const ownShare = ((held.get(tenantId) ?? 0) + ownTaken) / weight;
+    let next: TenantQueue | null = null;
+    let nextShare = ownShare;
+    for (const other of others) {
+      if ((taken.get(other.tenantId) ?? 0) >= other.queued) continue;
+      const share = ((held.get(other.tenantId) ?? 0) + (taken.get(other.tenantId) ?? 0)) / Math.max(1, other.weight);
+      const older = other.head !== null && (at.queuedAt === null || other.head < at.queuedAt);
+      if (share < nextShare || (share === nextShare && older && next === null)) {
+        next = other;
+        nextShare = share;
+      }
+    }
+    if (next === null) ownTaken += 1;
+    else taken.set(next.tenantId, (taken.get(next.tenantId) ?? 0) + 1);
+    ahead += 1;
+  }
+  return ahead - 1;
+}

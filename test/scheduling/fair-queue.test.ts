@@ -1,0 +1,129 @@
+import { sql } from 'drizzle-orm';
+import { afterEach, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/database.ts';
+import { createTenant, taskUuid } from '../support/fixtures.ts';
+import { serverUrl } from '../support/database.ts';
+import { startGateway } from '../support/gateway.ts';
+import type { TestGateway } from '../support/gateway.ts';
+import { subscribeWs, wsClient } from '../support/subscriptions.ts';
+import { waitFor } from '../reliability/support.ts';
+import { burstThenOne, createTask, input } from './support.ts';
+
+/*
+ * Issue 19: one upstream account shared by many tenants. The simulator enforces an account-wide
+ * concurrency limit (1303 beyond it) and counts what it holds; the gateway keeps its own budget
+ * in the database and dispatches waiting tasks fairly across tenants.
+ */
+
+const FAST = { processingMs: 10, finishMs: 40 };
+/** Tasks that run until the test finishes them (simulator.finish). */
+const HELD = { processingMs: 10, finishMs: 600_000 };
+
+describe('fair upstream queue', () => {
+  let gateway: TestGateway | undefined;
+  afterEach(async () => {
+    await gateway?.stop();
+    gateway = undefined;
+  });
+
+  it('budget 3 at a simulator limit of 3: one task of B overtakes 45 of A’s 50, never more than 3 in flight, each created once', async () => {
+    gateway = await startGateway({ delays: HELD, simulatorConcurrencyLimit: 3, env: { UPSTREAM_MAX_IN_FLIGHT: '3' } });
+    const a = await createTenant(gateway, 'A');
+    const b = await createTenant(gateway, 'B');
+    const outcome = await burstThenOne({ urls: [gateway.url], simulator: gateway.simulator, a, b, limit: 3, db: gateway.database.db });
+    // A held every slot when B's task came: it waits, and is next.
+    expect(outcome.bQueuePosition).toBe(1);
+    expect(gateway.simulator.stats.concurrencyRefusals).toBe(0);
+  }, 120_000);
+
+  it('a budget above the simulator limit shrinks on 1303 (AIMD): all tasks still succeed, once each, never over the limit', async () => {
+    gateway = await startGateway({ delays: FAST, simulatorConcurrencyLimit: 2, env: { UPSTREAM_MAX_IN_FLIGHT: '8' } });
+    const tenant = await createTenant(gateway, 'Greedy');
+    const client = wsClient(gateway.url, tenant.apiKey);
+    try {
+      const watch = await subscribeWs(client, 'subscription { omniTaskUpdated { id status } }', {});
+      const tasks = await Promise.all(Array.from({ length: 20 }, (_, i) => createTask(gateway!.url, tenant.apiKey, input(`T ${i}`))));
+      const finalOf = () =>
+        new Map(
+          watch.collector.items
+            .map((item) => item.data?.omniTaskUpdated as { id: string; status: string })
+            .filter((task) => task.status === 'SUCCEEDED' || task.status === 'FAILED')
+            .map((task) => [task.id, task.status]),
+        );
+      await watch.collector.until(() => finalOf().size >= 20, '20 final tasks', 30_000);
+      for (const task of tasks) expect(finalOf().get(task.id)).toBe('SUCCEEDED');
+      const stats = gateway.simulator.stats;
+      expect(stats.concurrencyRefusals).toBeGreaterThan(0);
+      expect(stats.maxInFlight).toBeLessThanOrEqual(2);
+      for (const task of tasks) expect(stats.byExternalTaskId[taskUuid(task.id)]?.accepted).toBe(1);
+      const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+      expect(metrics).toMatch(/omni_gateway_upstream_throttled_total\{reason="concurrency"\} [1-9]/);
+      expect(metrics).toMatch(/omni_gateway_upstream_budget [1-7]\b/);
+      expect(metrics).toMatch(/omni_gateway_upstream_queue_wait_seconds_count [1-9]/);
+      // Requeued tasks never went through the reconciler's backoff: no create of theirs is a reconciler retry.
+      const [row] = await queryRows<{ n: number }>(
+        gateway.database.db,
+        sql`select count(*)::int as n from task_events where source = 'dispatch' and payload->>'requeued' = 'true'`,
+      );
+      expect(Number(row?.n)).toBeGreaterThan(0);
+    } finally {
+      await client.dispose();
+    }
+  }, 60_000);
+
+  it('within a tenant, priority then age: a HIGH task overtakes LOW ones queued before it', async () => {
+    gateway = await startGateway({ delays: { processingMs: 10, finishMs: 60_000 }, env: { UPSTREAM_MAX_IN_FLIGHT: '1' } });
+    const tenant = await createTenant(gateway, 'Prioritised');
+    const first = await createTask(gateway.url, tenant.apiKey, input('holds the slot'));
+    expect(first.status).toBe('SUBMITTED');
+    const lows = [];
+    for (let i = 0; i < 3; i += 1) lows.push(await createTask(gateway.url, tenant.apiKey, input(`low ${i}`, { priority: 'LOW' })));
+    const high = await createTask(gateway.url, tenant.apiKey, input('urgent', { priority: 'HIGH' }));
+    expect(lows.map((task) => task.queuePosition)).toEqual([1, 2, 3]);
+    expect(high).toMatchObject({ status: 'PENDING', priority: 'HIGH', queuePosition: 1 });
+    const simulator = gateway.simulator;
+    // Free the slot: end the running task as its timer would.
+    const running = await queryRows<{ upstream_task_id: string }>(
+      gateway.database.db,
+      sql`select upstream_task_id from omni_tasks where id = ${taskUuid(first.id)}`,
+    );
+    expect(simulator.finish({ task_id: running[0]!.upstream_task_id })).toBe(true);
+    const highId = taskUuid(high.id);
+    // The simulator's own record of what reached it: a bounded poll, no event tells the test.
+    const order = await waitFor('the next create upstream', () => simulator.stats.acceptedOrder[highId]);
+    expect(order).toBe(2);
+    for (const low of lows) expect(simulator.stats.acceptedOrder[taskUuid(low.id)]).toBeUndefined();
+  }, 30_000);
+});
+
+describe.skipIf(serverUrl === null)('fair upstream queue over two instances on one PostgreSQL database', () => {
+  let owner: TestGateway | undefined;
+  let other: TestGateway | undefined;
+  afterEach(async () => {
+    await other?.stop();
+    await owner?.stop();
+    owner = undefined;
+    other = undefined;
+  });
+
+  it('the budget holds across both: B overtakes 45 of A’s 50, never more than 3 in flight, each created once', async () => {
+    owner = await startGateway({ delays: HELD, simulatorConcurrencyLimit: 3, env: { UPSTREAM_MAX_IN_FLIGHT: '3' } });
+    other = await startGateway({
+      databaseUrl: owner.database.url!,
+      simulator: { instance: owner.simulator, url: owner.simulatorUrl },
+      env: { UPSTREAM_MAX_IN_FLIGHT: '3' },
+    });
+    const a = await createTenant(owner, 'A');
+    const b = await createTenant(owner, 'B');
+    const outcome = await burstThenOne({
+      urls: [owner.url, other.url],
+      simulator: owner.simulator,
+      a,
+      b,
+      limit: 3,
+      db: owner.database.db,
+    });
+    expect(outcome.bQueuePosition).toBe(1);
+    expect(owner.simulator.stats.concurrencyRefusals).toBe(0);
+  }, 120_000);
+});

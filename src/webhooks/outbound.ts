@@ -1,0 +1,80 @@
+import type { Db } from '../db/database.ts';
+import { createJobLoop } from '../jobs/loop.ts';
+import type { Logger } from '../logger.ts';
+import { createWebhookSender, pruneDeliveries } from './deliver.ts';
+import type { DeliverySettings } from './deliver.ts';
+import { createWebhookDispatcher } from './dispatch.ts';
+import type { TaskSerializer } from './dispatch.ts';
+
+const DISPATCH_BATCH = 500;
+const SEND_BATCH = 32;
+const PRUNE_BATCH = 5_000;
+
+export type OutboundWebhooks = {
+  start(): void;
+  /** Stops the loops and waits for the attempts in hand. */
+  stop(): Promise<void>;
+  /** New changes in the log: turn them into deliveries now. */
+  wakeDispatch(): void;
+  /** New deliveries queued (a redelivery, a test): send now. */
+  wakeSend(): void;
+};
+
+/**
+ * The outbound webhook jobs of a worker: the dispatcher (change log → deliveries), the sender
+ * (leased attempts on the retry schedule) and the pruning of old deliveries. Each loop also runs on
+ * its interval, so an instance that misses a wake-up, or restarts, picks up what is due.
+ */
+export function createOutboundWebhooks(deps: {
+  db: Db;
+  logger: Logger;
+  serializeTask: TaskSerializer;
+  settings: DeliverySettings;
+  retentionSeconds: number;
+  intervalMs: number;
+}): OutboundWebhooks {
+  const { db, logger } = deps;
+  const dispatch = createWebhookDispatcher({
+    db,
+    serializeTask: deps.serializeTask,
+    batchSize: DISPATCH_BATCH,
+    firstDelaySeconds: deps.settings.retryScheduleSeconds[0] ?? 0,
+  });
+  const sender = createJobLoop({
+    name: 'webhook-send',
+    tick: createWebhookSender({ db, logger, settings: deps.settings, batchSize: SEND_BATCH }),
+    batchSize: SEND_BATCH,
+    intervalMs: deps.intervalMs,
+    logger,
+  });
+  const dispatcher = createJobLoop({
+    name: 'webhook-dispatch',
+    tick: async () => {
+      const { changes, queued } = await dispatch();
+      if (queued > 0) sender.wake();
+      return changes;
+    },
+    batchSize: DISPATCH_BATCH,
+    intervalMs: deps.intervalMs,
+    logger,
+  });
+  const pruner = createJobLoop({
+    name: 'webhook-prune',
+    tick: () => pruneDeliveries(db, deps.retentionSeconds, PRUNE_BATCH),
+    batchSize: PRUNE_BATCH,
+    intervalMs: 60_000,
+    logger,
+  });
+  return {
+    start() {
+      dispatcher.start();
+      sender.start();
+      pruner.start();
+    },
+    async stop() {
+      await Promise.all([dispatcher.stop(), sender.stop(), pruner.stop()]);
+    },
+    wakeDispatch: dispatcher.wake,
+    wakeSend: sender.wake,
+  };
+}

@@ -1,3 +1,5 @@
+import { decodeGlobalID } from '@pothos/plugin-relay';
+import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTask, createTenant, TEXT_TO_VIDEO } from '../support/fixtures.ts';
@@ -278,6 +280,74 @@ describe('outbound webhooks', () => {
       expect(receiver.received).toHaveLength(0);
     } finally {
       await receiver.close();
+    }
+  });
+
+  it("keeps tenants apart: B's endpoint hears nothing of A's tasks and B lists none of A's endpoints", async () => {
+    const other = await createTenant(gateway, 'Other tenant');
+    const receiverA = await startWebhookReceiver();
+    const receiverB = await startWebhookReceiver();
+    try {
+      const endpointA = await createEndpoint(receiverA.url, ['TASK_SUCCEEDED']);
+      const endpointB = await createEndpoint(receiverB.url, ['TASK_UPDATED', 'TASK_SUCCEEDED'], other.apiKey);
+      const taskA = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+      const taskB = await createTask(gateway, other, TEXT_TO_VIDEO);
+      await receiverA.waitUntil((received) => received.some((r) => r.json.data.task.id === taskA.id));
+      await receiverB.waitUntil((received) => received.some((r) => r.json.type === 'task.succeeded' && r.json.data.task.id === taskB.id));
+      // B's task finished after A's was delivered to A; everything B heard is about B's own task.
+      expect(receiverB.received.every((r) => r.json.data.task.id === taskB.id)).toBe(true);
+      expect(receiverA.received.every((r) => r.json.data.task.id === taskA.id)).toBe(true);
+      const list = 'query { webhookEndpoints(first: 100) { edges { node { id } } } }';
+      const ids = (apiKey: string) =>
+        gateway
+          .graphql<{ webhookEndpoints: { edges: { node: { id: string } }[] } }>(list, {}, apiKey)
+          .then((response) => data(response, list).webhookEndpoints.edges.map((edge) => edge.node.id));
+      expect(await ids(other.apiKey)).toEqual([endpointB.endpoint.id]);
+      expect(await ids(tenant.apiKey)).toContain(endpointA.endpoint.id);
+      expect(await ids(tenant.apiKey)).not.toContain(endpointB.endpoint.id);
+    } finally {
+      await receiverA.close();
+      await receiverB.close();
+    }
+  });
+
+  it('disables an endpoint whose deliveries have failed for 5 days, with a reason, and queues nothing for it until enabled', async () => {
+    const failing = await startWebhookReceiver(() => 500);
+    const watcher = await startWebhookReceiver();
+    try {
+      const endpoint = await createEndpoint(failing.url, ['TASK_SUCCEEDED']);
+      const control = await createEndpoint(watcher.url, ['TASK_SUCCEEDED']);
+      // The endpoint has been failing for just over 5 days (the database's clock decides).
+      await gateway.database.db.execute(
+        sql`update webhook_endpoints set failing_since = now() - interval '5 days 1 minute' where id = ${decodeGlobalID(endpoint.endpoint.id).id}`,
+      );
+      const send = 'mutation ($id: ID!) { sendTestWebhook(endpointId: $id) { id } }';
+      data(await gateway.graphql(send, { id: endpoint.endpoint.id }, tenant.apiKey), send);
+      const query = 'query ($id: ID!) { node(id: $id) { ... on WebhookEndpoint { enabled disabledReason failingSince } } }';
+      const state = async () =>
+        data(
+          await gateway.graphql<{ node: { enabled: boolean; disabledReason: string | null; failingSince: string | null } }>(
+            query,
+            { id: endpoint.endpoint.id },
+            tenant.apiKey,
+          ),
+          query,
+        ).node;
+      await expect.poll(async () => (await state()).enabled).toBe(false);
+      expect((await state()).disabledReason).toMatch(/^every delivery failed since \d{4}-\d\d-\d\dT[\d:]+Z; last attempt: HTTP 500$/);
+      // A task finishing now reaches the control endpoint, and makes no delivery for the disabled one.
+      const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+      await watcher.waitUntil((received) => received.some((r) => r.json.data.task.id === task.id));
+      expect((await deliveries(endpoint.endpoint.id)).map((d) => d.eventType)).toEqual(['TASK_UPDATED']); // the test event only
+      expect(await deliveries(control.endpoint.id)).toHaveLength(1);
+      const update =
+        'mutation ($id: ID!) { updateWebhookEndpoint(input: { id: $id, enabled: true }) { enabled disabledReason failingSince } }';
+      expect(data(await gateway.graphql(update, { id: endpoint.endpoint.id }, tenant.apiKey), update)).toEqual({
+        updateWebhookEndpoint: { enabled: true, disabledReason: null, failingSince: null },
+      });
+    } finally {
+      await failing.close();
+      await watcher.close();
     }
   });
 });

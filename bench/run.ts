@@ -36,6 +36,7 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     latency: { connections: 1, warmupSeconds: 2, seconds: 8 },
     delivery: { subscribers: 1_000, rounds: 30, callbacks: 200 },
     memory: { subscriptions: 10_000 },
+    webhooks: { burst: 1_000, sequential: 200 },
   },
   quick: {
     mode: 'quick',
@@ -44,6 +45,7 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     latency: { connections: 1, warmupSeconds: 1, seconds: 3 },
     delivery: { subscribers: 300, rounds: 10, callbacks: 50 },
     memory: { subscriptions: 2_000 },
+    webhooks: { burst: 200, sequential: 50 },
   },
 };
 

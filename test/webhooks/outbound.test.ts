@@ -2,6 +2,7 @@ import { decodeGlobalID } from '@pothos/plugin-relay';
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
@@ -35,10 +36,16 @@ type Delivery = {
 
 let gateway: TestGateway;
 let tenant: TestTenant;
+/** Everything the gateway logs, at the most verbose level, and every secret it handed out. */
+const logLines: string[] = [];
+const secretsGiven = new Set<string>();
 
 beforeAll(async () => {
   // A compressed retry schedule: immediately, then 50 ms between attempts, five attempts in all.
-  gateway = await startGateway({ env: { WEBHOOK_RETRY_SCHEDULE: '0,0.05,0.05,0.05,0.05' } });
+  gateway = await startGateway({
+    env: { WEBHOOK_RETRY_SCHEDULE: '0,0.05,0.05,0.05,0.05' },
+    logger: createLogger('trace', { write: (line: string) => void logLines.push(line) }),
+  });
   tenant = await createTenant(gateway, 'Webhooks');
 });
 afterAll(async () => {
@@ -55,7 +62,9 @@ async function createEndpoint(url: string, events: string[], apiKey = tenant.api
     { input: { url, events, description: 'test receiver' } },
     apiKey,
   );
-  return data(result, CREATE_ENDPOINT).createWebhookEndpoint;
+  const created = data(result, CREATE_ENDPOINT).createWebhookEndpoint;
+  secretsGiven.add(created.secret);
+  return created;
 }
 
 async function deliveries(endpointId: string, apiKey = tenant.apiKey): Promise<Delivery[]> {
@@ -215,6 +224,7 @@ describe('outbound webhooks', () => {
       ).rotateWebhookSecret;
       expect(rotated.secret).toMatch(/^whsec_[A-Za-z0-9+/=]{32}$/);
       expect(rotated.secret).not.toBe(created.secret);
+      secretsGiven.add(rotated.secret);
       const send = 'mutation ($id: ID!) { sendTestWebhook(endpointId: $id) { eventId } }';
       const { eventId } = data(
         await gateway.graphql<{ sendTestWebhook: { eventId: string } }>(send, { id: created.endpoint.id }, tenant.apiKey),
@@ -349,5 +359,12 @@ describe('outbound webhooks', () => {
       await failing.close();
       await watcher.close();
     }
+  });
+
+  it('never writes a secret to a log line (every test above ran with the gateway logging at trace level)', () => {
+    expect(secretsGiven.size).toBeGreaterThan(5);
+    expect(logLines.length).toBeGreaterThan(10);
+    const leaks = logLines.filter((line) => line.includes('whsec_') || [...secretsGiven].some((secret) => line.includes(secret.slice(6))));
+    expect(leaks).toEqual([]);
   });
 });

@@ -108,8 +108,16 @@ async function record(db: Db, job: LeasedDelivery, at: Date, result: AttemptResu
   return status;
 }
 
-/** Leases due deliveries, sends them (signed), and records each attempt; resolves with how many it sent. */
-export function createWebhookSender(deps: { db: Db; logger: Logger; settings: DeliverySettings; batchSize: number }) {
+/** Leases due deliveries, sends them (signed), and records each attempt. */
+export function createWebhookSender(deps: {
+  db: Db;
+  logger: Logger;
+  settings: DeliverySettings;
+  batchSize: number;
+  maxInFlight: number;
+  /** An attempt finished while the last tick found too little room: lease again. */
+  onSettled?: () => void;
+}) {
   const { db, logger, settings } = deps;
   const leaseSeconds = Math.ceil(settings.timeoutMs / 1000) + 5;
 
@@ -146,10 +154,32 @@ export function createWebhookSender(deps: { db: Db; logger: Logger; settings: De
     }
   }
 
-  return async function tick(): Promise<number> {
-    const jobs = await lease(db, deps.batchSize, leaseSeconds);
-    await Promise.all(jobs.map(send));
-    return jobs.length;
+  // Attempts run beside the loop, up to `maxInFlight` at once: one slow receiver (up to the
+  // timeout) holds only its own attempts, not everyone else's.
+  const inFlight = new Set<Promise<void>>();
+  let full = false;
+  return {
+    /** Leases what is due, as far as there is room, and starts the attempts; resolves with how many. */
+    async tick(): Promise<number> {
+      const room = Math.min(deps.batchSize, deps.maxInFlight - inFlight.size);
+      full = room < deps.batchSize;
+      if (room <= 0) return 0;
+      const jobs = await lease(db, room, leaseSeconds);
+      for (const job of jobs) {
+        const attempt: Promise<void> = send(job)
+          .catch((error: unknown) => logger.warn({ err: error, deliveryId: job.id }, 'webhook attempt could not be recorded'))
+          .finally(() => {
+            inFlight.delete(attempt);
+            if (full) deps.onSettled?.();
+          });
+        inFlight.add(attempt);
+      }
+      return jobs.length;
+    },
+    /** Waits for the attempts in hand (shutdown). */
+    async drain(): Promise<void> {
+      while (inFlight.size > 0) await Promise.all(inFlight);
+    },
   };
 }
 

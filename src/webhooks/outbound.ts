@@ -8,6 +8,8 @@ import type { TaskSerializer } from './dispatch.ts';
 
 const DISPATCH_BATCH = 500;
 const SEND_BATCH = 32;
+/** Attempts in the air at once per instance. */
+const MAX_IN_FLIGHT = 128;
 const PRUNE_BATCH = 5_000;
 
 export type OutboundWebhooks = {
@@ -40,9 +42,17 @@ export function createOutboundWebhooks(deps: {
     batchSize: DISPATCH_BATCH,
     firstDelaySeconds: deps.settings.retryScheduleSeconds[0] ?? 0,
   });
+  const attempts = createWebhookSender({
+    db,
+    logger,
+    settings: deps.settings,
+    batchSize: SEND_BATCH,
+    maxInFlight: MAX_IN_FLIGHT,
+    onSettled: () => sender.wake(),
+  });
   const sender = createJobLoop({
     name: 'webhook-send',
-    tick: createWebhookSender({ db, logger, settings: deps.settings, batchSize: SEND_BATCH }),
+    tick: attempts.tick,
     batchSize: SEND_BATCH,
     intervalMs: deps.intervalMs,
     logger,
@@ -73,6 +83,7 @@ export function createOutboundWebhooks(deps: {
     },
     async stop() {
       await Promise.all([dispatcher.stop(), sender.stop(), pruner.stop()]);
+      await attempts.drain();
     },
     wakeDispatch: dispatcher.wake,
     wakeSend: sender.wake,

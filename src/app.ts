@@ -213,7 +213,7 @@ function createJobs(w: Wiring, core: Core) {
       resolve: w.webhookResolver,
     },
     retentionSeconds: config.webhooks.retentionSeconds,
-    intervalMs: config.reconcilerIntervalMs,
+    intervalMs: config.webhooks.pollMs,
   });
   w.wakeWebhookSender = outboundWebhooks.wakeSend;
   core.changeLog.listen(() => outboundWebhooks.wakeDispatch());

@@ -128,6 +128,7 @@ const environmentModel = z
       )
       .default([0, 5, 300, 1800, 7200, 18000, 36000, 36000]),
     WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    WEBHOOK_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     WEBHOOK_DISABLE_AFTER_HOURS: z.coerce
       .number()
       .min(0)
@@ -212,9 +213,9 @@ export type Config = {
   /**
    * Outbound webhooks: the seconds before each attempt (the first counted from the event, the
    * others from the attempt before), the request timeout, how long an endpoint may fail before it
-   * is disabled, and how long finished deliveries are kept.
+   * is disabled, how long finished deliveries are kept, and how often the jobs look without a wake-up.
    */
-  webhooks: { retryScheduleSeconds: number[]; timeoutMs: number; disableAfterSeconds: number; retentionSeconds: number };
+  webhooks: { retryScheduleSeconds: number[]; timeoutMs: number; disableAfterSeconds: number; retentionSeconds: number; pollMs: number };
   /** How long a resolved API key is trusted before the database is asked again (0 = always ask). */
   authCacheSeconds: number;
 };
@@ -311,6 +312,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
       disableAfterSeconds: Math.round(e.WEBHOOK_DISABLE_AFTER_HOURS * 3600),
       retentionSeconds: Math.round(e.WEBHOOK_DELIVERY_RETENTION_DAYS * 86_400),
+      pollMs: e.WEBHOOK_POLL_MS,
     },
   };
 }

@@ -117,6 +117,8 @@ export function createWebhookSender(deps: {
   maxInFlight: number;
   /** An attempt finished while the last tick found too little room: lease again. */
   onSettled?: () => void;
+  /** A failed attempt's retry is due in this many seconds. */
+  onRetry?: (delaySeconds: number) => void;
 }) {
   const { db, logger, settings } = deps;
   const leaseSeconds = Math.ceil(settings.timeoutMs / 1000) + 5;
@@ -137,6 +139,8 @@ export function createWebhookSender(deps: {
       resolve: settings.resolve,
     });
     const status = await record(db, job, at, result, settings);
+    const delay = settings.retryScheduleSeconds[job.schedule_attempts];
+    if (status === 'pending' && delay !== undefined) deps.onRetry?.(delay);
     // Never the URL's credentials nor the secret: ids, the outcome and the attempt number only.
     if (status !== 'succeeded') {
       logger.info(

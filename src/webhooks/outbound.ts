@@ -49,6 +49,12 @@ export function createOutboundWebhooks(deps: {
     batchSize: SEND_BATCH,
     maxInFlight: MAX_IN_FLIGHT,
     onSettled: () => sender.wake(),
+    // The instance that made an attempt wakes itself for the retry; the others find it by polling.
+    onRetry: (delaySeconds) => {
+      if (delaySeconds * 1000 >= deps.intervalMs) return;
+      const timer = setTimeout(() => sender.wake(), Math.ceil(delaySeconds * 1000) + 5);
+      timer.unref();
+    },
   });
   const sender = createJobLoop({
     name: 'webhook-send',

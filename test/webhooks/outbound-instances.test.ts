@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
-import { pruneDeliveries } from '../../src/webhooks/deliver.ts';
 import { serverUrl } from '../support/database.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
@@ -67,17 +66,5 @@ describe.skipIf(serverUrl === null)('outbound webhooks with two gateway instance
     } finally {
       await receiver.close();
     }
-  });
-
-  it('prunes finished deliveries older than the retention, and keeps pending ones', async () => {
-    const db = first.database.db;
-    await db.execute(sql`update webhook_deliveries set created_at = now() - interval '40 days'`);
-    await db.execute(sql`update webhook_deliveries set status = 'pending', next_attempt_at = now() + interval '1 day'
-                         where id = (select id from webhook_deliveries order by id limit 1)`);
-    const [before] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from webhook_deliveries`);
-    expect(before?.n).toBeGreaterThan(1);
-    expect(await pruneDeliveries(db, 30 * 86_400, 5_000)).toBe((before?.n ?? 0) - 1);
-    const left = await queryRows<{ status: string }>(db, sql`select status from webhook_deliveries`);
-    expect(left).toEqual([{ status: 'pending' }]);
   });
 });

@@ -2,7 +2,9 @@ import { decodeGlobalID } from '@pothos/plugin-relay';
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
+import { pruneDeliveries } from '../../src/webhooks/deliver.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
@@ -359,6 +361,22 @@ describe('outbound webhooks', () => {
       await failing.close();
       await watcher.close();
     }
+  });
+
+  it('prunes finished deliveries older than the retention, and keeps pending ones', async () => {
+    const db = gateway.database.db;
+    // Every delivery old and finished (those of receivers closed by earlier tests included), but one still pending.
+    await db.execute(
+      sql`update webhook_deliveries set created_at = now() - interval '40 days',
+            status = case when status = 'pending' then 'failed' else status end, next_attempt_at = null`,
+    );
+    await db.execute(sql`update webhook_deliveries set status = 'pending', next_attempt_at = now() + interval '1 day'
+                         where id = (select id from webhook_deliveries order by id limit 1)`);
+    const [before] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from webhook_deliveries`);
+    expect(before?.n).toBeGreaterThan(1);
+    expect(await pruneDeliveries(db, 30 * 86_400, 5_000)).toBe((before?.n ?? 0) - 1);
+    const left = await queryRows<{ status: string }>(db, sql`select status from webhook_deliveries`);
+    expect(left).toEqual([{ status: 'pending' }]);
   });
 
   it('never writes a secret to a log line (every test above ran with the gateway logging at trace level)', () => {

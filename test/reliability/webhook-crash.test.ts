@@ -6,7 +6,7 @@ import type { SQL } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectDatabase, queryRows } from '../../src/db/database.ts';
 import { createEmptyPostgresDatabase, serverUrl } from '../support/database.ts';
-import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
+import { freePort, spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
 import { startWebhookReceiver } from '../support/webhook-receiver.ts';
 import { CREATE, createTenantAt, gatewayProcessEnv, graphqlAt, startUpstream, waitFor } from './support.ts';
@@ -48,6 +48,12 @@ async function inspect<T>(store: Store, query: SQL): Promise<T[]> {
 
 const TASKS = 4;
 
+/** The URL a started gateway printed; PGlite starts slowly on a busy machine, so it gets a minute. */
+async function listening(gateway: GatewayProcess): Promise<string> {
+  const line = await gateway.waitForLine(/omni gateway listening/, 60_000);
+  return (JSON.parse(line) as { url: string }).url;
+}
+
 describe(`a gateway killed with webhook deliveries due (${serverUrl === null ? 'PGlite' : 'PostgreSQL'})`, () => {
   it('delivers every event after the restart, with one success each in the log', async () => {
     const store = await freshStore();
@@ -66,7 +72,7 @@ describe(`a gateway killed with webhook deliveries due (${serverUrl === null ? '
     };
     const first = spawnGateway(env);
     cleanups.push(() => first.kill('SIGKILL'));
-    const firstUrl = await listeningUrl(first);
+    const firstUrl = await listening(first);
     const tenant = await createTenantAt(firstUrl, 'Crash hooks');
     const created = await graphqlAt(
       firstUrl,
@@ -99,7 +105,7 @@ describe(`a gateway killed with webhook deliveries due (${serverUrl === null ? '
     up = true;
     const second: GatewayProcess = spawnGateway(env);
     cleanups.push(() => second.kill('SIGKILL'));
-    const secondUrl = await listeningUrl(second);
+    const secondUrl = await listening(second);
     const delivered = () => new Set(receiver.received.filter((r) => r.answered === 200).map((r) => String(r.headers['webhook-id'])));
     // Each task makes versions 1..n (task.updated each) and one task.succeeded. Done when the
     // receiver has a 2xx for each, and the log has recorded them all (an answer the gateway did not

@@ -7,6 +7,7 @@ import { createWebhookDispatcher } from './dispatch.ts';
 import type { TaskSerializer } from './dispatch.ts';
 
 const DISPATCH_BATCH = 500;
+const DISPATCH_GAP_MS = 50;
 const SEND_BATCH = 32;
 /** Attempts in the air at once per instance. */
 const MAX_IN_FLIGHT = 128;
@@ -21,6 +22,34 @@ export type OutboundWebhooks = {
   /** New deliveries queued (a redelivery, a test): send now. */
   wakeSend(): void;
 };
+
+/**
+ * `run` at most once per `gapMs`, however often called. Changes come in bursts: one dispatch per gap
+ * takes a whole burst in one read, instead of a transaction per commit competing with the commits
+ * themselves (PGlite has one connection).
+ */
+function throttled(run: () => void, gapMs: number): (() => void) & { cancel(): void } {
+  let last = 0;
+  let pending: NodeJS.Timeout | null = null;
+  const call = () => {
+    if (pending !== null) return;
+    pending = setTimeout(
+      () => {
+        pending = null;
+        last = performance.now();
+        run();
+      },
+      Math.max(0, gapMs - (performance.now() - last)),
+    );
+    pending.unref();
+  };
+  return Object.assign(call, {
+    cancel() {
+      if (pending !== null) clearTimeout(pending);
+      pending = null;
+    },
+  });
+}
 
 /**
  * The outbound webhook jobs of a worker: the dispatcher (change log → deliveries), the sender
@@ -81,6 +110,7 @@ export function createOutboundWebhooks(deps: {
     intervalMs: 60_000,
     logger,
   });
+  const wakeDispatch = throttled(() => dispatcher.wake(), DISPATCH_GAP_MS);
   return {
     start() {
       dispatcher.start();
@@ -88,10 +118,11 @@ export function createOutboundWebhooks(deps: {
       pruner.start();
     },
     async stop() {
+      wakeDispatch.cancel();
       await Promise.all([dispatcher.stop(), sender.stop(), pruner.stop()]);
       await attempts.drain();
     },
-    wakeDispatch: dispatcher.wake,
+    wakeDispatch,
     wakeSend: sender.wake,
   };
 }

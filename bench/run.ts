@@ -38,6 +38,7 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     memory: { subscriptions: 10_000 },
     ingest: { connections: 64, warmup: 2_000, callbacks: 20_000 },
     resume: { changes: 1_000 },
+    webhooks: { burst: 1_000, sequential: 200 },
   },
   quick: {
     mode: 'quick',
@@ -48,6 +49,7 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     memory: { subscriptions: 2_000 },
     ingest: { connections: 64, warmup: 500, callbacks: 3_000 },
     resume: { changes: 1_000 },
+    webhooks: { burst: 200, sequential: 50 },
   },
 };
 

@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { toGlobalId } from '../src/ids.ts';
 import { webhookToken } from '../src/webhooks/tokens.ts';
 import type { Seed, WatchableTask } from './support/database.ts';
@@ -26,6 +29,8 @@ export type Plan = {
   ingest: { connections: number; warmup: number; callbacks: number };
   /** Resume: changes made while a subscriber is away, then replayed to it. */
   resume: { changes: number };
+  /** Outbound webhooks: changes made at once (deliveries/s), then one at a time (latency). */
+  webhooks: { burst: number; sequential: number };
 };
 
 /** Probe rounds that may go by before every tenant-wide subscriber is registered, then warm-up rounds. */
@@ -958,6 +963,159 @@ const instances: Scenario = {
   },
 };
 
+// --- outbound webhooks --------------------------------------------------------------------------
+
+/** A loopback receiver that verifies every delivery (each endpoint its own path and secret) and reports its arrival. */
+async function startBenchReceiver(secrets: string[]) {
+  const arrivals = new Map<string, number>();
+  const waiters = new Map<string, (at: number) => void>();
+  let invalid = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const at = performance.now();
+      const body = Buffer.concat(chunks).toString('utf8');
+      res.writeHead(204).end();
+      const endpoint = Number((req.url ?? '').split('/').at(-1));
+      try {
+        const event = new Webhook(secrets[endpoint] ?? '').verify(body, req.headers as Record<string, string>) as {
+          data: { task: { id: string; status: string } | null };
+        };
+        if (event.data.task === null) return;
+        const key = `${endpoint}/${event.data.task.id}/${event.data.task.status}`;
+        arrivals.set(key, at);
+        waiters.get(key)?.(at);
+      } catch {
+        invalid += 1;
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: (endpoint: number) => `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/${endpoint}`,
+    invalid: () => invalid,
+    arrival(key: string, timeoutMs: number): Promise<number> {
+      const seen = arrivals.get(key);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no webhook for ${key} within ${timeoutMs} ms`)), timeoutMs);
+        waiters.set(key, (at) => {
+          clearTimeout(timer);
+          waiters.delete(key);
+          resolve(at);
+        });
+      });
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Endpoints of the tenant during the burst: each change makes one delivery to each. */
+const WEBHOOK_ENDPOINTS = 10;
+
+async function createBenchEndpoints(ctx: BenchContext, url: (endpoint: number) => string, secrets: string[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < WEBHOOK_ENDPOINTS; i += 1) {
+    const created = await checkedGraphql<{ createWebhookEndpoint: { secret: string; endpoint: { id: string } } }>(
+      ctx,
+      ctx.seed.watch.apiKey,
+      'mutation ($url: String!) { createWebhookEndpoint(input: { url: $url, events: [TASK_UPDATED] }) { secret endpoint { id } } }',
+      { url: url(i) },
+    );
+    secrets[i] = created.createWebhookEndpoint.secret;
+    ids.push(created.createWebhookEndpoint.endpoint.id);
+  }
+  return ids;
+}
+
+/** Changes `tasks` (16 callbacks at a time) and resolves once every endpoint received each; times from the first callback. */
+async function webhookBurst(ctx: BenchContext, receiver: Awaited<ReturnType<typeof startBenchReceiver>>, tasks: WatchableTask[]) {
+  const started = performance.now();
+  const all = Promise.all(
+    tasks.flatMap((task) =>
+      Array.from({ length: WEBHOOK_ENDPOINTS }, (_, i) => receiver.arrival(`${i}/${toGlobalId('OmniTask', task.id)}/PROCESSING`, 120_000)),
+    ),
+  );
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < tasks.length) await postProcessing(ctx, tasks[next++]!);
+    }),
+  );
+  const answeredAt = performance.now();
+  const lastArrival = Math.max(...(await all));
+  return {
+    deliveriesPerSecond: (tasks.length * WEBHOOK_ENDPOINTS) / ((lastArrival - started) / 1000),
+    changesPerSecond: tasks.length / ((answeredAt - started) / 1000),
+  };
+}
+
+const webhooks: Scenario = {
+  id: 'webhooks',
+  title: 'outbound webhooks: deliveries/s and change → delivery latency',
+  async run(ctx) {
+    const { burst, sequential } = ctx.plan.webhooks;
+    // Watch tasks past the per-task scenario's are untouched: each takes one change (→ PROCESSING).
+    const tasks = ctx.seed.watch.tasks.slice(ctx.plan.delivery.subscribers);
+    if (tasks.length < burst + sequential) throw new Error(`only ${tasks.length} spare tasks for ${burst + sequential} changes`);
+    const secrets: string[] = [];
+    const receiver = await startBenchReceiver(secrets);
+    try {
+      const endpointIds = await createBenchEndpoints(ctx, receiver.url, secrets);
+      ctx.log(`webhooks: ${burst} task changes (16 callbacks at a time) to ${WEBHOOK_ENDPOINTS} endpoints, until every delivery arrived`);
+      const rates = await ctx.window('webhooks.burst', () => webhookBurst(ctx, receiver, tasks.slice(0, burst)));
+
+      // One endpoint left: the latency of one change to one delivery.
+      for (const id of endpointIds.slice(1)) {
+        await checkedGraphql(
+          ctx,
+          ctx.seed.watch.apiKey,
+          'mutation ($id: ID!) { updateWebhookEndpoint(input: { id: $id, enabled: false }) { id } }',
+          {
+            id,
+          },
+        );
+      }
+      ctx.log(`webhooks: ${sequential} task changes one at a time, each until its delivery arrived`);
+      const added: number[] = [];
+      const callback: number[] = [];
+      await ctx.window('webhooks.latency', async () => {
+        for (const task of tasks.slice(burst, burst + sequential)) {
+          const arrival = receiver.arrival(`0/${toGlobalId('OmniTask', task.id)}/PROCESSING`, 10_000);
+          const t0 = performance.now();
+          await postProcessing(ctx, task);
+          const t1 = performance.now();
+          added.push((await arrival) - t1);
+          callback.push(t1 - t0);
+        }
+      });
+      if (receiver.invalid() > 0) throw new Error(`${receiver.invalid()} deliveries failed verification`);
+      const latency = percentiles(added);
+      const anchor = percentiles(callback);
+      return {
+        figures: [
+          figure({
+            id: 'webhooks.throughput',
+            figure: `webhook deliveries/s (${burst} changes × ${WEBHOOK_ENDPOINTS} endpoints)`,
+            metric: 'deliveries/s',
+            value: rates.deliveriesPerSecond,
+            anchor: 'changes/s the callbacks made meanwhile',
+            anchorValue: rates.changesPerSecond,
+            note: 'every delivery verified by the receiver',
+          }),
+          ...latencyFigures('webhooks.latency', 'change committed → webhook received', latency, 'the callback making the change', anchor, {
+            note: (which) => (which === 'p50' ? `${sequential} changes, one at a time, 1 endpoint` : undefined),
+          }),
+        ],
+        details: { burst, sequential, endpoints: WEBHOOK_ENDPOINTS, ...rates, addedLatencyMs: latency, callbackMs: anchor },
+      };
+    } finally {
+      await receiver.close();
+    }
+  },
+};
+
 // --- metrics ------------------------------------------------------------------------------------
 
 /** The bar for a /metrics scrape: flat in the number of tasks. */
@@ -1029,4 +1187,5 @@ export const SCENARIOS: Scenario[] = [
   metrics,
   create,
   dispatch,
+  webhooks,
 ];

@@ -36,6 +36,13 @@ import { createTaskService } from './tasks/tasks.ts';
 import { createDispatcher, watchRunTimes } from './tasks/dispatcher.ts';
 import { createWatchService } from './tasks/watch.ts';
 import { createTenantService } from './tenants/tenants.ts';
+import { schema } from './graphql/schema/index.ts';
+import { createTaskSerializer } from './graphql/task-payload.ts';
+import { createWebhookEndpointService } from './webhooks/endpoints.ts';
+import { systemResolver } from './webhooks/outbound-address.ts';
+import type { HostResolver } from './webhooks/outbound-address.ts';
+import { createOutboundWebhooks } from './webhooks/outbound.ts';
+import type { OutboundWebhooks } from './webhooks/outbound.ts';
 import { createWebhookReceiver, isWebhookPath } from './webhooks/receiver.ts';
 import { webhookToken } from './webhooks/tokens.ts';
 
@@ -51,6 +58,8 @@ export type AppDeps = {
   /** PERSISTED_OPERATIONS_FILE as read by main: only these operations run. */
   persistedOperations?: ReadonlyMap<string, string> | null;
   clock?: Clock;
+  /** How outbound webhook hosts are resolved (tests inject one to change a DNS answer). */
+  webhookResolver?: HostResolver;
 };
 
 export type App = {
@@ -69,6 +78,8 @@ export type App = {
   readonly reconciler: Reconciler | null;
   /** The video archiver of this instance; null when ROLE=api or VIDEO_STORE=none. */
   readonly archiver: Archiver | null;
+  /** The outbound webhook jobs of this instance; null when ROLE=api. */
+  readonly outboundWebhooks: OutboundWebhooks | null;
   /** PUBLIC_BASE_URL, or the bound address once started. */
   publicBaseUrl(): string;
 };
@@ -81,6 +92,9 @@ type Wiring = Required<Pick<AppDeps, 'config' | 'database' | 'logger' | 'upstrea
   webhookSecret: string;
   store: VideoStore | null;
   publicBaseUrl: () => string;
+  webhookResolver: HostResolver;
+  /** Wakes this instance's webhook sender (set once the jobs exist; a no-op on ROLE=api). */
+  wakeWebhookSender: () => void;
 };
 
 /** The services the API and the jobs share: tenants and keys, metering, the task state machine and tasks, live updates. */
@@ -130,11 +144,18 @@ async function createCore(w: Wiring) {
     logger,
     maxPerTenant: config.maxSubscriptions.perTenant,
   });
+  const webhooks = createWebhookEndpointService({
+    db: database.db,
+    allowPrivateUrls: config.allowPrivateUrls,
+    resolve: w.webhookResolver,
+    onQueued: () => w.wakeWebhookSender(),
+  });
   const services: Services = {
     tenants,
     tasks,
     metering,
     watch,
+    webhooks,
     rateLimits,
     async videoUrl(video) {
       if (!video.archive || store === null) return video.upstreamUrl;
@@ -155,7 +176,7 @@ type Core = Awaited<ReturnType<typeof createCore>>;
 /** The background jobs of ROLE=worker and ROLE=all: the reconciler, and the archiver when videos are stored. */
 function createJobs(w: Wiring, core: Core) {
   const { config, database, logger, metrics, store } = w;
-  if (config.role === 'api') return { reconciler: null, archiver: null, pruner: null, dispatcher: null };
+  if (config.role === 'api') return { reconciler: null, archiver: null, pruner: null, dispatcher: null, outboundWebhooks: null };
   const dispatcher = createDispatcher({ tasks: core.tasks, changes: core.changeLog, intervalMs: config.reconcilerIntervalMs, logger });
   const pruner = createJobLoop({
     name: 'change-log-prune',
@@ -189,7 +210,23 @@ function createJobs(w: Wiring, core: Core) {
           allowPrivateUrls: config.allowPrivateUrls,
           onOutcome: (outcome) => metrics.archiveJob(outcome),
         });
-  return { reconciler, archiver, pruner, dispatcher };
+  const outboundWebhooks = createOutboundWebhooks({
+    db: database.db,
+    logger,
+    serializeTask: createTaskSerializer({ schema, services: core.services, logger }),
+    settings: {
+      retryScheduleSeconds: config.webhooks.retryScheduleSeconds,
+      timeoutMs: config.webhooks.timeoutMs,
+      disableAfterSeconds: config.webhooks.disableAfterSeconds,
+      allowPrivateUrls: config.allowPrivateUrls,
+      resolve: w.webhookResolver,
+    },
+    retentionSeconds: config.webhooks.retentionSeconds,
+    intervalMs: config.webhooks.pollMs,
+  });
+  w.wakeWebhookSender = outboundWebhooks.wakeSend;
+  core.changeLog.listen(() => outboundWebhooks.wakeDispatch());
+  return { reconciler, archiver, pruner, dispatcher, outboundWebhooks };
 }
 
 /** GraphQL over HTTP, SSE and WebSocket, and the HTTP routes beside it. */
@@ -275,10 +312,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
     persistedOperations: deps.persistedOperations ?? null,
     webhookSecret,
     publicBaseUrl,
+    webhookResolver: deps.webhookResolver ?? systemResolver,
+    wakeWebhookSender: () => {},
     store: deps.store === undefined ? storeFromConfig(config.videoStore, { publicBaseUrl, secret: webhookSecret }) : deps.store,
   };
   const core = await createCore(wiring);
-  const { reconciler, archiver, pruner, dispatcher } = createJobs(wiring, core);
+  const { reconciler, archiver, pruner, dispatcher, outboundWebhooks } = createJobs(wiring, core);
   const { yoga, sockets, server } = createHttp(wiring, core, () => draining);
   const localVideoDir = config.videoStore.kind === 'local' ? config.videoStore.dir : null;
 
@@ -288,6 +327,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     metrics: wiring.metrics,
     reconciler,
     archiver,
+    outboundWebhooks,
     publicBaseUrl,
     async start() {
       boundUrl = await listen(server, config.port, config.host);
@@ -300,6 +340,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
         if (swept > 0) logger.info({ swept }, 'removed partial video writes left by a crash');
       }
       archiver?.start();
+      outboundWebhooks?.start();
       return { url: boundUrl };
     },
     async stop() {
@@ -314,6 +355,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
             archiver?.stop(),
             pruner?.stop(),
             dispatcher?.stop(),
+            outboundWebhooks?.stop(),
             // Creates that passes of this instance (its own creates' passes included) sent in the background.
             core.tasks.drainDispatches(),
             core.sessions.stop(),

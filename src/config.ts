@@ -112,6 +112,28 @@ const environmentModel = z
     METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     MAX_INFLIGHT_BODY_BYTES: z.coerce.number().int().min(1024).optional(),
     AUTH_CACHE_SECONDS: z.coerce.number().min(0).max(300).default(5),
+    WEBHOOK_RETRY_SCHEDULE: z
+      .string()
+      .transform((value) => value.split(',').map((part) => Number(part.trim())))
+      .pipe(
+        z
+          .array(
+            z
+              .number()
+              .min(0, 'must be seconds, 0 or more')
+              .max(7 * 24 * 3600, 'must be at most a week'),
+          )
+          .min(1)
+          .max(50),
+      )
+      .default([0, 5, 300, 1800, 7200, 18000, 36000, 36000]),
+    WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    WEBHOOK_POLL_MS: z.coerce.number().int().min(10).default(1_000),
+    WEBHOOK_DISABLE_AFTER_HOURS: z.coerce
+      .number()
+      .min(0)
+      .default(5 * 24),
+    WEBHOOK_DELIVERY_RETENTION_DAYS: z.coerce.number().min(0).default(30),
     PENDING_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
     UPSTREAM_MAX_IN_FLIGHT: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(100_000).default(10),
   })
@@ -189,6 +211,12 @@ export type Config = {
   metricsToken: string | null;
   /** Request-body bytes being read at once across all /graphql requests of the instance (503 beyond). */
   maxInflightBodyBytes: number;
+  /**
+   * Outbound webhooks: the seconds before each attempt (the first counted from the event, the
+   * others from the attempt before), the request timeout, how long an endpoint may fail before it
+   * is disabled, how long finished deliveries are kept, and how often the jobs look without a wake-up.
+   */
+  webhooks: { retryScheduleSeconds: number[]; timeoutMs: number; disableAfterSeconds: number; retentionSeconds: number; pollMs: number };
   /** How long a resolved API key is trusted before the database is asked again (0 = always ask). */
   authCacheSeconds: number;
   /** Tasks kept accepted-and-unfinished at the upstream at once, across all instances. */
@@ -283,5 +311,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     changeLog: { pollMs: e.CHANGE_LOG_POLL_MS, retentionSeconds: Math.round(e.CHANGE_LOG_RETENTION_HOURS * 3600) },
     maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES ?? 2 * e.MAX_REQUEST_BYTES,
     prices: e.PRICE_TABLE ?? DEFAULT_PRICES,
+    webhooks: {
+      retryScheduleSeconds: e.WEBHOOK_RETRY_SCHEDULE,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      disableAfterSeconds: Math.round(e.WEBHOOK_DISABLE_AFTER_HOURS * 3600),
+      retentionSeconds: Math.round(e.WEBHOOK_DELIVERY_RETENTION_DAYS * 86_400),
+      pollMs: e.WEBHOOK_POLL_MS,
+    },
   };
 }

@@ -21,6 +21,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
           '*.token',
           'base64',
           '*.base64',
+          'secret',
+          '*.secret',
         ],
         censor: '[redacted]',
       },

@@ -345,3 +345,73 @@ export const videoArchives = pgTable(
     index('video_archives_next_attempt_idx').on(table.nextAttemptAt).where(sql`${table.status} = 'pending'`),
   ],
 );
+
+/**
+ * A tenant's outbound webhook endpoint (Standard Webhooks). `secret` signs every delivery; after
+ * a rotation `previousSecret` signs beside it until `previousSecretExpiresAt`. Secrets are needed
+ * in the clear to sign, so they are stored as they are, and never logged nor returned after
+ * creation or rotation.
+ */
+export const webhookEndpoints = pgTable(
+  'webhook_endpoints',
+  {
+    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    /** WebhookEventType names this endpoint receives. */
+    events: text('events').array().notNull(),
+    description: text('description'),
+    enabled: boolean('enabled').notNull().default(true),
+    disabledReason: text('disabled_reason'),
+    secret: text('secret').notNull(),
+    previousSecret: text('previous_secret'),
+    previousSecretExpiresAt: timestamp('previous_secret_expires_at', { withTimezone: true, precision: 3 }),
+    /** The first failed attempt since the last success; null while deliveries succeed. */
+    failingSince: timestamp('failing_since', { withTimezone: true, precision: 3 }),
+    ...timestamps,
+  },
+  (table) => [index('webhook_endpoints_tenant_created_idx').on(table.tenantId, table.createdAt, table.id)],
+);
+
+export type WebhookAttemptRecord = { at: string; httpStatus: number | null; durationMs: number | null; error: string | null };
+
+/**
+ * One event for one endpoint: the exact body signed and sent, and every attempt. Unique per
+ * (endpoint, event id), so the change log turned into deliveries twice still makes one each.
+ * Leased like the archive jobs: a pending delivery whose `next_attempt_at` is due is taken with
+ * FOR UPDATE SKIP LOCKED and pushed forward by the lease, so one instance makes each attempt.
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    endpointId: uuid('endpoint_id')
+      .notNull()
+      .references(() => webhookEndpoints.id, { onDelete: 'cascade' }),
+    /** The `webhook-id` header: the same for every attempt and redelivery of this event. */
+    eventId: text('event_id').notNull(),
+    eventType: text('event_type').notNull(),
+    /** The JSON body, byte for byte as signed. */
+    body: text('body').notNull(),
+    status: text('status', { enum: ['pending', 'succeeded', 'failed'] })
+      .notNull()
+      .default('pending'),
+    /** Attempts made in the current run of the schedule (a redelivery starts a new run). */
+    scheduleAttempts: integer('schedule_attempts').notNull().default(0),
+    attempts: jsonb('attempts').$type<WebhookAttemptRecord[]>().notNull().default([]),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, precision: 3 }),
+    ...timestamps,
+  },
+  (table) => [
+    uniqueIndex('webhook_deliveries_endpoint_event_unique').on(table.endpointId, table.eventId),
+    index('webhook_deliveries_endpoint_created_idx').on(table.endpointId, table.createdAt, table.id),
+    index('webhook_deliveries_tenant_id_idx').on(table.tenantId),
+    index('webhook_deliveries_next_attempt_idx').on(table.nextAttemptAt).where(sql`${table.status} = 'pending'`),
+    index('webhook_deliveries_created_idx').on(table.createdAt),
+  ],
+);

@@ -8,7 +8,7 @@ import { isUuid } from '../ids.ts';
 import type { GraphQLContext, TenantContext } from './context.ts';
 
 /** The node types `node(id:)` loads; each registers a loadOne that applies the caller's scope. */
-const LOADABLE_NODES = new Set(['OmniTask', 'Tenant', 'ApiKey']);
+const LOADABLE_NODES = new Set(['OmniTask', 'Tenant', 'ApiKey', 'WebhookEndpoint', 'WebhookDelivery']);
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;

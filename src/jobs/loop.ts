@@ -4,6 +4,8 @@ export type JobLoop = {
   start(): void;
   /** Stops scheduling and waits for the tick in progress, so jobs in hand are finished. */
   stop(): Promise<void>;
+  /** Runs a tick now (or once more right after the one in progress): there is new work. */
+  wake(): void;
 };
 
 /**
@@ -20,11 +22,13 @@ export function createJobLoop(options: {
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<number> | null = null;
   let stopped = true;
+  let woken = false;
 
   function schedule(delayMs: number): void {
     if (stopped) return;
     timer = setTimeout(() => {
       timer = null;
+      woken = false;
       running = options
         .tick()
         .catch((error: unknown) => {
@@ -34,7 +38,7 @@ export function createJobLoop(options: {
         .finally(() => {
           running = null;
         });
-      void running.then((handled) => schedule(handled >= options.batchSize ? 0 : options.intervalMs));
+      void running.then((handled) => schedule(handled >= options.batchSize || woken ? 0 : options.intervalMs));
     }, delayMs);
   }
 
@@ -42,6 +46,16 @@ export function createJobLoop(options: {
     start() {
       if (!stopped) return;
       stopped = false;
+      schedule(0);
+    },
+    wake() {
+      if (stopped) return;
+      if (running !== null) {
+        woken = true;
+        return;
+      }
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
       schedule(0);
     },
     async stop() {

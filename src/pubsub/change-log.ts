@@ -127,8 +127,15 @@ function toChange(row: ChangeRow): LoggedChange {
 const XMIN = sql`pg_snapshot_xmin(pg_current_snapshot())::text::bigint`;
 const PRUNED_THROUGH = 'change_log_pruned_through';
 
-/** The readable changes after `after`, in log order, and whether newer changes wait on older transactions. */
-async function readAfter(db: Executor, after: ChangePosition, limit: number): Promise<{ changes: LoggedChange[]; waiting: boolean }> {
+/**
+ * The readable changes after `after`, in log order, and whether newer changes wait on older
+ * transactions. Exported for readers that keep their own position in the database (webhooks).
+ */
+export async function readChangesAfter(
+  db: Executor,
+  after: ChangePosition,
+  limit: number,
+): Promise<{ changes: LoggedChange[]; waiting: boolean }> {
   const [row] = await queryRows<{ waiting: boolean; changes: ChangeRow[] | string }>(
     db,
     sql`select
@@ -246,7 +253,7 @@ function createTail(db: Db, logger: Logger, start: ChangePosition, options: Requ
   async function drain(): Promise<void> {
     do {
       again = false;
-      const { changes, waiting } = await readAfter(db, head, options.batchSize);
+      const { changes, waiting } = await readChangesAfter(db, head, options.batchSize);
       const last = changes.at(-1);
       if (last !== undefined) {
         head = last.position;

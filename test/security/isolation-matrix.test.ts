@@ -9,6 +9,7 @@ import { introspect, named, possibleTypes, required, rootFields } from '../suppo
 import type { Field, RootKind, SchemaModel, TypeRef } from '../support/schema-model.ts';
 import { Collector, wsClient } from '../support/subscriptions.ts';
 import type { Received } from '../support/subscriptions.ts';
+import { startWebhookReceiver } from '../support/webhook-receiver.ts';
 import { NO_RATE_LIMITS } from './load.ts';
 
 /** DESIGN.md §4 and §9.3: the operations of the admin scope. */
@@ -104,6 +105,34 @@ let b: TestTenant;
 const idsOfA: Record<string, string> = {};
 /** A's second API key, whose id B tries to revoke. */
 let secondKeyOfA: string;
+let receiverOfA: Awaited<ReturnType<typeof startWebhookReceiver>>;
+
+/**
+ * A's webhook endpoint and one delivery of it, made again whenever A's own probe deleted them (the
+ * positive control of deleteWebhookEndpoint), so each probe finds them.
+ */
+async function ensureWebhookIdsOfA(): Promise<void> {
+  const probe = 'query ($id: ID!) { node(id: $id) { id } }';
+  if (idsOfA.WebhookEndpoint !== undefined) {
+    const found = expectData(
+      await gateway.graphql<{ node: { id: string } | null }>(probe, { id: idsOfA.WebhookEndpoint }, a.apiKey),
+      probe,
+    );
+    if (found.node !== null) return;
+  }
+  const create = 'mutation ($url: String!) { createWebhookEndpoint(input: { url: $url, events: [TASK_UPDATED] }) { endpoint { id } } }';
+  const endpoint = expectData(
+    await gateway.graphql<{ createWebhookEndpoint: { endpoint: { id: string } } }>(create, { url: receiverOfA.url }, a.apiKey),
+    create,
+  ).createWebhookEndpoint.endpoint;
+  const send = 'mutation ($id: ID!) { sendTestWebhook(endpointId: $id) { id } }';
+  const delivery = expectData(
+    await gateway.graphql<{ sendTestWebhook: { id: string } }>(send, { id: endpoint.id }, a.apiKey),
+    send,
+  ).sendTestWebhook;
+  idsOfA.WebhookEndpoint = endpoint.id;
+  idsOfA.WebhookDelivery = delivery.id;
+}
 
 beforeAll(async () => {
   // A budget of 10: the scheduling test below fills it to make a task of A wait.
@@ -128,9 +157,12 @@ beforeAll(async () => {
   idsOfA.OmniTask = task.id;
   idsOfA.Tenant = a.id;
   idsOfA.ApiKey = key.id;
+  receiverOfA = await startWebhookReceiver();
+  await ensureWebhookIdsOfA();
 });
 afterAll(async () => {
   await gateway?.stop();
+  await receiverOfA?.close();
 });
 
 const unknownLike = (id: string) => encodeGlobalID(decodeGlobalID(id).typename, randomUUID());
@@ -182,12 +214,19 @@ describe('tenant isolation over every root field with ID arguments', () => {
         'Mutation.refreshOmniTask',
         'Subscription.omniTaskUpdated',
         'Mutation.createApiKey',
+        'Query.webhookDeliveries',
+        'Mutation.updateWebhookEndpoint',
+        'Mutation.deleteWebhookEndpoint',
+        'Mutation.rotateWebhookSecret',
+        'Mutation.sendTestWebhook',
+        'Mutation.redeliverWebhook',
       ]),
     );
     expect(all.map(key)).toEqual(expect.arrayContaining(ADMIN_FIELDS));
 
     const covered = new Set<string>();
     for (const probe of withIds) {
+      await ensureWebhookIdsOfA();
       const name = key(probe);
       const admin = ADMIN_FIELDS.includes(name);
       let aSeesMore = false;

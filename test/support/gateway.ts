@@ -15,6 +15,7 @@ import { connectPostgres } from '../../src/db/database.ts';
 import { createTestDatabase } from './database.ts';
 import type { TestDatabase } from './database.ts';
 import type { Clock } from '../../src/clock.ts';
+import type { HostResolver } from '../../src/webhooks/outbound-address.ts';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
 
@@ -65,6 +66,8 @@ export type GatewayOptions = {
   simulator?: { instance: Simulator; url: string };
   /** The simulator's account-wide concurrency limit (1303 beyond it); unset: none. */
   simulatorConcurrencyLimit?: number;
+  /** How outbound webhook hosts resolve (a test changes the answer to check the delivery-time address rule). */
+  webhookResolver?: HostResolver;
 };
 
 /** A gateway on port 0 with a fresh database and its own upstream simulator on loopback. */
@@ -127,6 +130,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     metrics,
     persistedOperations: config.persistedOperationsFile === null ? null : readPersistedOperations(config.persistedOperationsFile),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.webhookResolver === undefined ? {} : { webhookResolver: options.webhookResolver }),
   });
   const { url } = await app.start();
   return {

@@ -7,3 +7,4 @@ import './tenant.ts';
 
 export const schema = builder.toSchema();
 import './omni-task.ts';
+import './webhook.ts';

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
@@ -11,7 +11,7 @@ import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 
 const WATCH = 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status version } }';
 
-describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL database', () => {
+describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL database', POSTGRES_ONLY, () => {
   let first: TestGateway;
   let second: TestGateway;
   let tenant: TestTenant;

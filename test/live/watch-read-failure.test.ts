@@ -3,7 +3,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { createTaskStateMachine } from '../../src/tasks/state.ts';
-import { createTestDatabase, serverUrl } from '../support/database.ts';
+import { createTestDatabase, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
@@ -23,7 +23,7 @@ const WATCH = `subscription ($id: ID) { omniTaskUpdated(id: $id) { id status ver
 // The test moves a task's state and nothing else: no usage, no archive.
 const taskState = createTaskStateMachine({ finalStateHooks: { onSucceeded: [], onFailed: [] } });
 
-describe.skipIf(serverUrl === null)('a read of the change log that fails after the last change', () => {
+describe.skipIf(serverUrl === null)('a read of the change log that fails after the last change', POSTGRES_ONLY, () => {
   let base: TestDatabase;
   let admin: postgres.Sql;
   let gateway: TestGateway;

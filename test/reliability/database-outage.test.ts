@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
@@ -79,7 +79,7 @@ function finalOf(collector: Collector): string | undefined {
   return (collector.items.at(-1)?.data?.omniTaskUpdated as { status: string } | undefined)?.status;
 }
 
-describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (private cluster)', () => {
+describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (private cluster)', POSTGRES_ONLY, () => {
   it('readyz says so, mutations get a clear retryable error, nothing accepted is lost, subscribers see final states', async () => {
     const cluster = await privateCluster();
     // Tasks created just before the outage finish upstream while the database is down.

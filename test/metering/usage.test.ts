@@ -1,4 +1,5 @@
 import { eq, sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { omniTasks } from '../../src/db/schema.ts';
@@ -14,7 +15,9 @@ import {
   TEXT_TO_VIDEO,
   taskUuid,
 } from '../support/fixtures.ts';
-import type { TaskView } from '../support/fixtures.ts';
+import type { CreateResult, TaskView } from '../support/fixtures.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
+import { waitFor } from '../reliability/support.ts';
 import { ADMIN_KEY, expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 
@@ -179,6 +182,38 @@ describe('quota edges with odd durations and limits', () => {
     // Another key is a new task, which the limit refuses.
     expect((await createVideo(gateway, tenant, { ...input, idempotencyKey: 'another' })).__typename).toBe('QuotaExceededError');
   });
+
+  it.skipIf(serverUrl === null)(
+    'two creates with one key, both queued behind the tenant lock at a limit of 1, both get the one task (PostgreSQL)',
+    POSTGRES_ONLY,
+    async () => {
+      const tenant = await createTenant(gateway, 'Queued', { maxConcurrentTasks: 1 });
+      const input = { ...TEXT_TO_VIDEO, idempotencyKey: 'queued' };
+      // The test holds the tenant's row lock, so both creates pass their first look for the key
+      // (nothing yet) and wait; the second to get the lock must find the first one's task under it.
+      const holder = postgres(gateway.database.url ?? '', { max: 1, onnotice: () => {} });
+      const observer = postgres(gateway.database.url ?? '', { max: 1, onnotice: () => {} });
+      try {
+        let pending: Promise<CreateResult[]> = Promise.resolve([]);
+        await holder.begin(async (tx) => {
+          await tx`select id from tenants where id = ${taskUuid(tenant.id)} for update`;
+          pending = Promise.all([createVideo(gateway, tenant, input), createVideo(gateway, tenant, input)]);
+          await waitFor('both creates to wait for the tenant lock', async () => {
+            const [row] = await observer`select count(*)::int as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`;
+            return Number(row?.n) >= 2;
+          });
+        });
+        const results = await pending;
+        expect(results.map((result) => result.__typename)).toEqual(['CreateOmniVideoSuccess', 'CreateOmniVideoSuccess']);
+        const ids = results.map((result) => (result.__typename === 'CreateOmniVideoSuccess' ? result.task.id : null));
+        expect(ids[0]).toBe(ids[1]);
+      } finally {
+        await holder.end();
+        await observer.end();
+      }
+    },
+  );
 
   it('ten concurrent creates with one idempotency key under a limit of 1 all get the one task', async () => {
     const tenant = await createTenant(gateway, 'Crowd', { maxConcurrentTasks: 1 });

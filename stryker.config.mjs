@@ -31,6 +31,8 @@ export default {
   // Two test runners on a two-core machine; tests start gateways and databases, so give them time.
   concurrency: 2,
   timeoutMS: 20_000,
+  // The first, instrumented run of every selected test file; ~5 min on two busy cores.
+  dryRunTimeoutMinutes: 30,
   timeoutFactor: 2,
   tempDirName: '.stryker-tmp',
   // Stryker rewrites the tsconfig it copies into its sandbox with TypeScript's JavaScript API, which

@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { omniTasks } from '../../src/db/schema.ts';
 import { createMeteringService } from '../../src/metering/metering.ts';
+import { manualClock } from '../../src/clock.ts';
+import { InvalidInputError } from '../../src/errors.ts';
 import type { TaskRow, Transition } from '../../src/tasks/state.ts';
 import {
   callbackBody,
@@ -222,6 +224,70 @@ describe('quota edges with odd durations and limits', () => {
     expect(results.map((result) => result.__typename)).toEqual(results.map(() => 'CreateOmniVideoSuccess'));
     const ids = results.map((result) => (result.__typename === 'CreateOmniVideoSuccess' ? result.task.id : null));
     expect(new Set(ids).size).toBe(1);
+  });
+});
+
+describe('the metering service', () => {
+  it('counts the calendar month of its clock in UTC, across a year end, and refuses a range that ends before it starts', () => {
+    const clock = manualClock(Date.UTC(2026, 11, 31, 23, 59, 59));
+    const metering = createMeteringService({ db: gateway.database.db, prices: gateway.config.prices, clock });
+    expect(metering.currentMonth()).toEqual({ from: new Date('2026-12-01T00:00:00Z'), to: new Date('2027-01-01T00:00:00Z') });
+    expect(metering.usageRange({})).toEqual(metering.currentMonth());
+    // From a given instant: up to now, not to the month's end.
+    expect(metering.usageRange({ from: new Date('2026-06-01T00:00:00Z') })).toEqual({
+      from: new Date('2026-06-01T00:00:00Z'),
+      to: new Date(clock.now()),
+    });
+    expect(metering.usageRange({ to: new Date('2026-12-10T00:00:00Z') })).toEqual({
+      from: new Date('2026-12-01T00:00:00Z'),
+      to: new Date('2026-12-10T00:00:00Z'),
+    });
+    const same = new Date('2026-12-05T00:00:00Z');
+    expect(() => metering.usageRange({ from: same, to: same })).toThrow(InvalidInputError);
+    clock.set(Date.UTC(2027, 0, 1));
+    expect(metering.currentMonth()).toEqual({ from: new Date('2027-01-01T00:00:00Z'), to: new Date('2027-02-01T00:00:00Z') });
+  });
+
+  it('meters a success by its result videos, else the requested duration, else the 10 s cap, at the rate of its mode and input', async () => {
+    const tenant = await createTenant(gateway, 'Seconds');
+    const metering = createMeteringService({ db: gateway.database.db, prices: gateway.config.prices });
+    const cases: { input: Record<string, unknown>; durations: (number | null)[]; expected: Record<string, unknown> }[] = [
+      { input: TEXT_TO_VIDEO, durations: [3, 4], expected: { video_seconds: 7, seconds_source: 'result', units: 4.2 } },
+      { input: TEXT_TO_VIDEO, durations: [5, null], expected: { video_seconds: 5, seconds_source: 'requested', units: 3 } },
+      {
+        input: { ...TEXT_TO_VIDEO, mode: 'PRO', durationSeconds: 10 },
+        durations: [0],
+        expected: { video_seconds: 10, seconds_source: 'requested', units: 8 },
+      },
+      { input: { ...TEXT_TO_VIDEO, mode: 'PRO' }, durations: [], expected: { video_seconds: 5, seconds_source: 'requested', units: 4 } },
+      {
+        input: { prompt: 'Edit', mode: 'PRO', referenceVideos: [{ url: 'https://videos.example/base.mp4', referType: 'BASE' }] },
+        durations: [],
+        expected: { video_seconds: 10, seconds_source: 'assumed_max', units: 12 },
+      },
+      {
+        input: { prompt: 'Edit', mode: 'STD', referenceVideos: [{ url: 'https://videos.example/base.mp4', referType: 'BASE' }] },
+        durations: [6],
+        expected: { video_seconds: 6, seconds_source: 'result', units: 5.4 },
+      },
+    ];
+    for (const { input, durations, expected } of cases) {
+      const view = await createTask(gateway, tenant, input);
+      const [row] = await gateway.database.db
+        .select()
+        .from(omniTasks)
+        .where(eq(omniTasks.id, taskUuid(view.id)));
+      if (row === undefined) throw new Error('the task is not stored');
+      const videos = durations.map((durationSeconds, i) => ({ id: `v${i}`, upstreamUrl: `https://cdn.example/${i}.mp4`, durationSeconds }));
+      await gateway.database.db.transaction((tx) =>
+        metering.recordUsage(tx, { ...row, status: 'SUCCEEDED', videos }, { status: 'SUCCEEDED', source: 'test', upstreamUnits: '9' }),
+      );
+      const rows = await queryRows(
+        gateway.database.db,
+        sql`select kind, video_seconds, seconds_source, units::float8 as units, upstream_units from usage_events where task_id = ${row.id}`,
+      );
+      expect(rows, JSON.stringify(input)).toEqual([{ kind: 'video', ...expected, upstream_units: '9' }]);
+    }
   });
 });
 

@@ -3,7 +3,7 @@
  * Mutation testing (`npm run mutate`) of the modules that hold money, tenancy, keys and state.
  * The report: reports/mutation/index.html. Incremental: results are kept in
  * reports/stryker-incremental.json (git-ignored, local to a checkout), so a rerun tests only the
- * mutants whose code or covering tests changed. Not part of CI. See docs/operations.md#mutation-testing.
+ * mutants whose code or covering tests changed. Not part of CI. See "Mutation testing" in README.md.
  * @type {import('@stryker-mutator/api/core').PartialStrykerOptions}
  */
 export default {

@@ -5,9 +5,10 @@ import base from './vitest.config.ts';
  * The test files `npm run mutate` (StrykerJS, stryker.config.mjs) runs against each mutant: the
  * whole suite but the files that cannot see a mutant, because the code they test runs in child
  * processes (coverage and the active mutant live in the test's own process) or in a browser, or
- * that test only the simulator and the upstream client. Same aliases (graphql) as vitest.config.ts.
+ * that test only the simulator and the upstream client, or that are bound in time. Same aliases
+ * (graphql) as vitest.config.ts.
  */
-export default mergeConfig(
+const config = mergeConfig(
   base,
   defineConfig({
     test: {
@@ -36,3 +37,9 @@ export default mergeConfig(
     },
   }),
 );
+
+// MUTATE_TESTS=test/a.test.ts,test/b.test.ts narrows a run to those files: a mutant Stryker cannot
+// tie to single tests (code that a beforeAll ran) runs every selected file.
+if (process.env.MUTATE_TESTS) config.test = { ...config.test, include: process.env.MUTATE_TESTS.split(',') };
+
+export default config;

@@ -169,9 +169,9 @@ describe('quota edges with odd durations and limits', () => {
   it('a concurrency limit of 3 admits a third task and refuses a fourth', async () => {
     const tenant = await createTenant(gateway, 'Three', { maxConcurrentTasks: 3 });
     for (let i = 0; i < 3; i += 1) await createTask(gateway, tenant, TEXT_TO_VIDEO);
-    expect(await createVideo(gateway, tenant, TEXT_TO_VIDEO)).toMatchObject({
+    expect(await createVideo(gateway, tenant, TEXT_TO_VIDEO)).toEqual({
       __typename: 'QuotaExceededError',
-      message: expect.stringContaining('Concurrent task limit reached: 3 of 3 tasks are in flight'),
+      message: 'Concurrent task limit reached: 3 of 3 tasks are in flight; a new task is admitted once one of them finishes.',
     });
   });
 
@@ -308,6 +308,12 @@ describe('the usage ledger', () => {
     await record(failed, { status: 'FAILED', source: 'test' });
     await record(failed, { status: 'FAILED', source: 'test' });
     expect(await usageEventsOf(view)).toEqual([{ kind: 'failure', video_seconds: 0, units: 0 }]);
+    // The same row, not a new one in its place: an exported ledger's event ids stay valid.
+    const failureId = async () =>
+      (await queryRows<{ id: string }>(gateway.database.db, sql`select id from usage_events where task_id = ${row.id}`))[0]?.id;
+    const firstId = await failureId();
+    await record(failed, { status: 'FAILED', source: 'test' });
+    expect(await failureId()).toBe(firstId);
 
     // The upstream finished it after all: the video replaces the failure, however often it is recorded.
     const succeeded = {

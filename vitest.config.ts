@@ -14,6 +14,10 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    reporters: ['default'],
+    // `postgres`: PostgreSQL-only tests (POSTGRES_ONLY in test/support/database.ts), skipped without
+    // DATABASE_URL; the second reporter says at the end how many a run skipped. `.ci/run` passes its
+    // own --reporter flags, which replace these.
+    tags: [{ name: 'postgres', description: 'needs PostgreSQL: set DATABASE_URL (skipped on PGlite)' }],
+    reporters: ['default', './test/support/postgres-only-reporter.ts'],
   },
 });

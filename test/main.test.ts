@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrationsFolder } from '../src/db/database.ts';
-import { createEmptyPostgresDatabase, serverUrl } from './support/database.ts';
+import { createEmptyPostgresDatabase, POSTGRES_ONLY, serverUrl } from './support/database.ts';
 import { listeningUrl, spawnGateway } from './support/process.ts';
 import type { GatewayProcess } from './support/process.ts';
 
@@ -74,6 +74,7 @@ describe('the gateway process', () => {
 
   it.skipIf(serverUrl === null)(
     'two instances started at once on one PostgreSQL database both become ready; migrations run once',
+    POSTGRES_ONLY,
     async () => {
       const database = await createEmptyPostgresDatabase();
       if (database === null) return;

@@ -9,7 +9,7 @@ import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimulator } from '../../src/simulator/server.ts';
 import { webhookToken } from '../../src/webhooks/tokens.ts';
-import { createEmptyPostgresDatabase, serverUrl } from '../support/database.ts';
+import { createEmptyPostgresDatabase, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { callbackBody, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
@@ -60,7 +60,7 @@ async function graphql(url: string, token: string, query: string, variables: Rec
   return (await response.json()) as { data: any };
 }
 
-describe.skipIf(serverUrl === null)('the archive job across a crash', () => {
+describe.skipIf(serverUrl === null)('the archive job across a crash', POSTGRES_ONLY, () => {
   it('resumes after the gateway is killed halfway through a download, and stores the video once', async () => {
     const database = await createEmptyPostgresDatabase();
     if (database === null) return;

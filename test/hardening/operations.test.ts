@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { png } from '../tasks/image-fixtures.ts';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
@@ -133,7 +133,7 @@ describe('/metrics with METRICS_TOKEN', () => {
   });
 });
 
-describe.skipIf(serverUrl === null)('roles', () => {
+describe.skipIf(serverUrl === null)('roles', POSTGRES_ONLY, () => {
   it('ROLE=api alone does not poll; with a ROLE=worker beside it tasks finish; the worker serves no API', async () => {
     const api = await startGateway({ delays: { processingMs: 20, finishMs: 40 }, env: { ROLE: 'api' } });
     api.simulator.settings.callbacks = false;

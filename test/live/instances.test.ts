@@ -2,16 +2,17 @@ import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { callbackBody, callbackUrlOf, createTask, createTenant, postJson, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
+import type { Collector } from '../support/subscriptions.ts';
 
 const WATCH = 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status version } }';
 
-describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL database', () => {
+describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL database', POSTGRES_ONLY, () => {
   let first: TestGateway;
   let second: TestGateway;
   let tenant: TestTenant;
@@ -94,20 +95,34 @@ describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL
     expect(polls()).toBe(8);
   });
 
-  it('after the change-feed connection is lost, a waiting subscriber still receives the final state', async () => {
+  it('after the change-feed connection is lost, waiting subscribers still receive the final states, each tenant only its own', async () => {
+    const neighbour = await createTenant(first, 'Neighbour');
     const task = await createTask(first, tenant, TEXT_TO_VIDEO);
+    const theirs = await createTask(second, neighbour, TEXT_TO_VIDEO);
     const client = wsClient(first.url, tenant.apiKey);
+    const neighbourClient = wsClient(second.url, neighbour.apiKey);
     const admin = postgres(first.database.url!, { max: 1, onnotice: () => {} });
+    const seen = (collector: Collector, id: string, status?: string) =>
+      collector.items.some(
+        (item) => item.data?.omniTaskUpdated?.id === id && (status === undefined || item.data.omniTaskUpdated.status === status),
+      );
     try {
       const watch = await subscribeWs(client, WATCH, { id: task.id });
+      // Tenant-wide watchers of both tenants, one on each instance; a first task of each proves them attached.
+      const mine = await subscribeWs(client, WATCH, {});
+      const neighbours = await subscribeWs(neighbourClient, WATCH, {});
       await watch.collector.untilCount(1);
-      // The task finishes, logged as the state machine logs it but with no wake-up sent (as if the
+      const marker = await createTask(first, tenant, TEXT_TO_VIDEO);
+      const neighbourMarker = await createTask(second, neighbour, TEXT_TO_VIDEO);
+      await mine.collector.until((c) => seen(c, marker.id), 'the marker task');
+      await neighbours.collector.until((c) => seen(c, neighbourMarker.id), "the neighbour's marker task");
+      // Both tasks finish, logged as the state machine logs it but with no wake-up sent (as if the
       // NOTIFY were lost in a database restart), then the listening connections are killed: only
       // the instances' own reads of the change log can tell.
       await admin`with finished as (
                     update omni_tasks set status = 'SUCCEEDED', version = version + 1, updated_at = now(), completed_at = now(),
                       change_txid = pg_current_xact_id()::text::bigint, change_seq = nextval('task_changes_seq_seq')
-                    where id = ${taskUuid(task.id)} returning *)
+                    where id in (${taskUuid(task.id)}, ${taskUuid(theirs.id)}) returning *)
                   insert into task_changes (txid, seq, tenant_id, task_id, version, task) overriding system value
                   select change_txid, change_seq, tenant_id, id, version, to_jsonb(finished) from finished`;
       const listeners = await admin`select pid from pg_stat_activity
@@ -116,9 +131,20 @@ describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL
       for (const { pid } of listeners) await admin`select pg_terminate_backend(${pid}::int, 5000)`;
       await watch.collector.untilDone(15_000);
       expect(watch.collector.items.map((item) => item.data?.omniTaskUpdated.status)).toEqual(['SUBMITTED', 'SUCCEEDED']);
+      await mine.collector.until((c) => seen(c, task.id, 'SUCCEEDED'), 'the tenant-wide watcher to see SUCCEEDED', 15_000);
+      await neighbours.collector.until((c) => seen(c, theirs.id, 'SUCCEEDED'), "the neighbour's watcher to see SUCCEEDED", 15_000);
+      // A last task of each tenant closes the run: what came before it over that socket has arrived.
+      const closing = await createTask(first, tenant, TEXT_TO_VIDEO);
+      const neighbourClosing = await createTask(second, neighbour, TEXT_TO_VIDEO);
+      await mine.collector.until((c) => seen(c, closing.id), 'the closing task');
+      await neighbours.collector.until((c) => seen(c, neighbourClosing.id), "the neighbour's closing task");
+      const ids = (collector: Collector) => new Set(collector.items.map((item) => item.data?.omniTaskUpdated?.id));
+      expect(ids(mine.collector)).toEqual(new Set([marker.id, task.id, closing.id]));
+      expect(ids(neighbours.collector)).toEqual(new Set([neighbourMarker.id, theirs.id, neighbourClosing.id]));
     } finally {
       await admin.end();
       await client.dispose();
+      await neighbourClient.dispose();
     }
   });
 });

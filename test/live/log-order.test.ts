@@ -1,6 +1,6 @@
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
@@ -19,7 +19,7 @@ const seen = (collector: Collector) =>
     return `${task.id}@${task.version}`;
   });
 
-describe.skipIf(serverUrl === null)('the change log across two instances (PostgreSQL)', () => {
+describe.skipIf(serverUrl === null)('the change log across two instances (PostgreSQL)', POSTGRES_ONLY, () => {
   let first: TestGateway;
   let second: TestGateway;
   let tenant: TestTenant;

@@ -54,6 +54,8 @@ describe.each(transports)('resuming a tenant-wide subscription over $name', (tra
 
   it('replays the latest state of each task changed while away, in log order, then goes on live with no gap or repeat', async () => {
     const first = await transport.subscribe(gateway, tenant, null);
+    // The other tenant watches all along, and resumes too: each sees only its own tasks.
+    const bystander = await transport.subscribe(gateway, other, null);
     const before: TaskView[] = [];
     for (let i = 0; i < 5; i += 1) before.push(await createTask(gateway, tenant, TEXT_TO_VIDEO));
     // Each create is two changes (PENDING, then SUBMITTED once the upstream accepts it).
@@ -67,7 +69,10 @@ describe.each(transports)('resuming a tenant-wide subscription over $name', (tra
     for (const task of before.slice(0, 3)) {
       expect((await postJson(callbackUrlOf(gateway, task.id), callbackBody(task, 'processing'))).status).toBe(200);
     }
-    await createTask(gateway, other, TEXT_TO_VIDEO);
+    const theirs = await createTask(gateway, other, TEXT_TO_VIDEO);
+    await bystander.collector.until((c) => updates(c).some((update) => update.id === theirs.id), "the other tenant's task");
+    const theirCursor = updates(bystander.collector)[0]!.changeCursor;
+    await bystander.close();
 
     const resumed = await transport.subscribe(gateway, tenant, last.changeCursor);
     await resumed.collector.untilCount(23);
@@ -94,6 +99,13 @@ describe.each(transports)('resuming a tenant-wide subscription over $name', (tra
       [fresh.id, 2],
     ]);
     await resumed.close();
+
+    // The other tenant resumes from before its task's last change: its task, nothing of this tenant's.
+    const theirResume = await transport.subscribe(gateway, other, theirCursor);
+    const mine = await createTask(gateway, other, TEXT_TO_VIDEO);
+    await theirResume.collector.until((c) => updates(c).some((update) => update.id === mine.id && update.version === 2), 'its new task');
+    expect(new Set(updates(theirResume.collector).map((update) => update.id))).toEqual(new Set([theirs.id, mine.id]));
+    await theirResume.close();
   });
 
   it('a cursor older than the log keeps is refused with CURSOR_EXPIRED', async () => {

@@ -3,7 +3,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.ts';
 import { createTaskStateMachine } from '../../src/tasks/state.ts';
-import { createTestDatabase, serverUrl } from '../support/database.ts';
+import { createTestDatabase, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
@@ -23,7 +23,7 @@ const WATCH = `subscription ($id: ID) { omniTaskUpdated(id: $id) { id status ver
 // The test moves a task's state and nothing else: no usage, no archive.
 const taskState = createTaskStateMachine({ finalStateHooks: { onSucceeded: [], onFailed: [] } });
 
-describe.skipIf(serverUrl === null)('a read of the change log that fails after the last change', () => {
+describe.skipIf(serverUrl === null)('a read of the change log that fails after the last change', POSTGRES_ONLY, () => {
   let base: TestDatabase;
   let admin: postgres.Sql;
   let gateway: TestGateway;
@@ -84,22 +84,33 @@ describe.skipIf(serverUrl === null)('a read of the change log that fails after t
     await cluster.end();
   });
 
-  it('reads again on its own and delivers the final state, to a task watcher and a tenant-wide one', async () => {
+  it('reads again on its own and delivers the final state, to a task watcher and a tenant-wide one, each tenant only its own', async () => {
     const tenant = await createTenant(gateway, 'Unlucky');
+    const neighbour = await createTenant(gateway, 'Neighbour');
     const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    const theirs = await createTask(gateway, neighbour, TEXT_TO_VIDEO);
     expect(task.status).toBe('SUBMITTED');
     const client = wsClient(gateway.url, tenant.apiKey);
+    const neighbourClient = wsClient(gateway.url, neighbour.apiKey);
     try {
       const one = await subscribeWs(client, WATCH, { id: task.id });
       const all = await subscribeWs(client, WATCH, {});
+      const neighbours = await subscribeWs(neighbourClient, WATCH, {});
       await one.collector.untilCount(1);
-      // The tenant-wide watcher sends nothing until a change; a task created now proves it is attached.
+      // The tenant-wide watchers send nothing until a change; a task created now proves each is attached.
       const marker = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+      const neighbourMarker = await createTask(gateway, neighbour, TEXT_TO_VIDEO);
       await all.collector.until((c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === marker.id), 'the marker task');
+      await neighbours.collector.until(
+        (c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === neighbourMarker.id),
+        "the neighbour's marker task",
+      );
 
       await admin.unsafe(`revoke select on task_changes from ${role}`);
-      // Committed outside the gateway: no wake-up; the gateway's periodic read finds it, and fails.
+      // Committed outside the gateway: no wake-up; the gateway's periodic read finds them, and fails.
+      // One change of each tenant, in one read that fails and is made again.
       await base.db.transaction((tx) => taskState.transition(tx, taskUuid(task.id), { status: 'SUCCEEDED', source: 'test' }));
+      await base.db.transaction((tx) => taskState.transition(tx, taskUuid(theirs.id), { status: 'FAILED', source: 'test' }));
       await logged(/change log read failed/);
       await admin.unsafe(`grant select on task_changes to ${role}`);
 
@@ -109,8 +120,25 @@ describe.skipIf(serverUrl === null)('a read of the change log that fails after t
         (c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === task.id && item.data.omniTaskUpdated.status === 'SUCCEEDED'),
         'the tenant-wide watcher to see SUCCEEDED',
       );
+      await neighbours.collector.until(
+        (c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === theirs.id && item.data.omniTaskUpdated.status === 'FAILED'),
+        "the neighbour's watcher to see its task FAILED",
+      );
+      // A last task of each tenant, seen by its watcher, closes the run: what came before it over that socket has arrived.
+      const closing = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+      const neighbourClosing = await createTask(gateway, neighbour, TEXT_TO_VIDEO);
+      await all.collector.until((c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === closing.id), 'the closing task');
+      await neighbours.collector.until(
+        (c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === neighbourClosing.id),
+        "the neighbour's closing task",
+      );
+      // Each tenant-wide watcher got its own tenant's tasks and nothing else (the read that failed held both).
+      const ids = (collector: typeof all.collector) => new Set(collector.items.map((item) => item.data?.omniTaskUpdated?.id));
+      expect(ids(all.collector)).toEqual(new Set([marker.id, task.id, closing.id]));
+      expect(ids(neighbours.collector)).toEqual(new Set([neighbourMarker.id, theirs.id, neighbourClosing.id]));
     } finally {
       await client.dispose();
+      await neighbourClient.dispose();
     }
   });
 });

@@ -1,6 +1,12 @@
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
+import { omniTasks } from '../../src/db/schema.ts';
+import { createMeteringService } from '../../src/metering/metering.ts';
+import { manualClock } from '../../src/clock.ts';
+import { InvalidInputError } from '../../src/errors.ts';
+import type { TaskRow, Transition } from '../../src/tasks/state.ts';
 import {
   callbackBody,
   callbackUrlOf,
@@ -11,7 +17,9 @@ import {
   TEXT_TO_VIDEO,
   taskUuid,
 } from '../support/fixtures.ts';
-import type { TaskView } from '../support/fixtures.ts';
+import type { CreateResult, TaskView } from '../support/fixtures.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
+import { waitFor } from '../reliability/support.ts';
 import { ADMIN_KEY, expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 
@@ -100,7 +108,240 @@ describe('quotas', () => {
   });
 });
 
+describe('quota edges with odd durations and limits', () => {
+  /** A request that may take any duration from 3 to 10 s (text-only ones take 5 or 10). */
+  const withElement = (durationSeconds: number) => ({ ...TEXT_TO_VIDEO, durationSeconds, elements: [{ elementId: '42' }] });
+
+  it('10 s reserved of 12: a 5 s request is refused (2 s left) and so is a 3 s one', async () => {
+    const tenant = await createTenant(gateway, 'Edge10', { monthlyVideoSecondsLimit: 12 });
+    await createTask(gateway, tenant, withElement(10));
+    expect(await createVideo(gateway, tenant, TEXT_TO_VIDEO)).toEqual({
+      __typename: 'QuotaExceededError',
+      message:
+        'Monthly video seconds limit reached: 12 s per month, 10 s used or reserved by tasks in flight, ' +
+        'this request needs 5 s; 2 s left this month.',
+    });
+    expect((await createVideo(gateway, tenant, withElement(3))).__typename).toBe('QuotaExceededError');
+  });
+
+  it('7 s reserved of 12: a 5 s request is admitted (exactly the limit), then 3 s more is refused', async () => {
+    const tenant = await createTenant(gateway, 'Edge7', { monthlyVideoSecondsLimit: 12 });
+    await createTask(gateway, tenant, withElement(7));
+    expect((await createVideo(gateway, tenant, TEXT_TO_VIDEO)).__typename).toBe('CreateOmniVideoSuccess');
+    expect(await createVideo(gateway, tenant, withElement(3))).toMatchObject({
+      __typename: 'QuotaExceededError',
+      message: expect.stringContaining('12 s used or reserved by tasks in flight, this request needs 3 s; 0 s left'),
+    });
+  });
+
+  it('seconds used by finished tasks count as their result says: 7 s of 12 admits 5 s; 10 s of 12 refuses it', async () => {
+    const seven = await createTenant(gateway, 'Used7', { monthlyVideoSecondsLimit: 12 });
+    // Asked for 5 s, delivered 7 s: the ledger's 7 s count, the reservation of 5 s is gone.
+    await finish(await createTask(gateway, seven, TEXT_TO_VIDEO), 'succeed', '7');
+    expect((await createVideo(gateway, seven, TEXT_TO_VIDEO)).__typename).toBe('CreateOmniVideoSuccess');
+    expect((await createVideo(gateway, seven, withElement(3))).__typename).toBe('QuotaExceededError');
+
+    const ten = await createTenant(gateway, 'Used10', { monthlyVideoSecondsLimit: 12 });
+    await finish(await createTask(gateway, ten, TEXT_TO_VIDEO), 'succeed', '10');
+    expect(await createVideo(gateway, ten, TEXT_TO_VIDEO)).toMatchObject({
+      __typename: 'QuotaExceededError',
+      message: expect.stringContaining('12 s per month, 10 s used or reserved by tasks in flight, this request needs 5 s; 2 s left'),
+    });
+    // Nor do 3 s fit in the 2 s left.
+    expect((await createVideo(gateway, ten, withElement(3))).__typename).toBe('QuotaExceededError');
+  });
+
+  it('an edit of a base video (no duration) reserves the 10 s cap: 3 s more fit in 13, 3 s after that do not', async () => {
+    const tenant = await createTenant(gateway, 'EditCap', { monthlyVideoSecondsLimit: 13 });
+    const edit = await createTask(gateway, tenant, {
+      prompt: 'Make it snow',
+      mode: 'STD',
+      referenceVideos: [{ url: 'https://videos.example/base.mp4', referType: 'BASE' }],
+    });
+    expect(edit.durationSeconds).toBeNull();
+    expect((await createVideo(gateway, tenant, withElement(3))).__typename).toBe('CreateOmniVideoSuccess');
+    expect(await createVideo(gateway, tenant, withElement(3))).toMatchObject({
+      __typename: 'QuotaExceededError',
+      message: expect.stringContaining('13 s used or reserved by tasks in flight, this request needs 3 s; 0 s left'),
+    });
+  });
+
+  it('a concurrency limit of 3 admits a third task and refuses a fourth', async () => {
+    const tenant = await createTenant(gateway, 'Three', { maxConcurrentTasks: 3 });
+    for (let i = 0; i < 3; i += 1) await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    expect(await createVideo(gateway, tenant, TEXT_TO_VIDEO)).toEqual({
+      __typename: 'QuotaExceededError',
+      message: 'Concurrent task limit reached: 3 of 3 tasks are in flight; a new task is admitted once one of them finishes.',
+    });
+  });
+
+  it('a retry with its idempotency key at the concurrency limit gets its own task back, not QuotaExceededError', async () => {
+    const tenant = await createTenant(gateway, 'Retrier', { maxConcurrentTasks: 1 });
+    const input = { ...TEXT_TO_VIDEO, idempotencyKey: 'at-the-limit' };
+    const first = await createTask(gateway, tenant, input);
+    const retry = await createVideo(gateway, tenant, input);
+    expect(retry).toMatchObject({ __typename: 'CreateOmniVideoSuccess', task: { id: first.id } });
+    // Another key is a new task, which the limit refuses.
+    expect((await createVideo(gateway, tenant, { ...input, idempotencyKey: 'another' })).__typename).toBe('QuotaExceededError');
+  });
+
+  it.skipIf(serverUrl === null)(
+    'two creates with one key, both queued behind the tenant lock at a limit of 1, both get the one task (PostgreSQL)',
+    POSTGRES_ONLY,
+    async () => {
+      const tenant = await createTenant(gateway, 'Queued', { maxConcurrentTasks: 1 });
+      const input = { ...TEXT_TO_VIDEO, idempotencyKey: 'queued' };
+      // The test holds the tenant's row lock, so both creates pass their first look for the key
+      // (nothing yet) and wait; the second to get the lock must find the first one's task under it.
+      const holder = postgres(gateway.database.url ?? '', { max: 1, onnotice: () => {} });
+      const observer = postgres(gateway.database.url ?? '', { max: 1, onnotice: () => {} });
+      try {
+        let pending: Promise<CreateResult[]> = Promise.resolve([]);
+        await holder.begin(async (tx) => {
+          await tx`select id from tenants where id = ${taskUuid(tenant.id)} for update`;
+          pending = Promise.all([createVideo(gateway, tenant, input), createVideo(gateway, tenant, input)]);
+          await waitFor('both creates to wait for the tenant lock', async () => {
+            const [row] = await observer`select count(*)::int as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`;
+            return Number(row?.n) >= 2;
+          });
+        });
+        const results = await pending;
+        expect(results.map((result) => result.__typename)).toEqual(['CreateOmniVideoSuccess', 'CreateOmniVideoSuccess']);
+        const ids = results.map((result) => (result.__typename === 'CreateOmniVideoSuccess' ? result.task.id : null));
+        expect(ids[0]).toBe(ids[1]);
+      } finally {
+        await holder.end();
+        await observer.end();
+      }
+    },
+  );
+
+  it('ten concurrent creates with one idempotency key under a limit of 1 all get the one task', async () => {
+    const tenant = await createTenant(gateway, 'Crowd', { maxConcurrentTasks: 1 });
+    const input = { ...TEXT_TO_VIDEO, idempotencyKey: 'crowd' };
+    const results = await Promise.all(Array.from({ length: 10 }, () => createVideo(gateway, tenant, input)));
+    expect(results.map((result) => result.__typename)).toEqual(results.map(() => 'CreateOmniVideoSuccess'));
+    const ids = results.map((result) => (result.__typename === 'CreateOmniVideoSuccess' ? result.task.id : null));
+    expect(new Set(ids).size).toBe(1);
+  });
+});
+
+describe('the metering service', () => {
+  it('counts the calendar month of its clock in UTC, across a year end, and refuses a range that ends before it starts', () => {
+    const clock = manualClock(Date.UTC(2026, 11, 31, 23, 59, 59));
+    const metering = createMeteringService({ db: gateway.database.db, prices: gateway.config.prices, clock });
+    expect(metering.currentMonth()).toEqual({ from: new Date('2026-12-01T00:00:00Z'), to: new Date('2027-01-01T00:00:00Z') });
+    expect(metering.usageRange({})).toEqual(metering.currentMonth());
+    // From a given instant: up to now, not to the month's end.
+    expect(metering.usageRange({ from: new Date('2026-06-01T00:00:00Z') })).toEqual({
+      from: new Date('2026-06-01T00:00:00Z'),
+      to: new Date(clock.now()),
+    });
+    expect(metering.usageRange({ to: new Date('2026-12-10T00:00:00Z') })).toEqual({
+      from: new Date('2026-12-01T00:00:00Z'),
+      to: new Date('2026-12-10T00:00:00Z'),
+    });
+    const same = new Date('2026-12-05T00:00:00Z');
+    expect(() => metering.usageRange({ from: same, to: same })).toThrow(InvalidInputError);
+    clock.set(Date.UTC(2027, 0, 1));
+    expect(metering.currentMonth()).toEqual({ from: new Date('2027-01-01T00:00:00Z'), to: new Date('2027-02-01T00:00:00Z') });
+  });
+
+  it('meters a success by its result videos, else the requested duration, else the 10 s cap, at the rate of its mode and input', async () => {
+    const tenant = await createTenant(gateway, 'Seconds');
+    const metering = createMeteringService({ db: gateway.database.db, prices: gateway.config.prices });
+    const cases: { input: Record<string, unknown>; durations: (number | null)[]; expected: Record<string, unknown> }[] = [
+      { input: TEXT_TO_VIDEO, durations: [3, 4], expected: { video_seconds: 7, seconds_source: 'result', units: 4.2 } },
+      { input: TEXT_TO_VIDEO, durations: [5, null], expected: { video_seconds: 5, seconds_source: 'requested', units: 3 } },
+      {
+        input: { ...TEXT_TO_VIDEO, mode: 'PRO', durationSeconds: 10 },
+        durations: [0],
+        expected: { video_seconds: 10, seconds_source: 'requested', units: 8 },
+      },
+      { input: { ...TEXT_TO_VIDEO, mode: 'PRO' }, durations: [], expected: { video_seconds: 5, seconds_source: 'requested', units: 4 } },
+      {
+        input: { prompt: 'Edit', mode: 'PRO', referenceVideos: [{ url: 'https://videos.example/base.mp4', referType: 'BASE' }] },
+        durations: [],
+        expected: { video_seconds: 10, seconds_source: 'assumed_max', units: 12 },
+      },
+      {
+        input: { prompt: 'Edit', mode: 'STD', referenceVideos: [{ url: 'https://videos.example/base.mp4', referType: 'BASE' }] },
+        durations: [6],
+        expected: { video_seconds: 6, seconds_source: 'result', units: 5.4 },
+      },
+    ];
+    for (const { input, durations, expected } of cases) {
+      const view = await createTask(gateway, tenant, input);
+      const [row] = await gateway.database.db
+        .select()
+        .from(omniTasks)
+        .where(eq(omniTasks.id, taskUuid(view.id)));
+      if (row === undefined) throw new Error('the task is not stored');
+      const videos = durations.map((durationSeconds, i) => ({ id: `v${i}`, upstreamUrl: `https://cdn.example/${i}.mp4`, durationSeconds }));
+      await gateway.database.db.transaction((tx) =>
+        metering.recordUsage(tx, { ...row, status: 'SUCCEEDED', videos }, { status: 'SUCCEEDED', source: 'test', upstreamUnits: '9' }),
+      );
+      const rows = await queryRows(
+        gateway.database.db,
+        sql`select kind, video_seconds, seconds_source, units::float8 as units, upstream_units from usage_events where task_id = ${row.id}`,
+      );
+      expect(rows, JSON.stringify(input)).toEqual([{ kind: 'video', ...expected, upstream_units: '9' }]);
+    }
+  });
+});
+
 describe('the usage ledger', () => {
+  it('recording a final state twice, one after the other and at once, leaves one row and counts it once', async () => {
+    const tenant = await createTenant(gateway, 'Twice');
+    const view = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    const metering = createMeteringService({ db: gateway.database.db, prices: gateway.config.prices });
+    const [row] = await gateway.database.db
+      .select()
+      .from(omniTasks)
+      .where(eq(omniTasks.id, taskUuid(view.id)));
+    if (row === undefined) throw new Error('the task is not stored');
+    const record = (task: TaskRow, transition: Transition) =>
+      gateway.database.db.transaction((tx) => metering.recordUsage(tx, task, transition));
+
+    const failed = { ...row, status: 'FAILED' as const };
+    await record(failed, { status: 'FAILED', source: 'test' });
+    await record(failed, { status: 'FAILED', source: 'test' });
+    expect(await usageEventsOf(view)).toEqual([{ kind: 'failure', video_seconds: 0, units: 0 }]);
+    // The same row, not a new one in its place: an exported ledger's event ids stay valid.
+    const failureId = async () =>
+      (await queryRows<{ id: string }>(gateway.database.db, sql`select id from usage_events where task_id = ${row.id}`))[0]?.id;
+    const firstId = await failureId();
+    await record(failed, { status: 'FAILED', source: 'test' });
+    expect(await failureId()).toBe(firstId);
+
+    // The upstream finished it after all: the video replaces the failure, however often it is recorded.
+    const succeeded = {
+      ...row,
+      status: 'SUCCEEDED' as const,
+      videos: [{ id: 'v', upstreamUrl: 'https://cdn.example/v.mp4', durationSeconds: 5 }],
+    };
+    const transition: Transition = { status: 'SUCCEEDED', source: 'test', upstreamUnits: '4' };
+    await record(succeeded, transition);
+    await record(succeeded, transition);
+    await Promise.all([record(succeeded, transition), record(succeeded, transition)]);
+    expect(await usageEventsOf(view)).toEqual([{ kind: 'video', video_seconds: 5, units: 3 }]);
+    expect(expectData(await gateway.graphql(USAGE, {}, tenant.apiKey))).toEqual({
+      viewer: {
+        usage: {
+          succeededTasks: 1,
+          failedTasks: 0,
+          videoSeconds: 5,
+          units: 3,
+          byMode: [
+            { mode: 'STD', tasks: 1, videoSeconds: 5, units: 3 },
+            { mode: 'PRO', tasks: 0, videoSeconds: 0, units: 0 },
+          ],
+        },
+      },
+    });
+  });
+
   it('replaying every callback of a finished task and polling it again leaves exactly one usage event', async () => {
     const tenant = await createTenant(gateway, 'Replay');
     const task = await createTask(gateway, tenant, TEXT_TO_VIDEO);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { freePort, listeningUrl, spawnGateway } from '../support/process.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
@@ -79,7 +79,7 @@ function finalOf(collector: Collector): string | undefined {
   return (collector.items.at(-1)?.data?.omniTaskUpdated as { status: string } | undefined)?.status;
 }
 
-describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (private cluster)', () => {
+describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (private cluster)', POSTGRES_ONLY, () => {
   it('readyz says so, mutations get a clear retryable error, nothing accepted is lost, subscribers see final states', async () => {
     const cluster = await privateCluster();
     // Tasks created just before the outage finish upstream while the database is down.
@@ -98,6 +98,9 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
     cleanups.push(() => gateway.kill('SIGKILL'));
     const url = await listeningUrl(gateway);
     const tenant = await createTenantAt(url, 'Outage');
+    // A second tenant, quiet but for two tasks of its own that finish around the outage: its
+    // tenant-wide watcher must see those finish and nothing of the first tenant's, and vice versa.
+    const neighbour = await createTenantAt(url, 'Neighbour');
     const output = () => `gateway output:\n${gateway.lines.slice(-60).join('\n')}\npostgres log:\n${cluster.log().slice(-3_000)}`;
 
     // Steady traffic: a create every 100 ms from now until after the outage.
@@ -138,6 +141,18 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
       socketClosures += 1;
     });
     const everything = await subscribeWs(client, WATCH_TASK, {});
+    const neighbourClient = wsClient(url, neighbour.apiKey);
+    cleanups.push(() => neighbourClient.dispose());
+    const neighbours = await subscribeWs(neighbourClient, WATCH_TASK, {});
+    const neighbourTasks: string[] = [];
+    for (let i = 0; i < 2; i += 1) {
+      const answer = await graphqlAt(url, neighbour.apiKey, CREATE, {
+        input: { prompt: `Neighbour ${i}`, mode: 'STD', aspectRatio: 'RATIO_16_9', durationSeconds: 5 },
+      });
+      const created = answer.body?.data?.createOmniVideo as { task?: { id: string } } | undefined;
+      if (created?.task === undefined) throw new Error(`the neighbour's create failed: ${answer.status} ${answer.text}`);
+      neighbourTasks.push(created.task.id);
+    }
     const early = sent
       .map(accepted)
       .filter((id): id is string => id !== null)
@@ -253,6 +268,22 @@ describe.skipIf(serverUrl === null)('PostgreSQL down for 10 s under traffic (pri
       .catch((error: unknown) => {
         throw new Error(`${String(error)}\n${output()}`);
       });
+    // Each tenant's tenant-wide watcher saw its own tasks only, across the outage and the resync.
+    await neighbours.collector
+      .until(
+        (collector) =>
+          neighbourTasks.every((id) =>
+            collector.items.some((item) => item.data?.omniTaskUpdated?.id === id && item.data.omniTaskUpdated.status === 'SUCCEEDED'),
+          ),
+        "the neighbour's watcher to see its tasks succeed",
+        20_000,
+      )
+      .catch((error: unknown) => {
+        throw new Error(`${String(error)}\n${output()}`);
+      });
+    const idsOf = (collector: Collector) => new Set(collector.items.map((item) => item.data?.omniTaskUpdated?.id as string));
+    expect([...idsOf(neighbours.collector)].filter((id) => !neighbourTasks.includes(id))).toEqual([]);
+    expect([...idsOf(everything.collector)].filter((id) => neighbourTasks.includes(id))).toEqual([]);
     console.info(
       `database outage: ${during.length} creates sent while down (${during.filter((s) => accepted(s) !== null).length} of them later accepted), ${acceptedIds.length} accepted in all, ` +
         `readyz 200 again ${readyAgainMs} ms after the restart began`,

@@ -5,6 +5,13 @@ import type { Database } from '../../src/db/database.ts';
 
 export const serverUrl = process.env.DATABASE_URL || null;
 
+/**
+ * Options of a PostgreSQL-only suite or test (`describe.skipIf(serverUrl === null)(name, POSTGRES_ONLY, fn)`):
+ * the `postgres` tag, by which test/support/postgres-only-reporter.ts counts the ones a run without
+ * DATABASE_URL skipped, and `--tags-filter=postgres` runs only them.
+ */
+export const POSTGRES_ONLY = { tags: ['postgres'] };
+
 export type TestDatabase = Database & { url: string | null; drop(): Promise<void> };
 
 /** A fresh database for one test file: a new PostgreSQL database when DATABASE_URL is set, else in-memory PGlite. */

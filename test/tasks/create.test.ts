@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { png } from './image-fixtures.ts';
 import { createTask, createTenant, createVideo, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
-import type { TestTenant } from '../support/fixtures.ts';
+import type { TaskView, TestTenant } from '../support/fixtures.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { waitFor } from '../reliability/support.ts';
@@ -289,6 +289,69 @@ describe('idempotency and client references', () => {
       issues: [{ path: ['input', 'idempotencyKey'] }],
     });
     expect(await taskCount()).toBe(before);
+  });
+
+  describe('a reused idempotency key with any one field of the request changed is refused', () => {
+    const otherImageBase64 = png(640, 482).toString('base64');
+    const BASE = {
+      prompt: '<<<element_1>>> and <<<image_1>>> in the snow',
+      mode: 'STD',
+      aspectRatio: 'RATIO_16_9',
+      durationSeconds: 7,
+      referenceImages: [{ url: 'https://images.example/a.png' }, { base64: inlineImageBase64 }],
+      elements: [{ elementId: '42' }],
+      referenceVideos: [{ url: 'https://videos.example/in.mp4', referType: 'FEATURE', keepOriginalSound: false }],
+      externalTaskId: 'fingerprint-1',
+      idempotencyKey: 'fingerprint',
+    };
+    const [url, inline] = BASE.referenceImages;
+    const video = BASE.referenceVideos[0]!;
+    const changes: [string, Record<string, unknown>][] = [
+      ['prompt', { prompt: '<<<element_1>>> and <<<image_1>>> in the rain' }],
+      ['mode', { mode: 'PRO' }],
+      ['aspectRatio', { aspectRatio: 'RATIO_1_1' }],
+      ['durationSeconds', { durationSeconds: 8 }],
+      ['a reference image url', { referenceImages: [{ url: 'https://images.example/b.png' }, inline] }],
+      ['an inline reference image', { referenceImages: [url, { base64: otherImageBase64 }] }],
+      ['the order of the reference images', { referenceImages: [inline, url] }],
+      ['a reference image type', { referenceImages: [{ ...url, type: 'FIRST_FRAME' }, inline] }],
+      ['an elementId', { elements: [{ elementId: '43' }] }],
+      ['one element more', { elements: [{ elementId: '42' }, { elementId: '43' }] }],
+      ['the reference video url', { referenceVideos: [{ ...video, url: 'https://videos.example/other.mp4' }] }],
+      ['keepOriginalSound', { referenceVideos: [{ ...video, keepOriginalSound: true }] }],
+      ['referType', { referenceVideos: [{ ...video, referType: 'BASE' }] }],
+      ['no reference video', { referenceVideos: [] }],
+      ['externalTaskId', { externalTaskId: 'fingerprint-2' }],
+      ['no externalTaskId', { externalTaskId: null }],
+    ];
+    let original: TaskView;
+    beforeAll(async () => {
+      original = await createTask(gateway, tenant, BASE);
+    });
+
+    it.each(changes)('%s', async (_field, change) => {
+      const before = await taskCount();
+      const result = await createVideo(gateway, tenant, { ...BASE, ...change });
+      expect(result).toEqual({
+        __typename: 'InvalidInputError',
+        message: 'This idempotencyKey was already used with a different request.',
+        issues: [{ path: ['input', 'idempotencyKey'], message: 'already used with a different request' }],
+      });
+      expect(await taskCount()).toBe(before);
+      expect(createsSent()).toEqual([]);
+    });
+
+    it('while the same request, spelled with its defaults or not, gets the same task and sends nothing', async () => {
+      for (const same of [
+        BASE,
+        { ...BASE, modelName: 'kling-video-o1' },
+        { ...BASE, referenceVideos: [{ ...video, keepOriginalSound: null }] },
+      ]) {
+        const result = await createVideo(gateway, tenant, same);
+        expect(result).toMatchObject({ __typename: 'CreateOmniVideoSuccess', task: { id: original.id } });
+      }
+      expect(createsSent()).toEqual([]);
+    });
   });
 
   it('a duplicate externalTaskId within a tenant is an InvalidInputError; another tenant may reuse it', async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { encodeGlobalID } from '@pothos/plugin-relay';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { createTask, createTenant, TASK_FIELDS, TEXT_TO_VIDEO, taskUuid } from '../support/fixtures.ts';
 import type { TaskView, TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
@@ -157,7 +157,7 @@ describe('refreshOmniTask', () => {
   });
 });
 
-describe.skipIf(serverUrl === null)('the list query on PostgreSQL', () => {
+describe.skipIf(serverUrl === null)('the list query on PostgreSQL', POSTGRES_ONLY, () => {
   it('uses the (tenant_id, created_at, id) index: no sequential scan, no sort', async () => {
     await createTenant(gateway, 'Explained');
     const client = postgres(gateway.database.url!, { max: 1, onnotice: () => {} });

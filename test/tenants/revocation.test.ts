@@ -1,6 +1,6 @@
 import type { Client } from 'graphql-ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { serverUrl } from '../support/database.ts';
+import { POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import { createTask, createTenant, TEXT_TO_VIDEO } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
@@ -81,6 +81,7 @@ describe('revoking a key ends what it opened', () => {
 
   it.skipIf(serverUrl === null)(
     'on a second instance: its WebSocket closes with 4403 within AUTH_CACHE_SECONDS + 1 s (PostgreSQL)',
+    POSTGRES_ONLY,
     async () => {
       const env = { AUTH_CACHE_SECONDS: String(AUTH_CACHE_SECONDS) };
       const first = await startGateway({ env });

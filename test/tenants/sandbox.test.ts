@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSandboxTenantOnce } from '../../src/tenants/sandbox.ts';
-import { createEmptyPostgresDatabase, createTestDatabase, serverUrl } from '../support/database.ts';
+import { createEmptyPostgresDatabase, createTestDatabase, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 import { listeningUrl, spawnGateway } from '../support/process.ts';
 import type { GatewayProcess } from '../support/process.ts';
@@ -86,7 +86,7 @@ describe('the sandbox tenant of a first start (real process)', () => {
     expect(await tenantNames(url)).toEqual([]);
   });
 
-  it.skipIf(serverUrl === null)('is never made on PostgreSQL (DATABASE_URL)', async () => {
+  it.skipIf(serverUrl === null)('is never made on PostgreSQL (DATABASE_URL)', POSTGRES_ONLY, async () => {
     const database = await createEmptyPostgresDatabase();
     if (database === null) return;
     cleanups.push(() => database.drop());

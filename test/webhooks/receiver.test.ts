@@ -91,7 +91,10 @@ describe('POST /webhooks/kling/{taskId}/{token}', () => {
     const tampered = url.replace(/.$/, (last) => (last === 'A' ? 'B' : 'A'));
     const swapped = `${url.slice(0, url.lastIndexOf('/'))}/${otherUrl.slice(otherUrl.lastIndexOf('/') + 1)}`;
     const unknown = url.replace(taskUuid(task.id), '00000000-0000-4000-8000-000000000000');
-    for (const target of [tampered, swapped, unknown, `${url}/extra`, url.replace(/\/[^/]+$/, '')]) {
+    // A token one character short or long too: the comparison must refuse it, not fail on the length.
+    const shorter = url.slice(0, -1);
+    const longer = `${url}A`;
+    for (const target of [tampered, swapped, unknown, shorter, longer, `${url}/extra`, url.replace(/\/[^/]+$/, '')]) {
       const response = await postJson(target, body);
       expect(response.status, target).toBe(401);
     }

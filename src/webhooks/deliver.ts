@@ -36,14 +36,28 @@ type LeasedDelivery = {
  * lease, which outlives the request's timeout: one instance makes each attempt, and a delivery in
  * hand of an instance that dies is taken again once the lease has run out.
  */
-async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<LeasedDelivery[]> {
+async function lease(db: Db, batchSize: number, leaseSeconds: number, busy: readonly string[]): Promise<LeasedDelivery[]> {
+  // At most PER_ENDPOINT of one endpoint per lease, none of an endpoint already that busy here:
+  // a slow or dead receiver holds a few attempts, never the whole instance's room.
+  const notBusy =
+    busy.length === 0
+      ? sql`true`
+      : sql`d.endpoint_id not in (${sql.join(
+          busy.map((id) => sql`${id}::uuid`),
+          sql`, `,
+        )})`;
   return queryRows<LeasedDelivery>(
     db,
-    sql`with due as (
-          select d.id from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id
+    sql`with candidates as (
+          select d.id, d.next_attempt_at,
+                 row_number() over (partition by d.endpoint_id order by d.next_attempt_at, d.id) as place
+          from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id
           where d.status = 'pending' and d.next_attempt_at <= now()
-            and (e.enabled or starts_with(d.event_id, ${TEST_EVENT_PREFIX}))
-          order by d.next_attempt_at limit ${batchSize}
+            and (e.enabled or starts_with(d.event_id, ${TEST_EVENT_PREFIX})) and ${notBusy}
+        ), due as (
+          select d.id from webhook_deliveries d
+          where d.id in (select id from candidates where place <= ${PER_ENDPOINT} order by next_attempt_at limit ${batchSize})
+            and d.status = 'pending' and d.next_attempt_at <= now()
           for update of d skip locked)
         update webhook_deliveries d
         set next_attempt_at = now() + make_interval(secs => ${leaseSeconds}), schedule_attempts = d.schedule_attempts + 1
@@ -53,6 +67,9 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<L
           case when e.previous_secret_expires_at > now() then e.previous_secret end as previous_secret`,
   );
 }
+
+/** Attempts to one endpoint in the air at once on an instance. */
+const PER_ENDPOINT = 4;
 
 const isSuccess = (result: AttemptResult) => result.httpStatus !== null && result.httpStatus >= 200 && result.httpStatus <= 299;
 
@@ -161,6 +178,7 @@ export function createWebhookSender(deps: {
   // Attempts run beside the loop, up to `maxInFlight` at once: one slow receiver (up to the
   // timeout) holds only its own attempts, not everyone else's.
   const inFlight = new Set<Promise<void>>();
+  const perEndpoint = new Map<string, number>();
   let full = false;
   return {
     /** Leases what is due, as far as there is room, and starts the attempts; resolves with how many. */
@@ -168,13 +186,19 @@ export function createWebhookSender(deps: {
       const room = Math.min(deps.batchSize, deps.maxInFlight - inFlight.size);
       full = room < deps.batchSize;
       if (room <= 0) return 0;
-      const jobs = await lease(db, room, leaseSeconds);
+      const busy = [...perEndpoint].filter(([, count]) => count >= PER_ENDPOINT).map(([id]) => id);
+      const jobs = await lease(db, room, leaseSeconds, busy);
       for (const job of jobs) {
+        perEndpoint.set(job.endpoint_id, (perEndpoint.get(job.endpoint_id) ?? 0) + 1);
         const attempt: Promise<void> = send(job)
           .catch((error: unknown) => logger.warn({ err: error, deliveryId: job.id }, 'webhook attempt could not be recorded'))
           .finally(() => {
             inFlight.delete(attempt);
-            if (full) deps.onSettled?.();
+            const left = (perEndpoint.get(job.endpoint_id) ?? 1) - 1;
+            if (left > 0) perEndpoint.set(job.endpoint_id, left);
+            else perEndpoint.delete(job.endpoint_id);
+            // A slot of a busy endpoint freed: what waits for it may be leased now.
+            if (full || left === PER_ENDPOINT - 1) deps.onSettled?.();
           });
         inFlight.add(attempt);
       }

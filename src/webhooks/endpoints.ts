@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, getTableColumns, inArray, ne, sql } from 'drizzle-orm';
+import { and, count, desc, eq, getTableColumns, inArray, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.ts';
 import { keysetPast } from '../db/keyset.ts';
-import { webhookDeliveries, webhookEndpoints } from '../db/schema.ts';
+import { tenants, webhookDeliveries, webhookEndpoints } from '../db/schema.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { HostResolver } from './outbound-address.ts';
 import { endpointUrlProblem } from './outbound-address.ts';
@@ -11,6 +11,9 @@ import { generateEndpointSecret } from './outbound-send.ts';
 
 type EndpointRow = typeof webhookEndpoints.$inferSelect;
 /** An endpoint as the API shows it: never its secrets. */
+/** Each endpoint receives every event it subscribed to: the cap bounds one tenant's fan-out. */
+export const MAX_ENDPOINTS_PER_TENANT = 20;
+
 export type WebhookEndpoint = Omit<EndpointRow, 'secret' | 'previousSecret' | 'previousSecretExpiresAt'>;
 export type WebhookDelivery = typeof webhookDeliveries.$inferSelect;
 export type DeliveryStatus = WebhookDelivery['status'];
@@ -50,10 +53,21 @@ export function createWebhookEndpointService(deps: { db: Db; allowPrivateUrls: b
     async create(tenantId: string, input: { url: string; events: WebhookEventType[]; description: string | null }) {
       await checkUrl(input.url);
       const secret = generateEndpointSecret();
-      const [endpoint] = await db
-        .insert(webhookEndpoints)
-        .values({ tenantId, url: input.url, events: [...new Set(input.events)], description: input.description, secret })
-        .returning(PUBLIC_COLUMNS);
+      // Under the tenant's row lock, so that concurrent creates cannot pass the cap together.
+      const endpoint = await db.transaction(async (tx) => {
+        await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('no key update');
+        const [row] = await tx.select({ count: count() }).from(webhookEndpoints).where(eq(webhookEndpoints.tenantId, tenantId));
+        if (Number(row?.count ?? 0) >= MAX_ENDPOINTS_PER_TENANT) {
+          throw new InvalidInputError(`A tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints; delete one first.`, [
+            { path: ['input', 'url'], message: `at most ${MAX_ENDPOINTS_PER_TENANT} endpoints` },
+          ]);
+        }
+        const [inserted] = await tx
+          .insert(webhookEndpoints)
+          .values({ tenantId, url: input.url, events: [...new Set(input.events)], description: input.description, secret })
+          .returning(PUBLIC_COLUMNS);
+        return inserted;
+      });
       return { endpoint: endpoint as WebhookEndpoint, secret };
     },
 

@@ -48,8 +48,23 @@ export function postWebhook(options: {
   const url = new URL(options.url);
   const literal = options.allowPrivate ? null : refusedLiteral(url);
   if (literal !== null) return Promise.resolve({ httpStatus: null, durationMs: 0, error: `refused: ${literal} is not a public address` });
-  const signal = AbortSignal.timeout(options.timeoutMs);
+  const controller = new AbortController();
+  const signal = controller.signal;
   return new Promise((resolve) => {
+    // Settled once, whichever comes first: the status line, an error, the socket closing, or our own timer
+    // (a receiver switching protocols or never answering must not hold the attempt).
+    let settled = false;
+    const settle = (result: Omit<AttemptResult, 'durationMs'>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ...result, durationMs: elapsed() });
+    };
+    const timer = setTimeout(() => {
+      controller.abort();
+      request.destroy();
+      settle({ httpStatus: null, error: `no answer within ${options.timeoutMs} ms` });
+    }, options.timeoutMs);
     const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
       method: 'POST',
       agent: false,
@@ -63,17 +78,24 @@ export function postWebhook(options: {
       },
     });
     request.on('response', (response) => {
+      // The status line decides the attempt; the body is read (up to a bound) only to close politely.
+      settle({ httpStatus: response.statusCode ?? null, error: null });
       let read = 0;
       response.on('data', (chunk: Buffer) => {
         read += chunk.length;
         if (read > MAX_RESPONSE_BYTES) response.destroy();
       });
-      const done = () => resolve({ httpStatus: response.statusCode ?? null, durationMs: elapsed(), error: null });
-      response.on('end', done);
-      response.on('close', done);
-      response.on('error', done);
+      response.on('error', () => {});
+      response.once('end', () => request.destroy());
+      // A body that never ends holds no socket for longer than an attempt may take.
+      setTimeout(() => request.destroy(), options.timeoutMs).unref();
     });
-    request.on('error', (error) => resolve({ httpStatus: null, durationMs: elapsed(), error: describe(error, signal, options.timeoutMs) }));
+    request.on('upgrade', (response, socket) => {
+      socket.destroy();
+      settle({ httpStatus: response.statusCode ?? 101, error: 'the receiver switched protocols' });
+    });
+    request.on('error', (error) => settle({ httpStatus: null, error: describe(error, signal, options.timeoutMs) }));
+    request.on('close', () => settle({ httpStatus: null, error: 'the connection closed without an answer' }));
     request.end(options.body);
   });
 }

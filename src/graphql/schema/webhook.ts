@@ -164,6 +164,9 @@ builder.queryFields((t) => ({
 
 const tenantOf = (context: TenantContext) => context.viewer.tenantId;
 
+/** The operations (by their context) that already sent a test webhook. */
+const testSent = new WeakSet<object>();
+
 builder.mutationFields((t) => ({
   createWebhookEndpoint: t.withAuth({ tenant: true }).field({
     type: CreateWebhookEndpointPayload,
@@ -218,6 +221,10 @@ builder.mutationFields((t) => ({
       'Queues a `task.updated` event with `data.test: true` and `data.task: null` to the endpoint, even a disabled one. Null for an unknown id.',
     args: { endpointId: t.arg.id({ required: true }) },
     resolve: (_root, { endpointId }, context) => {
+      // Each test send makes a delivery: the operation paid for the first, each further one (aliases)
+      // takes one more from the tenant's request rate, like refreshOmniTask.
+      if (testSent.has(context)) context.services.rateLimits.admitRequest(context.viewer);
+      else testSent.add(context);
       const id = endpointIdOf(endpointId);
       return id === null ? null : context.services.webhooks.sendTest(tenantOf(context), id, new Date());
     },

@@ -148,6 +148,19 @@ async function settleFailedCreate(
   lookUp: () => Promise<KlingTask | null>,
 ): Promise<KlingTask> {
   if (!(error instanceof KlingError)) throw error;
+  if (reachedUpstream && error.retryable && !error.ambiguous) {
+    // A throttled or failed retry says nothing of an earlier attempt that may have been accepted:
+    // the task may be running upstream, so it is reported as unknown, never as not sent.
+    throw new KlingError({
+      code: error.code,
+      message: `${error.message} (after an earlier attempt that may have been accepted)`,
+      ambiguous: true,
+      httpStatus: error.httpStatus,
+      upstreamCode: error.upstreamCode,
+      retryAfterMs: error.retryAfterMs,
+      cause: error,
+    });
+  }
   if (reachedUpstream && !error.retryable && !error.ambiguous && !isDuplicateExternalId(error)) {
     // A refusal of a retry says nothing of an earlier attempt that may have been accepted: ask.
     let existing: KlingTask | null;

@@ -38,6 +38,21 @@ export type EndpointChanges = {
 };
 
 /** Endpoints and deliveries of one tenant at a time: every read and write names the tenant. */
+/** Inserts an endpoint under the tenant's row lock, so that concurrent creates cannot pass the cap together. */
+function insertEndpoint(db: Db, tenantId: string, values: typeof webhookEndpoints.$inferInsert) {
+  return db.transaction(async (tx) => {
+    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('no key update');
+    const [row] = await tx.select({ count: count() }).from(webhookEndpoints).where(eq(webhookEndpoints.tenantId, tenantId));
+    if (Number(row?.count ?? 0) >= MAX_ENDPOINTS_PER_TENANT) {
+      throw new InvalidInputError(`A tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints; delete one first.`, [
+        { path: ['input', 'url'], message: `at most ${MAX_ENDPOINTS_PER_TENANT} endpoints` },
+      ]);
+    }
+    const [inserted] = await tx.insert(webhookEndpoints).values(values).returning(PUBLIC_COLUMNS);
+    return inserted;
+  });
+}
+
 export function createWebhookEndpointService(deps: { db: Db; allowPrivateUrls: boolean; resolve: HostResolver; onQueued?: () => void }) {
   const { db } = deps;
 
@@ -53,20 +68,12 @@ export function createWebhookEndpointService(deps: { db: Db; allowPrivateUrls: b
     async create(tenantId: string, input: { url: string; events: WebhookEventType[]; description: string | null }) {
       await checkUrl(input.url);
       const secret = generateEndpointSecret();
-      // Under the tenant's row lock, so that concurrent creates cannot pass the cap together.
-      const endpoint = await db.transaction(async (tx) => {
-        await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('no key update');
-        const [row] = await tx.select({ count: count() }).from(webhookEndpoints).where(eq(webhookEndpoints.tenantId, tenantId));
-        if (Number(row?.count ?? 0) >= MAX_ENDPOINTS_PER_TENANT) {
-          throw new InvalidInputError(`A tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints; delete one first.`, [
-            { path: ['input', 'url'], message: `at most ${MAX_ENDPOINTS_PER_TENANT} endpoints` },
-          ]);
-        }
-        const [inserted] = await tx
-          .insert(webhookEndpoints)
-          .values({ tenantId, url: input.url, events: [...new Set(input.events)], description: input.description, secret })
-          .returning(PUBLIC_COLUMNS);
-        return inserted;
+      const endpoint = await insertEndpoint(db, tenantId, {
+        tenantId,
+        url: input.url,
+        events: [...new Set(input.events)],
+        description: input.description,
+        secret,
       });
       return { endpoint: endpoint as WebhookEndpoint, secret };
     },

@@ -317,8 +317,15 @@ describe('the example app (examples/web) in Chromium', () => {
         const from = /^bytes=(\d+)-/.exec(response.range!)![1];
         expect(response.contentRange).toMatch(new RegExp(`^bytes ${from}-\\d+/\\d+$`));
       }
+      // The seek towards the end asks from further in the file, unless the first answer already
+      // brought the whole (small) file, which a busy browser may read to its end before seeking.
+      const whole = (response: (typeof videoResponses)[number]) => /^bytes 0-(\d+)\/(\d+)$/.exec(response.contentRange ?? '');
       expect(
-        videoResponses.some((response) => !response.range!.startsWith('bytes=0-')),
+        videoResponses.some((response) => !response.range!.startsWith('bytes=0-')) ||
+          videoResponses.some((response) => {
+            const match = whole(response);
+            return match !== null && Number(match[1]) + 1 === Number(match[2]);
+          }),
         JSON.stringify(videoResponses),
       ).toBe(true);
       await screenshot(page, 'tasks-and-player');

@@ -177,7 +177,16 @@ async function settleFailedCreate(
       });
     }
     if (existing) return existing;
-    throw error;
+    // Not found now, but an earlier attempt may still be on its way in: unknown, not refused. The
+    // reconciler looks again before it sends anything, and a refusal that is real repeats then.
+    throw new KlingError({
+      code: 'UPSTREAM_UNAVAILABLE',
+      message: `a retried create was refused (${error.message}) after an earlier attempt whose fate is unknown`,
+      ambiguous: true,
+      httpStatus: error.httpStatus,
+      upstreamCode: error.upstreamCode,
+      cause: error,
+    });
   }
   if (!isDuplicateExternalId(error)) throw error;
   const existing = await lookUp().catch(() => null);

@@ -20,6 +20,7 @@ import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 import type { OmniVideoEstimate } from '../../tasks/tasks.ts';
 import { AspectRatio, FrameType, OmniMode, OmniTaskStatus, ReferType, TaskPriority } from './enums.ts';
 import { ErrorInterface } from './errors.ts';
+import { perCallCharge } from './per-call-charge.ts';
 
 const ReferenceImageRef = builder.objectRef<TaskRow['request']['referenceImages'][number]>('ReferenceImage').implement({
   fields: (t) => ({
@@ -250,8 +251,8 @@ builder.queryFields((t) => ({
   ),
 }));
 
-/** The operations (by their context) that already ran a refreshOmniTask. */
-const refreshed = new WeakSet<object>();
+/** refreshOmniTask asks the upstream on every call. */
+const chargeRefresh = perCallCharge();
 
 builder.mutationFields((t) => ({
   createOmniVideo: t.withAuth({ tenant: true }).field({
@@ -305,8 +306,7 @@ builder.mutationFields((t) => ({
     resolve: (_root, { id }, context) => {
       // Each refresh asks the upstream, so each counts as a request: the operation itself paid for
       // the first, each further one (aliases) takes one more from the tenant's request rate.
-      if (refreshed.has(context)) context.services.rateLimits.admitRequest(context.viewer);
-      else refreshed.add(context);
+      chargeRefresh(context, () => context.services.rateLimits.admitRequest(context.viewer));
       const taskId = fromGlobalId(id, 'OmniTask');
       return taskId === null ? null : context.services.tasks.refresh(context.viewer.tenantId, taskId);
     },

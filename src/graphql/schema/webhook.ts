@@ -8,6 +8,7 @@ import type { DeliveryStatus, WebhookDelivery, WebhookEndpoint } from '../../web
 import { WEBHOOK_EVENT_TYPES } from '../../webhooks/outbound-events.ts';
 import type { WebhookEventType as EventTypeName } from '../../webhooks/outbound-events.ts';
 import { builder } from '../builder.ts';
+import { perCallCharge } from './per-call-charge.ts';
 import type { TenantContext } from '../context.ts';
 import { decodeCursor, encodeCursor, pageSizes } from '../cursor.ts';
 
@@ -164,8 +165,8 @@ builder.queryFields((t) => ({
 
 const tenantOf = (context: TenantContext) => context.viewer.tenantId;
 
-/** The operations (by their context) that already sent a test webhook. */
-const testSent = new WeakSet<object>();
+/** sendTestWebhook makes a delivery on every call. */
+const chargeTestSend = perCallCharge();
 
 builder.mutationFields((t) => ({
   createWebhookEndpoint: t.withAuth({ tenant: true }).field({
@@ -223,8 +224,7 @@ builder.mutationFields((t) => ({
     resolve: (_root, { endpointId }, context) => {
       // Each test send makes a delivery: the operation paid for the first, each further one (aliases)
       // takes one more from the tenant's request rate, like refreshOmniTask.
-      if (testSent.has(context)) context.services.rateLimits.admitRequest(context.viewer);
-      else testSent.add(context);
+      chargeTestSend(context, () => context.services.rateLimits.admitRequest(context.viewer));
       const id = endpointIdOf(endpointId);
       return id === null ? null : context.services.webhooks.sendTest(tenantOf(context), id, new Date());
     },

@@ -202,12 +202,12 @@ export type UpstreamClaims = { upstreamTaskId: string; externalTaskId: string | 
 
 export type AdvanceOutcome = 'unknown' | 'contradicts' | 'changed' | 'unchanged';
 
-/** `status` ranked in SQL, from the same table as RANK. */
-const rankOf = (column: SQL) =>
-  sql`(case ${column} ${sql.join(
-    Object.entries(RANK).map(([status, rank]) => sql.raw(`when '${status}' then ${rank}`)),
-    sql` `,
-  )} end)`;
+/** A task's `status` ranked in SQL, from the same table as RANK; built once, not per callback. */
+const STATUS_RANK = sql.raw(
+  `(case status ${Object.entries(RANK)
+    .map(([status, rank]) => `when '${status}' then ${rank}`)
+    .join(' ')} end)`,
+);
 
 /**
  * A move to a non-final status reported by the upstream (a callback), in ONE statement and one
@@ -222,7 +222,7 @@ async function advance(db: Db, taskId: string, next: Transition, claims: Upstrea
   const [row] = await queryRows<{ found: boolean; fits: boolean; moved: boolean; ahead: boolean }>(
     db,
     sql`with cur as (
-          select id, status, upstream_task_id, queued_at, ${rankOf(sql`status`)} as rank from omni_tasks where id = ${taskId} for update
+          select id, status, upstream_task_id, queued_at, ${STATUS_RANK} as rank from omni_tasks where id = ${taskId} for update
         ), fits as (
           select * from cur
           where (cur.upstream_task_id is null or cur.upstream_task_id = ${claims.upstreamTaskId})

@@ -1,5 +1,4 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';

@@ -170,6 +170,10 @@ describe('creates under upstream faults', () => {
           if (task.status_message?.startsWith('The upstream refused the task (UPSTREAM_CONTENT_REJECTED)')) {
             refused += 1;
             if (upstream.accepted !== 0) problems.push(`refused but exists upstream: ${describe}`);
+          } else if (calls === 'POST' && upstream.accepted === 0) {
+            // One create call, nothing accepted and no retry: that call met the refusal, on a
+            // first attempt with nothing before it, so the refusal is definite.
+            problems.push(`refused on its first attempt but not failed as refused: ${describe}`);
           } else if (!task.prompt.includes('[[fail]]')) {
             problems.push(`failed although nothing should fail it: ${describe}`);
           } else if (upstream.accepted !== 1) {
@@ -180,11 +184,12 @@ describe('creates under upstream faults', () => {
         }
       }
       expect(problems, context).toEqual([]);
-      // At most: a refusal that meets a retry whose earlier attempt could not be checked (its
-      // lookup hit a fault too) keeps the task PENDING, and the simulated refusal being one-shot,
-      // the reconciler's resubmission is then accepted. A real content refusal would repeat.
+      // At most, and possibly none: a refusal that meets a retry after an attempt of unknown fate
+      // (a hang, a reset, a lost answer) keeps the task PENDING, since that attempt may still
+      // arrive; the simulated refusal being one-shot, the reconciler's resubmission is then
+      // accepted. A real content refusal would repeat. Refusals met by a first attempt are
+      // checked task by task above.
       expect(refused, context).toBeLessThanOrEqual(REFUSALS);
-      expect(refused, context).toBeGreaterThan(0);
 
       // Never submitted under an id that is not one of our tasks (no second external id).
       expect(

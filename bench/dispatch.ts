@@ -54,8 +54,35 @@ async function startUpstream() {
   };
 }
 
-/** Fills the budget, queues `tenants × perTenant` tasks, then frees one slot at a time: ms from the freeing to the next create upstream. */
-export async function measureDispatch(shape: { tenants: number; perTenant: number; samples: number }): Promise<Percentiles> {
+const PAGE = 'query { omniTasks(first: 50) { edges { node { id status } } } }';
+const PAGE_WITH_PLACES = 'query { omniTasks(first: 50) { edges { node { id status queuePosition } } } }';
+
+/** ms per request for `samples` sequential requests of `query` (after two unmeasured ones). */
+async function timeQuery(url: string, key: string, query: string, samples: number): Promise<Percentiles> {
+  const times: number[] = [];
+  for (let i = 0; i < samples + 2; i += 1) {
+    const start = performance.now();
+    const answer = await graphql(url, key, query);
+    if (answer.data?.omniTasks === undefined) throw new Error(`page failed: ${JSON.stringify(answer)}`);
+    if (i >= 2) times.push(performance.now() - start);
+  }
+  return percentiles(times);
+}
+
+export type DispatchFigures = {
+  /** ms from a freed slot to the next create upstream. */
+  freedSlot: Percentiles;
+  /** ms for a page of 50 of one tenant's waiting tasks, without and with their queue positions. */
+  page: Percentiles;
+  pageWithPositions: Percentiles;
+};
+
+/**
+ * Fills the budget, queues `tenants × perTenant` tasks, times a page of the first tenant's waiting
+ * tasks with and without queue positions, then frees one slot at a time: ms from the freeing to
+ * the next create upstream.
+ */
+export async function measureDispatch(shape: { tenants: number; perTenant: number; samples: number }): Promise<DispatchFigures> {
   const dir = temporaryDirectory();
   const database = await createBenchDatabase(process.env.DATABASE_URL || null, dir.path);
   const upstream = await startUpstream();
@@ -86,6 +113,8 @@ export async function measureDispatch(shape: { tenants: number; perTenant: numbe
     for (let i = 0; i < queued.length; i += 8) {
       await Promise.all(queued.slice(i, i + 8).map((key) => graphql(url, key, CREATE, { input: INPUT })));
     }
+    const page = await timeQuery(url, keys[0]!, PAGE, shape.samples);
+    const pageWithPositions = await timeQuery(url, keys[0]!, PAGE_WITH_PLACES, shape.samples);
     const samples: number[] = [];
     for (let i = 0; i < shape.samples; i += 1) {
       const [running] = await queryRows<{ upstream_task_id: string }>(
@@ -104,7 +133,7 @@ export async function measureDispatch(shape: { tenants: number; perTenant: numbe
       );
       if (Number(n) > 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    return percentiles(samples);
+    return { freedSlot: percentiles(samples), page, pageWithPositions };
   } finally {
     await app.stop();
     await upstream.close();

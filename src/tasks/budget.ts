@@ -23,13 +23,13 @@ const THROTTLE_PAUSE_MS = 200;
 const MAX_PAUSE_MS = 60_000;
 
 /** Dispatch order within a tenant: priority, then age. */
-const PRIORITY_RANK = sql`(case ${omniTasks.priority} when 'HIGH' then 0 when 'NORMAL' then 1 else 2 end)`;
-const RANK: Record<TaskPriority, number> = { HIGH: 0, NORMAL: 1, LOW: 2 };
+export const PRIORITY_RANK = sql`(case ${omniTasks.priority} when 'HIGH' then 0 when 'NORMAL' then 1 else 2 end)`;
+export const RANK: Record<TaskPriority, number> = { HIGH: 0, NORMAL: 1, LOW: 2 };
 
 /** A task holding an upstream slot: claimed (or sent) and not final. */
-const HOLDS_SLOT = sql`${omniTasks.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${omniTasks.queuedAt} is null`;
+export const HOLDS_SLOT = sql`${omniTasks.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${omniTasks.queuedAt} is null`;
 /** A task waiting for a slot that may still be dispatched: not past its deadline nor its cancel time. */
-const DISPATCHABLE = sql`${omniTasks.queuedAt} is not null and ${omniTasks.status} = 'PENDING'
+export const DISPATCHABLE = sql`${omniTasks.queuedAt} is not null and ${omniTasks.status} = 'PENDING'
   and ${omniTasks.deadlineAt} > now() and (${omniTasks.cancelAt} is null or ${omniTasks.cancelAt} > now())`;
 
 type BudgetRow = typeof upstreamBudget.$inferSelect;
@@ -58,12 +58,12 @@ async function slotsByTenant(db: Executor): Promise<Map<string, number>> {
   return new Map(rows.map((row) => [row.tenant_id, Number(row.n)]));
 }
 
-type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date };
+export type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date };
 
 /** The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's dispatch order. */
-async function candidates(tx: Tx, perTenant: number): Promise<Candidate[]> {
+export async function candidates(db: Executor, perTenant: number): Promise<Candidate[]> {
   const rows = await queryRows<{ id: string; tenant_id: string; weight: number; queued_at: string }>(
-    tx,
+    db,
     sql`select q.id, q.tenant_id, tn.weight, q.queued_at
         from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
         join tenants tn on tn.id = d.tenant_id
@@ -78,37 +78,58 @@ async function candidates(tx: Tx, perTenant: number): Promise<Candidate[]> {
   return rows.map((row) => ({ id: row.id, tenantId: row.tenant_id, weight: Number(row.weight), queuedAt: new Date(row.queued_at) }));
 }
 
+/** Tenants' waiting tasks, each tenant's in its own order, handed out one at a time by fair share. */
+export type FairQueues = {
+  /** The next task to go, given the slots each tenant holds now; null when none waits. */
+  pick: (held: ReadonlyMap<string, number>) => Candidate | null;
+};
+
 /**
- * Weighted fair dispatch: each free slot goes to the tenant whose slots held (counting those
- * picked in this pass) are the smallest share of its weight; ties go to the tenant whose next
- * task has waited longest. A tenant's own tasks leave in its order (priority, then age). This is
- * deficit round-robin over the resource the upstream counts (concurrent tasks): a tenant with
- * 1,000 waiting tasks and 3 slots never delays another tenant's first task by more than the next
- * free slot.
+ * Weighted fair choice: the next slot goes to the tenant whose slots held are the smallest share
+ * of its weight; ties go to the tenant whose next task has waited longest. A tenant's own tasks
+ * leave in its order (priority, then age), as `waiting` lists them.
  */
-export function pickFair(free: number, waiting: Candidate[], held: ReadonlyMap<string, number>): Candidate[] {
-  const queues = new Map<string, Candidate[]>();
+export function fairQueues(waiting: readonly Candidate[]): FairQueues {
+  const queues = new Map<string, { items: Candidate[]; next: number }>();
   for (const candidate of waiting) {
-    const queue = queues.get(candidate.tenantId) ?? [];
-    queue.push(candidate);
+    const queue = queues.get(candidate.tenantId) ?? { items: [], next: 0 };
+    queue.items.push(candidate);
     queues.set(candidate.tenantId, queue);
   }
-  const taken = new Map<string, number>();
+  return {
+    pick(held) {
+      let best: { share: number; head: Candidate; queue: { next: number } } | null = null;
+      for (const [tenantId, queue] of queues) {
+        const head = queue.items[queue.next];
+        if (head === undefined) continue;
+        const share = (held.get(tenantId) ?? 0) / Math.max(1, head.weight);
+        if (best === null || share < best.share || (share === best.share && head.queuedAt < best.head.queuedAt)) {
+          best = { share, head, queue };
+        }
+      }
+      if (best === null) return null;
+      best.queue.next += 1;
+      return best.head;
+    },
+  };
+}
+
+/**
+ * Weighted fair dispatch of `free` slots: each goes to the tenant whose slots held, counting those
+ * picked in this pass, are the smallest share of its weight (fairQueues). This is deficit
+ * round-robin over the resource the upstream counts (concurrent tasks): a tenant with 1,000
+ * waiting tasks and 3 slots never delays another tenant's first task by more than the next free
+ * slot.
+ */
+export function pickFair(free: number, waiting: readonly Candidate[], held: ReadonlyMap<string, number>): Candidate[] {
+  const queues = fairQueues(waiting);
+  const holding = new Map(held);
   const picked: Candidate[] = [];
   while (picked.length < free) {
-    let best: { tenantId: string; share: number; head: Candidate } | null = null;
-    for (const [tenantId, queue] of queues) {
-      const head = queue[0];
-      if (head === undefined) continue;
-      const share = ((held.get(tenantId) ?? 0) + (taken.get(tenantId) ?? 0)) / Math.max(1, head.weight);
-      if (best === null || share < best.share || (share === best.share && head.queuedAt < best.head.queuedAt)) {
-        best = { tenantId, share, head };
-      }
-    }
-    if (best === null) break;
-    queues.get(best.tenantId)?.shift();
-    taken.set(best.tenantId, (taken.get(best.tenantId) ?? 0) + 1);
-    picked.push(best.head);
+    const next = queues.pick(holding);
+    if (next === null) break;
+    holding.set(next.tenantId, (holding.get(next.tenantId) ?? 0) + 1);
+    picked.push(next);
   }
   return picked;
 }
@@ -257,89 +278,4 @@ export async function budgetState(db: Executor, maxInFlight: number): Promise<Bu
     queued: Number(row?.queued ?? 0),
     throttles: Number(row?.throttles ?? 0),
   };
-}
-
-type TenantQueue = { tenantId: string; weight: number; queued: number; held: number; head: Date | null };
-
-/** Every tenant with tasks waiting or slots held: the shares a queue position is estimated from. */
-async function queueShares(db: Executor): Promise<TenantQueue[]> {
-  const rows = await queryRows<{ tenant_id: string; weight: number; queued: number; held: number; head: string | null }>(
-    db,
-    sql`with waiting as (
-          select ${omniTasks.tenantId} as tenant_id, count(*)::int as queued, min(${omniTasks.queuedAt}) as head
-          from ${omniTasks} where ${omniTasks.queuedAt} is not null group by 1
-        ), holding as (
-          select ${omniTasks.tenantId} as tenant_id, count(*)::int as held from ${omniTasks} where ${HOLDS_SLOT} group by 1
-        )
-        select tn.id as tenant_id, tn.weight, coalesce(w.queued, 0) as queued, coalesce(h.held, 0) as held, w.head
-        from tenants tn
-        left join waiting w on w.tenant_id = tn.id
-        left join holding h on h.tenant_id = tn.id
-        where w.tenant_id is not null or h.tenant_id is not null`,
-  );
-  return rows.map((row) => ({
-    tenantId: row.tenant_id,
-    weight: Number(row.weight),
-    queued: Number(row.queued),
-    held: Number(row.held),
-    head: row.head === null ? null : new Date(row.head),
-  }));
-}
-
-/** How many of the tenant's own waiting tasks come before a task of this priority queued at `queuedAt` (id breaks ties). */
-async function ownAhead(
-  db: Executor,
-  tenantId: string,
-  at: { priority: TaskPriority; queuedAt: Date | null; id: string | null },
-): Promise<number> {
-  const rank = RANK[at.priority];
-  const before =
-    at.queuedAt === null || at.id === null
-      ? sql`${PRIORITY_RANK} <= ${rank}`
-      : sql`(${PRIORITY_RANK}, ${omniTasks.queuedAt}, ${omniTasks.id}) < (${rank}, ${at.queuedAt.toISOString()}::timestamptz, ${at.id}::uuid)`;
-  const [row] = await queryRows<{ n: number }>(
-    db,
-    sql`select count(*)::int as n from ${omniTasks} where ${omniTasks.tenantId} = ${tenantId} and ${omniTasks.queuedAt} is not null and ${before}`,
-  );
-  return Number(row?.n ?? 0);
-}
-
-/**
- * How many waiting tasks are dispatched before the given one (or a new one of this priority), if
- * slots keep going out as pickFair hands them now: the tenant's own tasks ahead of it in its
- * order, and the other tenants' tasks that their shares put before it. An estimate: shares move
- * as tasks finish.
- */
-export async function tasksAhead(
-  db: Executor,
-  tenantId: string,
-  at: { priority: TaskPriority; queuedAt: Date | null; id: string | null },
-): Promise<number> {
-  const [own, shares] = await Promise.all([ownAhead(db, tenantId, at), queueShares(db)]);
-  const mine = shares.find((share) => share.tenantId === tenantId);
-  const others = shares.filter((share) => share.tenantId !== tenantId && share.queued > 0);
-  const held = new Map(shares.map((share) => [share.tenantId, share.held]));
-  const taken = new Map<string, number>();
-  const weight = Math.max(1, mine?.weight ?? 1);
-  let ownTaken = 0;
-  let ahead = 0;
-  // Walks pickFair's choices until the tenant's own turn comes for this task.
-  while (ownTaken <= own) {
-    const ownShare = ((held.get(tenantId) ?? 0) + ownTaken) / weight;
-    let next: TenantQueue | null = null;
-    let nextShare = ownShare;
-    for (const other of others) {
-      if ((taken.get(other.tenantId) ?? 0) >= other.queued) continue;
-      const share = ((held.get(other.tenantId) ?? 0) + (taken.get(other.tenantId) ?? 0)) / Math.max(1, other.weight);
-      const older = other.head !== null && (at.queuedAt === null || other.head < at.queuedAt);
-      if (share < nextShare || (share === nextShare && older && next === null)) {
-        next = other;
-        nextShare = share;
-      }
-    }
-    if (next === null) ownTaken += 1;
-    else taken.set(next.tenantId, (taken.get(next.tenantId) ?? 0) + 1);
-    ahead += 1;
-  }
-  return ahead - 1;
 }

@@ -1,9 +1,10 @@
 import type { TaskPriority } from '../db/schema.ts';
 import type { CostEstimate } from '../metering/metering.ts';
-import { budgetState, tasksAhead } from './budget.ts';
+import { budgetState } from './budget.ts';
 import { createTaskCommands } from './commands.ts';
 import type { TaskCommandDeps } from './commands.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
+import { NEW_TASK, queuePlaces } from './queue-order.ts';
 import { createTaskReads } from './reads.ts';
 import type { TaskRow } from './state.ts';
 
@@ -17,12 +18,31 @@ type EstimateDeps = {
 };
 
 /**
- * A task's place in the upstream queue (1 = next), null unless it waits for a slot. An estimate of
- * the fair dispatch order as shares stand now (budget.ts, tasksAhead).
+ * Queue positions (1 = next), batched: the positions asked for in one turn of the event loop (the
+ * tasks of one page, say) for one tenant come from one replay of the dispatch order
+ * (queue-order.ts). Null unless the task waits for a slot.
  */
-async function queuePosition(deps: TaskCommandDeps, task: TaskRow): Promise<number | null> {
-  if (task.status !== 'PENDING' || task.queuedAt === null) return null;
-  return 1 + (await tasksAhead(deps.db, task.tenantId, { priority: task.priority, queuedAt: task.queuedAt, id: task.id }));
+function createQueuePositions(deps: TaskCommandDeps) {
+  const batches = new Map<string, { ids: Set<string>; result: Promise<Map<string, number>> }>();
+  return (task: TaskRow): Promise<number | null> => {
+    if (task.status !== 'PENDING' || task.queuedAt === null) return Promise.resolve(null);
+    let batch = batches.get(task.tenantId);
+    if (batch === undefined) {
+      const ids = new Set<string>();
+      const result = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        batches.delete(task.tenantId);
+        const budget = await budgetState(deps.db, deps.maxInFlight);
+        return queuePlaces(deps.db, budget.limit, { tenantId: task.tenantId, ids: [...ids] });
+      });
+      batch = { ids, result };
+      batches.set(task.tenantId, batch);
+    }
+    batch.ids.add(task.id);
+    return batch.result.then((places) => {
+      const place = places.get(task.id);
+      return place === undefined ? null : place + 1;
+    });
+  };
 }
 
 /**
@@ -37,11 +57,9 @@ async function estimate(
   request: NormalizedOmniRequest,
 ): Promise<OmniVideoEstimate> {
   const priority: TaskPriority = request.priority;
-  const [cost, budget, ahead] = await Promise.all([
-    deps.cost(tenantId, request),
-    budgetState(deps.db, deps.maxInFlight),
-    tasksAhead(deps.db, tenantId, { priority, queuedAt: null, id: null }),
-  ]);
+  const [cost, budget] = await Promise.all([deps.cost(tenantId, request), budgetState(deps.db, deps.maxInFlight)]);
+  const places = await queuePlaces(deps.db, budget.limit, { tenantId, ids: [], priority });
+  const ahead = places.get(NEW_TASK) ?? 0;
   const free = Math.max(0, budget.limit - budget.inFlight);
   const waitsFor = ahead + 1 - free;
   const mean = deps.meanRunSeconds();
@@ -56,7 +74,7 @@ export function createTaskService(deps: Omit<TaskCommandDeps, 'reads'> & Estimat
   return {
     ...reads,
     ...createTaskCommands(full),
-    queuePosition: (task: TaskRow) => queuePosition(full, task),
+    queuePosition: createQueuePositions(full),
     estimate: (tenantId: string, request: NormalizedOmniRequest) => estimate(full, tenantId, request),
     /** The upstream budget now: the limit in force, slots held, tasks waiting (metrics). */
     budget: () => budgetState(deps.db, deps.maxInFlight),

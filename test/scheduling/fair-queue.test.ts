@@ -6,7 +6,7 @@ import { serverUrl } from '../support/database.ts';
 import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
-import { waitFor } from '../reliability/support.ts';
+import { graphqlAt, waitFor } from '../reliability/support.ts';
 import { burstThenOne, createTask, input } from './support.ts';
 
 /*
@@ -94,6 +94,71 @@ describe('fair upstream queue', () => {
     expect(order).toBe(2);
     for (const low of lows) expect(simulator.stats.acceptedOrder[taskUuid(low.id)]).toBeUndefined();
   }, 30_000);
+});
+
+const PLACES = `query ($after: String) {
+  omniTasks(first: 50, after: $after) { edges { node { id status queuePosition } } pageInfo { hasNextPage endCursor } }
+}`;
+
+describe('queue positions', () => {
+  let gateway: TestGateway | undefined;
+  afterEach(async () => {
+    await gateway?.stop();
+    gateway = undefined;
+  });
+
+  it('are the order dispatch sends the waiting tasks in, across tenants of different weights and priorities', async () => {
+    gateway = await startGateway({ delays: HELD, env: { UPSTREAM_MAX_IN_FLIGHT: '2' } });
+    const db = gateway.database.db;
+    const a = await createTenant(gateway, 'Busy');
+    const b = await createTenant(gateway, 'Mixed');
+    const c = await createTenant(gateway, 'Heavy', { weight: 2 });
+    // A takes both slots, then all three queue; C weighs twice as much, B asks for one HIGH task late.
+    for (const name of ['a0', 'a1']) expect((await createTask(gateway.url, a.apiKey, input(name))).status).toBe('SUBMITTED');
+    const plan: [typeof a, string, string][] = [
+      [a, 'a2', 'NORMAL'],
+      [b, 'b0', 'LOW'],
+      [c, 'c0', 'NORMAL'],
+      [a, 'a3', 'NORMAL'],
+      [c, 'c1', 'NORMAL'],
+      [b, 'b1', 'NORMAL'],
+      [c, 'c2', 'LOW'],
+      [a, 'a4', 'HIGH'],
+      [b, 'b2', 'HIGH'],
+      [c, 'c3', 'NORMAL'],
+    ];
+    const names = new Map<string, string>();
+    for (const [tenant, name, priority] of plan) {
+      const task = await createTask(gateway.url, tenant.apiKey, input(name, { priority }));
+      expect(task.status, name).toBe('PENDING');
+      names.set(taskUuid(task.id), name);
+    }
+    // Each tenant reads its own page: one replay answers the whole page.
+    const predicted = new Map<string, number>();
+    for (const tenant of [a, b, c]) {
+      const page = await graphqlAt(gateway.url, tenant.apiKey, PLACES, {});
+      const edges = page.body?.data?.omniTasks?.edges as { node: { id: string; queuePosition: number | null } }[] | undefined;
+      expect(edges, page.text).toBeDefined();
+      for (const { node } of edges ?? []) {
+        const name = names.get(taskUuid(node.id));
+        if (name !== undefined) predicted.set(name, node.queuePosition as number);
+      }
+    }
+    expect([...predicted.values()].sort((x, y) => x - y)).toEqual(Array.from({ length: plan.length }, (_, i) => i + 1));
+
+    // Free one slot at a time, the longest-running task first, and watch what the upstream receives.
+    const simulator = gateway.simulator;
+    for (let sent = 0; sent < plan.length; sent += 1) {
+      const [oldest] = await queryRows<{ upstream_task_id: string }>(
+        db,
+        sql`select upstream_task_id from omni_tasks where status in ('SUBMITTED', 'PROCESSING') order by submitted_at, id limit 1`,
+      );
+      expect(simulator.finish({ task_id: oldest!.upstream_task_id })).toBe(true);
+      await waitFor(`create ${sent + 1} of the queue upstream`, () => simulator.stats.createsAccepted === sent + 3 || undefined);
+    }
+    const actual = new Map([...names].map(([id, name]) => [name, (simulator.stats.acceptedOrder[id] as number) - 2]));
+    expect(Object.fromEntries(actual)).toEqual(Object.fromEntries(predicted));
+  }, 60_000);
 });
 
 describe.skipIf(serverUrl === null)('fair upstream queue over two instances on one PostgreSQL database', () => {

@@ -1,9 +1,12 @@
 import { BlockList, isIP } from 'node:net';
 
 /*
- * Which addresses the gateway may fetch result videos from when ALLOW_PRIVATE_URLS is off: only
- * globally routable unicast. Everything private, local or special-purpose is refused, including
- * IPv6 forms that carry an IPv4 address inside (mapped, NAT64, 6to4), judged by that IPv4 address.
+ * Which addresses the gateway may fetch result videos from, and send webhooks to, when
+ * ALLOW_PRIVATE_URLS is off: only globally routable unicast. Everything private, local or
+ * special-purpose is refused, including IPv6 forms that carry an IPv4 address inside (mapped,
+ * NAT64, 6to4), judged by that IPv4 address. IPv6 outside global unicast (2000::/3) is refused
+ * whole: unassigned space, IPv4-translated (::ffff:0:0:0/96), SRv6 (5f00::/16) and whatever the
+ * registry assigns there next.
  */
 
 const REFUSED_IPV4: [string, number][] = [
@@ -24,17 +27,14 @@ const REFUSED_IPV4: [string, number][] = [
   ['240.0.0.0', 4], // reserved, broadcast
 ];
 
+/** Special-purpose blocks inside global unicast (2000::/3); the rest of IPv6 is refused whole. */
 const REFUSED_IPV6: [string, number][] = [
-  ['::', 96], // unspecified, loopback, deprecated IPv4-compatible
-  ['64:ff9b:1::', 48], // local-use NAT64
-  ['100::', 64], // discard-only
   ['2001::', 23], // IETF protocol assignments (Teredo, benchmarking, ORCHID)
   ['2001:db8::', 32], // documentation
-  ['fc00::', 7], // unique local
-  ['fe80::', 10], // link-local
-  ['fec0::', 10], // site-local (deprecated)
-  ['ff00::', 8], // multicast
+  ['3fff::', 20], // documentation (RFC 9637)
 ];
+const GLOBAL_UNICAST = new BlockList();
+GLOBAL_UNICAST.addSubnet('2000::', 3, 'ipv6');
 
 const refused = new BlockList();
 for (const [network, prefix] of REFUSED_IPV4) refused.addSubnet(network, prefix, 'ipv4');
@@ -78,5 +78,5 @@ export function isPublicAddress(address: string): boolean {
   if (family !== 6) return false;
   const inner = embeddedIpv4(bare);
   if (inner !== null) return !refused.check(inner, 'ipv4');
-  return !refused.check(bare, 'ipv6');
+  return GLOBAL_UNICAST.check(bare, 'ipv6') && !refused.check(bare, 'ipv6');
 }

@@ -54,6 +54,14 @@ describe('isPublicAddress', () => {
     ['2001:db8::1', 'documentation'],
     ['2001::1', 'Teredo'],
     ['100::1', 'discard'],
+    ['::ffff:0:7f00:1', 'IPv4-translated loopback'],
+    ['::ffff:0:8.8.8.8', 'IPv4-translated'],
+    ['5f00::1', 'SRv6 segment identifier'],
+    ['3fff::1', 'documentation (RFC 9637)'],
+    ['fbff::1', 'unassigned, just below unique local'],
+    ['fe7f::1', 'unassigned, just below link-local'],
+    ['4000::1', 'unassigned, above global unicast'],
+    ['1fff:ffff::1', 'unassigned, below global unicast'],
   ])('refuses IPv6 %s (%s)', (address) => {
     expect(isPublicAddress(address)).toBe(false);
   });
@@ -81,8 +89,8 @@ describe('isPublicAddress', () => {
     '::ffff:8.8.8.8',
     '64:ff9b::808:808',
     '2002:808:808::1',
-    'fbff::1',
-    'fe7f::1',
+    '2c0f:fb50:4003::1',
+    '3ffe:ffff::1',
   ])('accepts public IPv6 %s', (address) => {
     expect(isPublicAddress(address)).toBe(true);
   });

@@ -385,20 +385,12 @@ async function dispatchAll(deps: TaskCommandDeps, runner: Runner): Promise<void>
   await dispatchPass(deps, runner);
 }
 
-/** Who cancels: the tenant (cancelOmniTask), its cancelAfterSeconds, or its deadline passing while it waits. */
-export type CancelSource = 'cancel' | 'cancel-after' | 'cancel-at-deadline';
-const CANCEL_MESSAGES: Record<CancelSource, string> = {
-  cancel: 'Cancelled before it was sent upstream.',
-  'cancel-after': 'Cancelled: still waiting for an upstream slot at its cancelAfterSeconds.',
-  'cancel-at-deadline': 'Cancelled: still waiting for an upstream slot at its deadline; it was never sent upstream and costs nothing.',
-};
-
 /**
  * Cancels a task still waiting for an upstream slot: CANCELLED, at no charge (no usage event, no
  * upstream call). A task already sent (or final) cannot be: the upstream has no cancel. Another
  * tenant's task is not found, like an unknown id.
  */
-async function cancel(deps: TaskCommandDeps, tenantId: string, id: string, source: CancelSource = 'cancel'): Promise<TaskRow> {
+async function cancel(deps: TaskCommandDeps, tenantId: string, id: string, source = 'cancel'): Promise<TaskRow> {
   return deps.state.commit(deps.db, async (tx) => {
     const [task] = await tx
       .select()
@@ -414,7 +406,10 @@ async function cancel(deps: TaskCommandDeps, tenantId: string, id: string, sourc
           : `The task is already final (${task.status}).`,
       );
     }
-    const statusMessage = CANCEL_MESSAGES[source];
+    const statusMessage =
+      source === 'cancel-after'
+        ? 'Cancelled: still waiting for an upstream slot at its cancelAfterSeconds.'
+        : 'Cancelled before it was sent upstream.';
     const result = await deps.state.transition(tx, id, { status: 'CANCELLED', statusMessage, source, onlyFrom: ['PENDING'] });
     return result?.task ?? task;
   });
@@ -471,7 +466,7 @@ export function createTaskCommands(deps: TaskCommandDeps) {
   const runner = createRunner(deps, (claimed) => sendClaimed(deps, claimed));
   return {
     create: (creator: Creator, request: NormalizedOmniRequest) => create(deps, runner, creator, request),
-    cancel: (tenantId: string, id: string, source?: CancelSource) => cancel(deps, tenantId, id, source),
+    cancel: (tenantId: string, id: string) => cancel(deps, tenantId, id),
     cancelExpired: (limit: number) => cancelExpired(deps, limit),
     /** One dispatch pass: claims what the budget allows, fairly, and sends it in the background. */
     dispatch: () => dispatchAll(deps, runner),

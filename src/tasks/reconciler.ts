@@ -2,7 +2,6 @@ import { and, eq, inArray, isNotNull, isNull, lte, notInArray, or, sql } from 'd
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
-import { CancelNotPossibleError } from '../errors.ts';
 import { omniTasks, taskSubmissions } from '../db/schema.ts';
 import type { KlingClient } from '../kling/client.ts';
 import type { UpstreamCreateBody } from '../kling/body.ts';
@@ -16,7 +15,7 @@ import { upstreamIdOf } from './upstream-reads.ts';
 
 export type ReconcilerOptions = {
   db: Db;
-  tasks: Pick<TaskCommands, 'apply' | 'submit' | 'failAtDeadline' | 'cancel'>;
+  tasks: Pick<TaskCommands, 'apply' | 'submit' | 'failAtDeadline'>;
   upstream: KlingClient;
   logger: Logger;
   taskDeadlineMinutes: number;
@@ -200,26 +199,9 @@ async function resubmit(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> 
   }
 }
 
-/**
- * A task still waiting for an upstream slot at its deadline was never sent: it is cancelled, at no
- * charge, like a cancel before dispatch. Claimed for dispatch meanwhile, it is on its way
- * upstream, and its deadline is enforced as any sent task's on the next look.
- */
-async function cancelAtDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
-  try {
-    await h.tasks.cancel(task.tenantId, task.id, 'cancel-at-deadline');
-    return 'changed';
-  } catch (error) {
-    if (error instanceof CancelNotPossibleError) return 'unchanged';
-    throw error;
-  }
-}
-
 async function handle(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
   if (isFinal(task.status)) return recheckAfterDeadline(h, task);
-  if (task.deadlineAt.getTime() <= h.clock.now()) {
-    return task.status === 'PENDING' && task.queuedAt !== null ? cancelAtDeadline(h, task) : enforceDeadline(h, task);
-  }
+  if (task.deadlineAt.getTime() <= h.clock.now()) return enforceDeadline(h, task);
   // Ask by our id (the external task id) while the upstream id is unknown: a create whose answer
   // was lost is found this way instead of being submitted a second time.
   const answer = await h.upstream.getTask(upstreamIdOf(task));

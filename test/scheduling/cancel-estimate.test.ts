@@ -120,36 +120,6 @@ describe('cancelOmniTask', () => {
     expect(Number(usage[0]?.n)).toBe(0);
   }, 30_000);
 
-  it('a task still waiting at its deadline is cancelled at no charge: never sent, no usage event, no upstream call', async () => {
-    // The slot is taken by the task the first test let through.
-    const task = await createTask(gateway.url, b.apiKey, input('never gets a slot'));
-    expect(task.status).toBe('PENDING');
-    const before = gateway.upstreamRequests.length;
-    const client = wsClient(gateway.url, b.apiKey);
-    try {
-      const watch = await subscribeWs(client, 'subscription ($id: ID) { omniTaskUpdated(id: $id) { id status statusMessage units } }', {
-        id: task.id,
-      });
-      // Its deadline (TASK_DEADLINE_MINUTES, a minute at least) comes now.
-      await gateway.database.db.execute(sql`update omni_tasks set deadline_at = now() where id = ${taskUuid(task.id)}`);
-      await watch.collector.untilDone(10_000);
-      expect(watch.collector.items.at(-1)?.data?.omniTaskUpdated).toMatchObject({
-        status: 'CANCELLED',
-        statusMessage: expect.stringMatching(/deadline; it was never sent upstream/),
-        units: 0,
-      });
-    } finally {
-      await client.dispose();
-    }
-    const asked = gateway.upstreamRequests.slice(before).filter((request) => JSON.stringify(request).includes(taskUuid(task.id)));
-    expect(asked, 'no upstream call for it').toEqual([]);
-    const usage = await queryRows<{ n: number }>(
-      gateway.database.db,
-      sql`select count(*)::int as n from usage_events where task_id = ${taskUuid(task.id)}`,
-    );
-    expect(Number(usage[0]?.n)).toBe(0);
-  }, 30_000);
-
   it('cancelAfterSeconds cancels a task still waiting by then, without an upstream call', async () => {
     // The slot is taken by the task the previous test let through.
     const task = await createTask(gateway.url, b.apiKey, input('impatient', { cancelAfterSeconds: 1 }));

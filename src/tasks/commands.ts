@@ -350,10 +350,14 @@ async function sendClaimed(deps: TaskCommandDeps, claimed: Claimed): Promise<Tas
     .from(taskSubmissions)
     .where(eq(taskSubmissions.taskId, claimed.task.id));
   if (row === undefined) {
+    // Gone because the task moved on meanwhile (a callback from an earlier attempt that the
+    // upstream did accept clears it): then it runs upstream and stays as it is. Only a task still
+    // PENDING without its body has truly lost it.
     const failed = await applyTransition(deps, claimed.task.id, {
       status: 'FAILED',
       statusMessage: 'The task never reached the upstream and its request is no longer available.',
       source: 'dispatch',
+      onlyFrom: ['PENDING'],
     });
     return failed?.task ?? null;
   }
@@ -444,12 +448,13 @@ async function refresh(deps: TaskCommandDeps, reads: UpstreamReads, tenantId: st
 
 /**
  * Fails a task at its deadline and, in the same transaction, keeps it on the reconciler's list
- * (`recheckAfterSeconds`): the upstream may still finish, and bill, the task.
+ * (`recheckAfterSeconds`; null when the upstream said it does not know the task): the upstream
+ * may still finish, and bill, the task.
  */
-async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessage: string, recheckAfterSeconds: number) {
+async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessage: string, recheckAfterSeconds: number | null) {
   return deps.state.commit(deps.db, async (tx) => {
     const result = await deps.state.transition(tx, taskId, { status: 'FAILED', statusMessage, source: DEADLINE_SOURCE });
-    if (result?.changed) {
+    if (result?.changed && recheckAfterSeconds !== null) {
       await tx
         .update(omniTasks)
         .set({ nextCheckAt: sql`now() + make_interval(secs => ${recheckAfterSeconds})` })
@@ -478,7 +483,7 @@ export function createTaskCommands(deps: TaskCommandDeps) {
     /** A non-final upstream status for a task whose body makes these claims, in one statement. */
     advance: (taskId: string, transition: Transition, claims: UpstreamClaims) => deps.state.advance(deps.db, taskId, transition, claims),
     confirmFinal: reads.confirmFinal,
-    failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number) =>
+    failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number | null) =>
       failAtDeadline(deps, taskId, statusMessage, recheckAfterSeconds),
   };
 }

@@ -135,12 +135,16 @@ export async function reconcilerLagSeconds(db: Db): Promise<number> {
 /**
  * A task past its deadline. The upstream is asked once first: a task it finished is recorded as it
  * finished (a paid video is never dropped). Only if it has not finished, or cannot be asked, is
- * the task failed, and then still watched for a while (recheckAfterDeadline).
+ * the task failed, and then still watched for a while (recheckAfterDeadline), since it may still
+ * run upstream and holds its upstream slot meanwhile. A task the upstream answers it does not know
+ * is failed without a watch: nothing of it runs there.
  */
 async function enforceDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
   let answer: KlingTask | null = null;
+  let asked = false;
   try {
     answer = await h.upstream.getTask(upstreamIdOf(task), { maxAttempts: 1 });
+    asked = true;
   } catch (error) {
     h.logger.info({ taskId: task.id, err: error }, 'reconciler: the upstream could not be asked before failing a task at its deadline');
   }
@@ -149,11 +153,12 @@ async function enforceDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOu
     await h.tasks.apply(task.id, upstream);
     return 'changed';
   }
-  await h.tasks.failAtDeadline(
-    task.id,
-    `The upstream gave no final state within ${h.taskDeadlineMinutes} minutes; the gateway gave the task up.`,
-    AFTER_DEADLINE_FIRST_CHECK_SECONDS,
-  );
+  const unknown = asked && answer === null;
+  const message =
+    unknown && task.queuedAt !== null
+      ? `The task was still waiting for an upstream slot after ${h.taskDeadlineMinutes} minutes; the gateway gave it up. It never ran upstream.`
+      : `The upstream gave no final state within ${h.taskDeadlineMinutes} minutes; the gateway gave the task up.`;
+  await h.tasks.failAtDeadline(task.id, message, unknown ? null : AFTER_DEADLINE_FIRST_CHECK_SECONDS);
   return 'deadline';
 }
 
@@ -181,10 +186,12 @@ async function recheckAfterDeadline(h: Handling, task: TaskRow): Promise<Reconci
 async function resubmit(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
   const body = await submission(h.db, task.id);
   if (body === null) {
+    // Only if still PENDING: a callback of an accepted earlier attempt clears the body as it moves the task on.
     await h.tasks.apply(task.id, {
       status: 'FAILED',
       statusMessage: 'The task never reached the upstream and its request is no longer available.',
       source: 'reconciler',
+      onlyFrom: ['PENDING'],
     });
     return 'failed';
   }

@@ -310,6 +310,7 @@ async function main(): Promise<number> {
         error: message.split('\n')[0]?.slice(0, 200) ?? message,
       });
     }
+    await database.quiesceSeeded();
     log(`${scenario.id}: ${((performance.now() - began) / 1000).toFixed(1)} s`);
   }
 

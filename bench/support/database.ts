@@ -18,6 +18,12 @@ export type BenchDatabase = {
   database: Database;
   serverVersion: string;
   release(): Promise<void>;
+  /**
+   * Takes the seeded tasks (made-up upstream ids, known to no upstream) off the reconciler's list
+   * again after a scenario's callbacks moved them, so its polls do not load the next scenarios.
+   * PostgreSQL only: PGlite admits one process, the gateway's.
+   */
+  quiesceSeeded(): Promise<void>;
   /** Drops the database or deletes the files; safe to call more than once, and after `release()`. */
   dispose(): Promise<void>;
 };
@@ -42,6 +48,7 @@ export async function createBenchDatabase(serverUrl: string | null, dataDir: str
       database,
       serverVersion: await version(database.db),
       release,
+      quiesceSeeded: async () => {},
       dispose: release,
     };
   }
@@ -81,6 +88,14 @@ export async function createBenchDatabase(serverUrl: string | null, dataDir: str
       database,
       serverVersion: await version(database.db),
       release,
+      async quiesceSeeded() {
+        const client = postgres(url.toString(), { max: 1, onnotice: () => {} });
+        try {
+          await client.unsafe(`update omni_tasks set next_check_at = null where upstream_task_id like 'bench-%' and next_check_at is not null`);
+        } finally {
+          await client.end();
+        }
+      },
       dispose,
     };
   } catch (error) {

@@ -28,11 +28,7 @@ function counter(registry: Registry, name: string, help: string, labelNames: rea
 function budgetGauges(registry: Registry, sources: () => MetricSources | null): void {
   const gauges = [
     ['upstream_queue_length', 'Tasks waiting for an upstream slot (all instances).', 'queued'],
-    [
-      'upstream_in_flight',
-      'Tasks holding an upstream slot: sent (or being sent) and not final, or failed at their deadline while the upstream may still run them (all instances).',
-      'inFlight',
-    ],
+    ['upstream_in_flight', 'Tasks holding an upstream slot: sent, or being sent, and not final (all instances).', 'inFlight'],
     [
       'upstream_budget',
       'The upstream budget in force: UPSTREAM_MAX_IN_FLIGHT, or less while the upstream refuses for load (AIMD).',

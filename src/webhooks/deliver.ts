@@ -36,24 +36,25 @@ type LeasedDelivery = {
  * lease, which outlives the request's timeout: one instance makes each attempt, and a delivery in
  * hand of an instance that dies is taken again once the lease has run out.
  */
-async function lease(db: Db, batchSize: number, leaseSeconds: number, busy: readonly string[]): Promise<LeasedDelivery[]> {
-  // At most PER_ENDPOINT of one endpoint per lease, none of an endpoint already that busy here:
-  // a slow or dead receiver holds a few attempts, never the whole instance's room.
-  const notBusy =
-    busy.length === 0
-      ? sql`true`
-      : sql`d.endpoint_id not in (${sql.join(
-          busy.map((id) => sql`${id}::uuid`),
+async function lease(db: Db, batchSize: number, leaseSeconds: number, held: ReadonlyMap<string, number>): Promise<LeasedDelivery[]> {
+  // Of one endpoint, only as many as its attempts already in the air here leave room for (at most
+  // PER_ENDPOINT in all): a slow or dead receiver holds a few attempts, never the whole instance's room.
+  const heldRows =
+    held.size === 0
+      ? sql`select null::uuid as endpoint_id, 0 as n where false`
+      : sql`select * from (values ${sql.join(
+          [...held].map(([id, n]) => sql`(${id}::uuid, ${n}::int)`),
           sql`, `,
-        )})`;
+        )}) as h(endpoint_id, n)`;
   return queryRows<LeasedDelivery>(
     db,
-    sql`with candidates as (
+    sql`with held as (${heldRows}), candidates as (
           select d.id, d.next_attempt_at,
-                 row_number() over (partition by d.endpoint_id order by d.next_attempt_at, d.id) as place
+                 row_number() over (partition by d.endpoint_id order by d.next_attempt_at, d.id)
+                   + coalesce((select h.n from held h where h.endpoint_id = d.endpoint_id), 0) as place
           from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id
           where d.status = 'pending' and d.next_attempt_at <= now()
-            and (e.enabled or starts_with(d.event_id, ${TEST_EVENT_PREFIX})) and ${notBusy}
+            and (e.enabled or starts_with(d.event_id, ${TEST_EVENT_PREFIX}))
         ), due as (
           select d.id from webhook_deliveries d
           where d.id in (select id from candidates where place <= ${PER_ENDPOINT} order by next_attempt_at limit ${batchSize})
@@ -186,8 +187,7 @@ export function createWebhookSender(deps: {
       const room = Math.min(deps.batchSize, deps.maxInFlight - inFlight.size);
       full = room < deps.batchSize;
       if (room <= 0) return 0;
-      const busy = [...perEndpoint].filter(([, count]) => count >= PER_ENDPOINT).map(([id]) => id);
-      const jobs = await lease(db, room, leaseSeconds, busy);
+      const jobs = await lease(db, room, leaseSeconds, perEndpoint);
       for (const job of jobs) {
         perEndpoint.set(job.endpoint_id, (perEndpoint.get(job.endpoint_id) ?? 0) + 1);
         const attempt: Promise<void> = send(job)

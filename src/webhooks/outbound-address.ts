@@ -40,15 +40,17 @@ export async function endpointUrlProblem(raw: string, allowPrivate: boolean, res
   if (allowPrivate) return null;
   const host = bareHost(url);
   if (isIP(host) !== 0) return isPublicAddress(host) ? null : `${host} is not a public address`;
+  // One answer for a name that does not resolve and one that resolves to a private address, and no
+  // address in it: the gateway's own DNS view is not for tenants to probe.
+  const refused = `${host} must resolve, and only to public addresses`;
   let addresses: ResolvedAddress[];
   try {
     addresses = await resolve(host);
   } catch {
-    return `${host} does not resolve`;
+    return refused;
   }
-  if (addresses.length === 0) return `${host} does not resolve`;
-  const bad = addresses.find((entry) => !isPublicAddress(entry.address));
-  return bad === undefined ? null : `${host} resolves to ${bad.address}, which is not a public address`;
+  if (addresses.length === 0) return refused;
+  return addresses.every((entry) => isPublicAddress(entry.address)) ? null : refused;
 }
 
 /** A socket lookup that fails unless every address of the name is public. */
@@ -58,7 +60,7 @@ export function publicOnlyLookup(resolve: HostResolver): LookupFunction {
       (addresses) => {
         const bad = addresses.find((entry) => !isPublicAddress(entry.address));
         if (bad !== undefined) {
-          callback(new RefusedAddressError(`${hostname} resolved to ${bad.address}, which is not a public address`), '');
+          callback(new RefusedAddressError(`${hostname} resolved to an address that is not public`), '');
           return;
         }
         const first = addresses[0];

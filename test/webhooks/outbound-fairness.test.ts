@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
+import { waitFor } from '../reliability/support.ts';
 import { startWebhookReceiver } from '../support/webhook-receiver.ts';
 
 const CREATE = `mutation ($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { endpoint { id } } }`;
@@ -48,6 +49,10 @@ describe('outbound webhooks: one tenant cannot hold everyone up', () => {
         ),
       ).createWebhookEndpoint.endpoint.id;
     const silentEndpoint = await endpointOf(b.apiKey, `http://127.0.0.1:${(silent.address() as AddressInfo).port}/hook`);
+    // First three attempts in the air (below the cap of 4), then more: the next lease may add only one.
+    const THREE = `mutation ($id: ID!) { t0: sendTestWebhook(endpointId: $id) { id } t1: sendTestWebhook(endpointId: $id) { id } t2: sendTestWebhook(endpointId: $id) { id } }`;
+    expectData(await gateway.graphql(THREE, { id: silentEndpoint }, b.apiKey));
+    await waitFor('three attempts at the silent receiver', () => open === 3, { timeoutMs: 10_000 });
     // 150 deliveries to the silent receiver: more than an instance has room for in the air.
     for (let i = 0; i < 5; i += 1) expectData(await gateway.graphql(MANY_TESTS, { id: silentEndpoint }, b.apiKey));
     const patientEndpoint = await endpointOf(a.apiKey, receiver.url);

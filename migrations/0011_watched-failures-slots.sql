@@ -1,1 +1,0 @@
-CREATE INDEX "omni_tasks_watched_failures_idx" ON "omni_tasks" USING btree ("tenant_id") WHERE "omni_tasks"."status" = 'FAILED' and "omni_tasks"."next_check_at" is not null;

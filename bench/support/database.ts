@@ -91,7 +91,9 @@ export async function createBenchDatabase(serverUrl: string | null, dataDir: str
       async quiesceSeeded() {
         const client = postgres(url.toString(), { max: 1, onnotice: () => {} });
         try {
-          await client.unsafe(`update omni_tasks set next_check_at = null where upstream_task_id like 'bench-%' and next_check_at is not null`);
+          await client.unsafe(
+            `update omni_tasks set next_check_at = null where upstream_task_id like 'bench-%' and next_check_at is not null`,
+          );
         } finally {
           await client.end();
         }

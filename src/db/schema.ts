@@ -157,10 +157,6 @@ export const omniTasks = pgTable(
     index('omni_tasks_upstream_slots_idx')
       .on(table.tenantId)
       .where(sql`${table.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${table.queuedAt} is null`),
-    // ... and the tasks failed at their deadline but still watched, which the upstream may still run.
-    index('omni_tasks_watched_failures_idx')
-      .on(table.tenantId)
-      .where(sql`${table.status} = 'FAILED' and ${table.nextCheckAt} is not null`),
   ],
 );
 

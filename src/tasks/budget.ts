@@ -26,13 +26,8 @@ const MAX_PAUSE_MS = 60_000;
 export const PRIORITY_RANK = sql`(case ${omniTasks.priority} when 'HIGH' then 0 when 'NORMAL' then 1 else 2 end)`;
 export const RANK: Record<TaskPriority, number> = { HIGH: 0, NORMAL: 1, LOW: 2 };
 
-/**
- * A task holding an upstream slot: claimed (or sent) and not final; or failed at its deadline and
- * still watched (next_check_at set on a final task), since the upstream may still be running it
- * and counts it until it says otherwise.
- */
-export const HOLDS_SLOT = sql`((${omniTasks.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${omniTasks.queuedAt} is null)
-  or (${omniTasks.status} = 'FAILED' and ${omniTasks.nextCheckAt} is not null))`;
+/** A task holding an upstream slot: claimed (or sent) and not final. */
+export const HOLDS_SLOT = sql`${omniTasks.status} in ('PENDING', 'SUBMITTED', 'PROCESSING') and ${omniTasks.queuedAt} is null`;
 /** A task waiting for a slot that may still be dispatched: not past its deadline nor its cancel time. */
 export const DISPATCHABLE = sql`${omniTasks.queuedAt} is not null and ${omniTasks.status} = 'PENDING'
   and ${omniTasks.deadlineAt} > now() and (${omniTasks.cancelAt} is null or ${omniTasks.cancelAt} > now())`;

@@ -448,13 +448,12 @@ async function refresh(deps: TaskCommandDeps, reads: UpstreamReads, tenantId: st
 
 /**
  * Fails a task at its deadline and, in the same transaction, keeps it on the reconciler's list
- * (`recheckAfterSeconds`; null when the upstream said it does not know the task): the upstream
- * may still finish, and bill, the task.
+ * (`recheckAfterSeconds`): the upstream may still finish, and bill, the task.
  */
-async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessage: string, recheckAfterSeconds: number | null) {
+async function failAtDeadline(deps: TaskCommandDeps, taskId: string, statusMessage: string, recheckAfterSeconds: number) {
   return deps.state.commit(deps.db, async (tx) => {
     const result = await deps.state.transition(tx, taskId, { status: 'FAILED', statusMessage, source: DEADLINE_SOURCE });
-    if (result?.changed && recheckAfterSeconds !== null) {
+    if (result?.changed) {
       await tx
         .update(omniTasks)
         .set({ nextCheckAt: sql`now() + make_interval(secs => ${recheckAfterSeconds})` })
@@ -483,7 +482,7 @@ export function createTaskCommands(deps: TaskCommandDeps) {
     /** A non-final upstream status for a task whose body makes these claims, in one statement. */
     advance: (taskId: string, transition: Transition, claims: UpstreamClaims) => deps.state.advance(deps.db, taskId, transition, claims),
     confirmFinal: reads.confirmFinal,
-    failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number | null) =>
+    failAtDeadline: (taskId: string, statusMessage: string, recheckAfterSeconds: number) =>
       failAtDeadline(deps, taskId, statusMessage, recheckAfterSeconds),
   };
 }

@@ -67,7 +67,13 @@ async function lease(db: Db, batchSize: number, leaseSeconds: number): Promise<T
           isNotNull(omniTasks.nextCheckAt),
           or(
             lte(omniTasks.nextCheckAt, sql`now()`),
-            and(lte(omniTasks.deadlineAt, sql`now()`), notInArray(omniTasks.status, [...FINAL_STATUSES])),
+            // ... except a PENDING task whose create is in flight (its lease runs): the create's
+            // answer is recorded first, then the deadline is enforced with the upstream's word.
+            and(
+              lte(omniTasks.deadlineAt, sql`now()`),
+              notInArray(omniTasks.status, [...FINAL_STATUSES]),
+              sql`(${omniTasks.status} <> 'PENDING' or ${omniTasks.queuedAt} is not null)`,
+            ),
           ),
           or(isNull(omniTasks.queuedAt), lte(omniTasks.deadlineAt, sql`now()`)),
         ),
@@ -135,9 +141,7 @@ export async function reconcilerLagSeconds(db: Db): Promise<number> {
 /**
  * A task past its deadline. The upstream is asked once first: a task it finished is recorded as it
  * finished (a paid video is never dropped). Only if it has not finished, or cannot be asked, is
- * the task failed, and then still watched for a while (recheckAfterDeadline), since it may still
- * run upstream and holds its upstream slot meanwhile. A task the upstream answers it does not know
- * is failed without a watch: nothing of it runs there.
+ * the task failed, and then still watched for a while (recheckAfterDeadline).
  */
 async function enforceDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
   let answer: KlingTask | null = null;
@@ -153,12 +157,12 @@ async function enforceDeadline(h: Handling, task: TaskRow): Promise<ReconcilerOu
     await h.tasks.apply(task.id, upstream);
     return 'changed';
   }
-  const unknown = asked && answer === null;
-  const message =
-    unknown && task.queuedAt !== null
-      ? `The task was still waiting for an upstream slot after ${h.taskDeadlineMinutes} minutes; the gateway gave it up. It never ran upstream.`
-      : `The upstream gave no final state within ${h.taskDeadlineMinutes} minutes; the gateway gave the task up.`;
-  await h.tasks.failAtDeadline(task.id, message, unknown ? null : AFTER_DEADLINE_FIRST_CHECK_SECONDS);
+  // Still watched even when the upstream does not know it now: a create of unknown fate may yet land.
+  const waited = asked && answer === null && task.queuedAt !== null;
+  const message = waited
+    ? `The task was still waiting for an upstream slot after ${h.taskDeadlineMinutes} minutes; the gateway gave it up.`
+    : `The upstream gave no final state within ${h.taskDeadlineMinutes} minutes; the gateway gave the task up.`;
+  await h.tasks.failAtDeadline(task.id, message, AFTER_DEADLINE_FIRST_CHECK_SECONDS);
   return 'deadline';
 }
 
@@ -208,7 +212,9 @@ async function resubmit(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> 
 
 async function handle(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
   if (isFinal(task.status)) return recheckAfterDeadline(h, task);
-  if (task.deadlineAt.getTime() <= h.clock.now()) return enforceDeadline(h, task);
+  // A task waiting for a slot is leased only at its deadline (by the database's clock): never sent
+  // from here, whatever this process's clock says, or it would bypass the queue and the budget.
+  if (task.deadlineAt.getTime() <= h.clock.now() || task.queuedAt !== null) return enforceDeadline(h, task);
   // Ask by our id (the external task id) while the upstream id is unknown: a create whose answer
   // was lost is found this way instead of being submitted a second time.
   const answer = await h.upstream.getTask(upstreamIdOf(task));

@@ -272,9 +272,7 @@ describe('creates under upstream faults', () => {
       await watch.collector.untilDone(15_000);
       const last = watch.collector.items.at(-1)?.data?.omniTaskUpdated as { status: string; statusMessage: string };
       expect(last.status).toBe('FAILED');
-      expect(last.statusMessage).toMatch(
-        /still waiting for an upstream slot after 1 minutes; the gateway gave it up. It never ran upstream/,
-      );
+      expect(last.statusMessage).toMatch(/still waiting for an upstream slot after 1 minutes; the gateway gave it up\./);
       const [{ completed }] = (await queryRows<{ completed: Date }>(
         gateway.database.db,
         sql`select completed_at as completed from omni_tasks where id = ${taskUuid(task.id)}`,

@@ -34,6 +34,8 @@ export const tenants = pgTable('tenants', {
   createsPerMinute: integer('creates_per_minute'),
   /** This tenant's share of the upstream account when tasks wait for a slot (fair dispatch). */
   weight: integer('weight').notNull().default(1),
+  /** When a waiting task of this tenant was last claimed for dispatch: among tenants holding equally few slots, the least recently served goes first. */
+  lastDispatchedAt: timestamp('last_dispatched_at', { withTimezone: true, precision: 3 }),
   ...timestamps,
 });
 

@@ -58,13 +58,14 @@ async function slotsByTenant(db: Executor): Promise<Map<string, number>> {
   return new Map(rows.map((row) => [row.tenant_id, Number(row.n)]));
 }
 
-export type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date };
+/** A waiting task, with its tenant's weight and when the tenant was last served (ms; -Infinity if never). */
+export type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date; lastServed: number };
 
 /** The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's dispatch order. */
 export async function candidates(db: Executor, perTenant: number): Promise<Candidate[]> {
-  const rows = await queryRows<{ id: string; tenant_id: string; weight: number; queued_at: string }>(
+  const rows = await queryRows<{ id: string; tenant_id: string; weight: number; queued_at: string; last_served: string | null }>(
     db,
-    sql`select q.id, q.tenant_id, tn.weight, q.queued_at
+    sql`select q.id, q.tenant_id, tn.weight, q.queued_at, tn.last_dispatched_at as last_served
         from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
         join tenants tn on tn.id = d.tenant_id
         cross join lateral (
@@ -75,7 +76,13 @@ export async function candidates(db: Executor, perTenant: number): Promise<Candi
           limit ${perTenant}
         ) q`,
   );
-  return rows.map((row) => ({ id: row.id, tenantId: row.tenant_id, weight: Number(row.weight), queuedAt: new Date(row.queued_at) }));
+  return rows.map((row) => ({
+    id: row.id,
+    tenantId: row.tenant_id,
+    weight: Number(row.weight),
+    queuedAt: new Date(row.queued_at),
+    lastServed: row.last_served === null ? Number.NEGATIVE_INFINITY : new Date(row.last_served).getTime(),
+  }));
 }
 
 /** Tenants' waiting tasks, each tenant's in its own order, handed out one at a time by fair share. */
@@ -86,29 +93,37 @@ export type FairQueues = {
 
 /**
  * Weighted fair choice: the next slot goes to the tenant whose slots held are the smallest share
- * of its weight; ties go to the tenant whose next task has waited longest. A tenant's own tasks
- * leave in its order (priority, then age), as `waiting` lists them.
+ * of its weight; among equal shares, to the tenant served least recently (round-robin, so a
+ * tenant with many waiting tasks does not take every turn while shares are equal), then to the
+ * oldest next task. A tenant's own tasks leave in its order (priority, then age), as `waiting`
+ * lists them.
  */
 export function fairQueues(waiting: readonly Candidate[]): FairQueues {
-  const queues = new Map<string, { items: Candidate[]; next: number }>();
+  const queues = new Map<string, { items: Candidate[]; next: number; lastServed: number }>();
+  let clock = Date.now();
   for (const candidate of waiting) {
-    const queue = queues.get(candidate.tenantId) ?? { items: [], next: 0 };
+    const queue = queues.get(candidate.tenantId) ?? { items: [], next: 0, lastServed: candidate.lastServed };
     queue.items.push(candidate);
     queues.set(candidate.tenantId, queue);
+    clock = Math.max(clock, candidate.lastServed);
   }
   return {
     pick(held) {
-      let best: { share: number; head: Candidate; queue: { next: number } } | null = null;
+      let best: { share: number; head: Candidate; queue: { next: number; lastServed: number } } | null = null;
       for (const [tenantId, queue] of queues) {
         const head = queue.items[queue.next];
         if (head === undefined) continue;
         const share = (held.get(tenantId) ?? 0) / Math.max(1, head.weight);
-        if (best === null || share < best.share || (share === best.share && head.queuedAt < best.head.queuedAt)) {
-          best = { share, head, queue };
+        if (best === null || share < best.share) best = { share, head, queue };
+        else if (share === best.share) {
+          const served = queue.lastServed - best.queue.lastServed;
+          if (served < 0 || (served === 0 && head.queuedAt < best.head.queuedAt)) best = { share, head, queue };
         }
       }
       if (best === null) return null;
       best.queue.next += 1;
+      clock += 1;
+      best.queue.lastServed = clock;
       return best.head;
     },
   };
@@ -154,9 +169,21 @@ async function lockAndPick(tx: Tx, maxInFlight: number): Promise<Candidate[]> {
  * before commit, keeps another pass (the dispatcher's tick) from taking it, so a create within the
  * budget is sent in its own request. Returns the claimed row, or null if it waits.
  */
+/** Records, under the budget lock, when these tenants (in the order their tasks were picked) were served. */
+async function markServed(tx: Tx, tenantIds: readonly string[]): Promise<void> {
+  const last = new Map<string, number>();
+  for (const [i, tenantId] of tenantIds.entries()) last.set(tenantId, i);
+  if (last.size === 0) return;
+  const rows = [...last].map(([tenantId, i]) => sql`(${tenantId}::uuid, ${i}::int)`);
+  await tx.execute(sql`update tenants t set last_dispatched_at = now() + make_interval(secs => s.i / 1000.0)
+                       from (values ${sql.join(rows, sql`, `)}) as s(id, i) where t.id = s.id`);
+}
+
 export async function claimOwn(tx: Tx, taskId: string, options: { maxInFlight: number; leaseSeconds: number }): Promise<TaskRow | null> {
   const picked = await lockAndPick(tx, options.maxInFlight);
-  if (!picked.some((task) => task.id === taskId)) return null;
+  const own = picked.find((task) => task.id === taskId);
+  if (own === undefined) return null;
+  await markServed(tx, [own.tenantId]);
   const [claimed] = await tx
     .update(omniTasks)
     .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })
@@ -191,6 +218,11 @@ export async function claimDispatch(db: Db, options: { maxInFlight: number; leas
       )
       .for('update', { skipLocked: true });
     if (locked.length === 0) return [];
+    const claimedIds = new Set(locked.map((task) => task.id));
+    await markServed(
+      tx,
+      picked.filter((task) => claimedIds.has(task.id)).map((task) => task.tenantId),
+    );
     const tasks = await tx
       .update(omniTasks)
       .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })

@@ -43,15 +43,23 @@ async function ownRanks(db: Executor, tenantId: string, ids: readonly string[]):
   return new Map(rows.map((row) => [row.id, Number(row.rank)]));
 }
 
+type NewTask = { rank: number; weight: number; lastServed: number };
+
 /** How many of the tenant's waiting tasks a new task of this priority would queue behind, and the tenant's weight. */
-async function newTaskRank(db: Executor, tenantId: string, priority: TaskPriority): Promise<{ rank: number; weight: number }> {
-  const [row] = await queryRows<{ n: number; weight: number | null }>(
+async function newTaskRank(db: Executor, tenantId: string, priority: TaskPriority): Promise<NewTask> {
+  const [row] = await queryRows<{ n: number; weight: number | null; last_served: string | null }>(
     db,
     sql`select (select count(*)::int from ${omniTasks}
                 where ${omniTasks.tenantId} = ${tenantId} and ${DISPATCHABLE} and ${PRIORITY_RANK} <= ${RANK[priority]}) as n,
-               (select weight from tenants where id = ${tenantId}) as weight`,
+               (select weight from tenants where id = ${tenantId}) as weight,
+               (select last_dispatched_at from tenants where id = ${tenantId}) as last_served`,
   );
-  return { rank: Number(row?.n ?? 0), weight: Number(row?.weight ?? 1) };
+  const lastServed = row?.last_served ?? null;
+  return {
+    rank: Number(row?.n ?? 0),
+    weight: Number(row?.weight ?? 1),
+    lastServed: lastServed === null ? Number.NEGATIVE_INFINITY : new Date(lastServed).getTime(),
+  };
 }
 
 type Slots = { limit: number; running: readonly string[] };
@@ -109,8 +117,8 @@ function replay(
 }
 
 /** Puts the would-be new task into its tenant's loaded queue, behind `rank` of the tenant's tasks. */
-function withNewTask(waiting: readonly Candidate[], tenantId: string, at: { rank: number; weight: number }): Candidate[] {
-  const task: Candidate = { id: NEW_TASK, tenantId, weight: at.weight, queuedAt: new Date() };
+function withNewTask(waiting: readonly Candidate[], tenantId: string, at: NewTask): Candidate[] {
+  const task: Candidate = { id: NEW_TASK, tenantId, weight: at.weight, queuedAt: new Date(), lastServed: at.lastServed };
   const result: Candidate[] = [];
   let own = 0;
   let placed = false;

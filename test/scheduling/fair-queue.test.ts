@@ -161,6 +161,42 @@ describe('queue positions', () => {
   }, 60_000);
 });
 
+describe('round-robin among tenants holding equally few slots', () => {
+  let gateway: TestGateway | undefined;
+  afterEach(async () => {
+    await gateway?.stop();
+    gateway = undefined;
+  });
+
+  it('four busy tenants queue 5 tasks each, then B one: B goes within the first round, not after all of theirs', async () => {
+    gateway = await startGateway({ delays: HELD, env: { UPSTREAM_MAX_IN_FLIGHT: '2' } });
+    const db = gateway.database.db;
+    const busy = [];
+    for (let i = 0; i < 4; i += 1) busy.push(await createTenant(gateway, `Busy ${i}`));
+    for (const [i, tenant] of busy.entries()) {
+      for (let j = 0; j < 5; j += 1) await createTask(gateway.url, tenant.apiKey, input(`busy ${i}.${j}`));
+    }
+    const b = await createTenant(gateway, 'B');
+    const single = await createTask(gateway.url, b.apiKey, input('one task'));
+    expect(single.status).toBe('PENDING');
+    // Each tenant has been served at most once, B never: B is in the first round of the queue.
+    expect(single.queuePosition).toBeLessThanOrEqual(4);
+    const simulator = gateway.simulator;
+    const singleId = taskUuid(single.id);
+    for (let sent = 2; simulator.stats.acceptedOrder[singleId] === undefined; sent += 1) {
+      if (sent > 22) throw new Error('B was never sent');
+      const [oldest] = await queryRows<{ upstream_task_id: string }>(
+        db,
+        sql`select upstream_task_id from omni_tasks where status in ('SUBMITTED', 'PROCESSING') order by submitted_at, id limit 1`,
+      );
+      expect(simulator.finish({ task_id: oldest!.upstream_task_id })).toBe(true);
+      await waitFor(`create ${sent + 1} upstream`, () => simulator.stats.createsAccepted === sent + 1 || undefined);
+    }
+    // 2 sent at once, then B among the next 4 of 19 waiting.
+    expect(simulator.stats.acceptedOrder[singleId]).toBe(2 + (single.queuePosition as number));
+  }, 60_000);
+});
+
 describe.skipIf(serverUrl === null)('fair upstream queue over two instances on one PostgreSQL database', () => {
   let owner: TestGateway | undefined;
   let other: TestGateway | undefined;

@@ -11,7 +11,8 @@ import type { TestDatabase } from '../support/database.ts';
  * priorities and ages, some tasks already running. queuePlaces loads only the heads of the
  * tenants' queues and deepens its load as needed; its answer must equal a replay of the whole
  * queue written here from the rule alone: a free slot goes to the tenant with the smallest share
- * of slots held per weight (ties: the oldest next task), a tenant's tasks leave by priority then
+ * of slots held per weight (ties: the tenant served least recently, then the oldest next task), a
+ * tenant's tasks leave by priority then
  * age, and with no slot free the longest-running task finishes first.
  */
 
@@ -33,6 +34,8 @@ const queueArb = fc.record({
     { maxLength: 160, size: 'max' },
   ),
   running: fc.array(fc.integer({ min: 0, max: TENANTS - 1 }), { maxLength: 5 }),
+  // When each tenant was last served (ms before BASE), or never.
+  served: fc.array(fc.option(fc.integer({ min: 1, max: 5 }), { nil: null }), { minLength: TENANTS, maxLength: TENANTS }),
   limit: fc.integer({ min: 1, max: 5 }),
   asker: fc.integer({ min: 0, max: TENANTS - 1 }),
   newPriority: fc.constantFrom(...PRIORITIES),
@@ -59,8 +62,11 @@ type Stored = Waiting & { id: string; queuedAt: number };
 async function store(queue: Queue): Promise<Stored[]> {
   const db = database.db;
   await db.execute(sql`truncate omni_tasks cascade`);
-  for (const [i, weight] of queue.weights.entries())
-    await db.execute(sql`update tenants set weight = ${weight} where id = ${tenantIds[i]}`);
+  for (const [i, weight] of queue.weights.entries()) {
+    const served = queue.served[i];
+    const at = served === null || served === undefined ? null : new Date(BASE - served * 1_000).toISOString();
+    await db.execute(sql`update tenants set weight = ${weight}, last_dispatched_at = ${at}::timestamptz where id = ${tenantIds[i]}`);
+  }
   const insert = (tenant: number, status: string, at: { queuedAt: number | null; submittedAt: number | null }, priority = 'NORMAL') =>
     queryRows<{ id: string }>(
       db,
@@ -92,6 +98,8 @@ function oracle(queue: Queue, tasks: Stored[]): Map<string, number> {
     tasks.filter((task) => task.tenant === tenant).sort((x, y) => rank(x) - rank(y) || x.queuedAt - y.queuedAt),
   );
   const held = queue.weights.map((_, tenant) => queue.running.filter((t) => t === tenant).length);
+  const served = queue.served.map((s) => (s === null ? Number.NEGATIVE_INFINITY : BASE - s * 1_000));
+  let clock = BASE;
   const running = [...queue.running];
   const places = new Map<string, number>();
   while (places.size < tasks.length) {
@@ -110,11 +118,19 @@ function oracle(queue: Queue, tasks: Stored[]): Map<string, number> {
       }
       const share = (held[tenant] as number) / (queue.weights[tenant] as number);
       const bestShare = (held[best] as number) / (queue.weights[best] as number);
-      if (share < bestShare || (share === bestShare && head.queuedAt < (lines[best]?.[0]?.queuedAt as number))) best = tenant;
+      const lessServed = (served[tenant] as number) < (served[best] as number);
+      const sameServed = served[tenant] === served[best];
+      if (
+        share < bestShare ||
+        (share === bestShare && (lessServed || (sameServed && head.queuedAt < (lines[best]?.[0]?.queuedAt as number))))
+      )
+        best = tenant;
     }
     const next = lines[best]?.shift() as Stored;
     places.set(next.id, places.size);
     held[best] = (held[best] as number) + 1;
+    clock += 1;
+    served[best] = clock;
     running.push(best);
   }
   return places;

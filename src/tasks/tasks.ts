@@ -1,6 +1,7 @@
 import type { TaskPriority } from '../db/schema.ts';
 import type { CostEstimate } from '../metering/metering.ts';
 import { budgetState } from './budget.ts';
+import type { BudgetState } from './budget.ts';
 import { createTaskCommands } from './commands.ts';
 import type { TaskCommandDeps } from './commands.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
@@ -51,15 +52,36 @@ function createQueuePositions(deps: TaskCommandDeps) {
  * (0 when a slot is free for it now; else the slots it waits for, in rounds of the budget, times
  * the recent run time). Nothing is stored and the upstream is not asked.
  */
+/**
+ * Where a new task of `priority` would stand (tasks ahead of it) and the budget, shared by the
+ * estimates asked in one turn of the event loop for one tenant and priority (aliases of
+ * estimateOmniVideo in one request replay the queue once).
+ */
+function createNewTaskPlaces(deps: TaskCommandDeps) {
+  const turn = new Map<string, Promise<{ budget: BudgetState; ahead: number }>>();
+  return (tenantId: string, priority: TaskPriority) => {
+    const key = `${tenantId}/${priority}`;
+    let place = turn.get(key);
+    if (place === undefined) {
+      place = (async () => {
+        const budget = await budgetState(deps.db, deps.maxInFlight);
+        const places = await queuePlaces(deps.db, budget.limit, { tenantId, ids: [], priority });
+        return { budget, ahead: places.get(NEW_TASK) ?? 0 };
+      })();
+      turn.set(key, place);
+      setImmediate(() => turn.delete(key));
+    }
+    return place;
+  };
+}
+
 async function estimate(
-  deps: TaskCommandDeps & EstimateDeps,
+  deps: TaskCommandDeps & EstimateDeps & { newTaskPlace: ReturnType<typeof createNewTaskPlaces> },
   tenantId: string,
   request: NormalizedOmniRequest,
 ): Promise<OmniVideoEstimate> {
   const priority: TaskPriority = request.priority;
-  const [cost, budget] = await Promise.all([deps.cost(tenantId, request), budgetState(deps.db, deps.maxInFlight)]);
-  const places = await queuePlaces(deps.db, budget.limit, { tenantId, ids: [], priority });
-  const ahead = places.get(NEW_TASK) ?? 0;
+  const [cost, { budget, ahead }] = await Promise.all([deps.cost(tenantId, request), deps.newTaskPlace(tenantId, priority)]);
   const free = Math.max(0, budget.limit - budget.inFlight);
   const waitsFor = ahead + 1 - free;
   const mean = deps.meanRunSeconds();
@@ -71,11 +93,12 @@ async function estimate(
 export function createTaskService(deps: Omit<TaskCommandDeps, 'reads'> & EstimateDeps) {
   const reads = createTaskReads(deps.db);
   const full = { ...deps, reads };
+  const estimating = { ...full, newTaskPlace: createNewTaskPlaces(full) };
   return {
     ...reads,
     ...createTaskCommands(full),
     queuePosition: createQueuePositions(full),
-    estimate: (tenantId: string, request: NormalizedOmniRequest) => estimate(full, tenantId, request),
+    estimate: (tenantId: string, request: NormalizedOmniRequest) => estimate(estimating, tenantId, request),
     /** The upstream budget now: the limit in force, slots held, tasks waiting (metrics). */
     budget: () => budgetState(deps.db, deps.maxInFlight),
   };

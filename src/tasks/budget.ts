@@ -116,8 +116,10 @@ export function fairQueues(waiting: readonly Candidate[]): FairQueues {
         const share = (held.get(tenantId) ?? 0) / Math.max(1, head.weight);
         if (best === null || share < best.share) best = { share, head, queue };
         else if (share === best.share) {
-          const served = queue.lastServed - best.queue.lastServed;
-          if (served < 0 || (served === 0 && head.queuedAt < best.head.queuedAt)) best = { share, head, queue };
+          // Compared, not subtracted: two tenants never served are both -Infinity.
+          const lessServed = queue.lastServed < best.queue.lastServed;
+          const sameServed = queue.lastServed === best.queue.lastServed;
+          if (lessServed || (sameServed && head.queuedAt < best.head.queuedAt)) best = { share, head, queue };
         }
       }
       if (best === null) return null;

@@ -7,7 +7,7 @@ import { startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import { graphqlAt, waitFor } from '../reliability/support.ts';
-import { burstThenOne, createTask, input } from './support.ts';
+import { burstThenOne, createTask, freeOldestSlot, input } from './support.ts';
 
 /*
  * Issue 19: one upstream account shared by many tenants. The simulator enforces an account-wide
@@ -148,27 +148,12 @@ describe('queue positions', () => {
 
     // Free one slot at a time, the longest-running task first, and watch what the upstream receives.
     const simulator = gateway.simulator;
-    for (let sent = 0; sent < plan.length; sent += 1) {
-      const [oldest] = await queryRows<{ upstream_task_id: string }>(
-        db,
-        sql`select upstream_task_id from omni_tasks where status in ('SUBMITTED', 'PROCESSING') order by submitted_at, id limit 1`,
-      );
-      expect(simulator.finish({ task_id: oldest!.upstream_task_id })).toBe(true);
-      await waitFor(`create ${sent + 1} of the queue upstream`, () => simulator.stats.createsAccepted === sent + 3 || undefined);
-    }
+    for (let sent = 0; sent < plan.length; sent += 1) await freeOldestSlot(db, simulator, sent + 3);
     const actual = new Map([...names].map(([id, name]) => [name, (simulator.stats.acceptedOrder[id] as number) - 2]));
     expect(Object.fromEntries(actual)).toEqual(Object.fromEntries(predicted));
   }, 60_000);
-});
 
-describe('round-robin among tenants holding equally few slots', () => {
-  let gateway: TestGateway | undefined;
-  afterEach(async () => {
-    await gateway?.stop();
-    gateway = undefined;
-  });
-
-  it('four busy tenants queue 5 tasks each, then B one: B goes within the first round, not after all of theirs', async () => {
+  it('round-robin among tenants holding equally few slots: four busy tenants queue 5 tasks each, then B one: B goes within the first round, not after all of theirs', async () => {
     gateway = await startGateway({ delays: HELD, env: { UPSTREAM_MAX_IN_FLIGHT: '2' } });
     const db = gateway.database.db;
     const busy = [];
@@ -185,12 +170,7 @@ describe('round-robin among tenants holding equally few slots', () => {
     const singleId = taskUuid(single.id);
     for (let sent = 2; simulator.stats.acceptedOrder[singleId] === undefined; sent += 1) {
       if (sent > 22) throw new Error('B was never sent');
-      const [oldest] = await queryRows<{ upstream_task_id: string }>(
-        db,
-        sql`select upstream_task_id from omni_tasks where status in ('SUBMITTED', 'PROCESSING') order by submitted_at, id limit 1`,
-      );
-      expect(simulator.finish({ task_id: oldest!.upstream_task_id })).toBe(true);
-      await waitFor(`create ${sent + 1} upstream`, () => simulator.stats.createsAccepted === sent + 1 || undefined);
+      await freeOldestSlot(db, simulator, sent + 1);
     }
     // 2 sent at once, then B among the next 4 of 19 waiting.
     expect(simulator.stats.acceptedOrder[singleId]).toBe(2 + (single.queuePosition as number));

@@ -6,7 +6,7 @@ import { taskUuid } from '../support/fixtures.ts';
 import type { Simulator } from '../../src/simulator/server.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
 import type { Collector } from '../support/subscriptions.ts';
-import { graphqlAt } from '../reliability/support.ts';
+import { graphqlAt, waitFor } from '../reliability/support.ts';
 
 export const CREATE_QUEUED = `mutation ($input: CreateOmniVideoInput!) {
   createOmniVideo(input: $input) {
@@ -57,6 +57,20 @@ async function finishRunning(db: Db, simulator: Simulator, done: () => boolean):
     for (const row of running) simulator.finish({ task_id: row.upstream_task_id });
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/**
+ * Frees one upstream slot the way time would: the simulator finishes the task that has held its
+ * slot longest; then waits until the upstream has accepted `accepted` creates in all (the next
+ * waiting task went).
+ */
+export async function freeOldestSlot(db: Db, simulator: Simulator, accepted: number): Promise<void> {
+  const [oldest] = await queryRows<{ upstream_task_id: string }>(
+    db,
+    sql`select upstream_task_id from omni_tasks where status in ('SUBMITTED', 'PROCESSING') order by submitted_at, id limit 1`,
+  );
+  expect(simulator.finish({ task_id: oldest!.upstream_task_id })).toBe(true);
+  await waitFor(`create ${accepted} upstream`, () => simulator.stats.createsAccepted === accepted || undefined);
 }
 
 /**

@@ -297,6 +297,12 @@ export async function growLimit(db: Db, maxInFlight: number): Promise<void> {
 
 export type BudgetState = { limit: number; inFlight: number; queued: number; throttles: number };
 
+/** The limit in force now (the adaptive one, within the configured maximum). */
+export async function currentLimit(db: Executor, maxInFlight: number): Promise<number> {
+  const [row] = await db.select({ limit: upstreamBudget.limit }).from(upstreamBudget).where(eq(upstreamBudget.id, BUDGET_ROW));
+  return limitOf(row, maxInFlight);
+}
+
 /** The budget as it is now (metrics, estimates): the limit in force, slots held, tasks waiting. */
 export async function budgetState(db: Executor, maxInFlight: number): Promise<BudgetState> {
   const [row] = await queryRows<{ limit: number | null; in_flight: number; queued: number; throttles: number }>(

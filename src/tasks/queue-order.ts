@@ -3,7 +3,7 @@ import type { Executor } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
 import { omniTasks } from '../db/schema.ts';
 import type { TaskPriority } from '../db/schema.ts';
-import { candidates, DISPATCHABLE, fairQueues, HOLDS_SLOT, PRIORITY_RANK, RANK } from './budget.ts';
+import { candidates, currentLimit, DISPATCHABLE, fairQueues, HOLDS_SLOT, PRIORITY_RANK, RANK } from './budget.ts';
 import type { Candidate } from './budget.ts';
 
 /*
@@ -143,25 +143,30 @@ function cutAt(waiting: readonly Candidate[], depth: number): Set<string> {
   return new Set([...counts].filter(([, count]) => count >= depth).map(([tenantId]) => tenantId));
 }
 
+/** Places in the dispatch order (0 = next), and the budget they were replayed under. */
+export type QueuePlaces = { places: Map<string, number>; limit: number; inFlight: number };
+
 /**
  * The places in the dispatch order (0 = next) of one tenant's waiting tasks, and of a new task of
- * `priority` if one is given (under NEW_TASK). A task that does not wait (dispatched, final, past
- * its deadline or cancel time) has no place.
+ * `priority` if one is given (under NEW_TASK), with the limit in force and the slots held. A task
+ * that does not wait (dispatched, final, past its deadline or cancel time) has no place.
  */
-export async function queuePlaces(db: Executor, limit: number, asked: Asked): Promise<Map<string, number>> {
-  const [ranks, newTask, running] = await Promise.all([
+export async function queuePlaces(db: Executor, maxInFlight: number, asked: Asked): Promise<QueuePlaces> {
+  const [ranks, newTask, running, limit] = await Promise.all([
     ownRanks(db, asked.tenantId, asked.ids),
     asked.priority === undefined ? Promise.resolve(null) : newTaskRank(db, asked.tenantId, asked.priority),
     runningTenants(db),
+    currentLimit(db, maxInFlight),
   ]);
+  const result = (places: Map<string, number>): QueuePlaces => ({ places, limit, inFlight: running.length });
   const wanted = new Set(ranks.keys());
   if (newTask !== null) wanted.add(NEW_TASK);
-  if (wanted.size === 0) return new Map();
+  if (wanted.size === 0) return result(new Map());
   const deepest = Math.max(newTask?.rank ?? 0, ...ranks.values()) + 1;
   for (let depth = Math.max(MIN_DEPTH, deepest); ; depth *= 2) {
     const loaded = await candidates(db, depth);
     const waiting = newTask === null ? loaded : withNewTask(loaded, asked.tenantId, newTask);
     const places = replay(waiting, { limit, running }, wanted, { depth, tenants: cutAt(loaded, depth) });
-    if (places !== null) return places;
+    if (places !== null) return result(places);
   }
 }

@@ -1,11 +1,11 @@
 import type { TaskPriority } from '../db/schema.ts';
 import type { CostEstimate } from '../metering/metering.ts';
 import { budgetState } from './budget.ts';
-import type { BudgetState } from './budget.ts';
 import { createTaskCommands } from './commands.ts';
 import type { TaskCommandDeps } from './commands.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
 import { NEW_TASK, queuePlaces } from './queue-order.ts';
+import type { QueuePlaces } from './queue-order.ts';
 import { createTaskReads } from './reads.ts';
 import type { TaskRow } from './state.ts';
 
@@ -32,8 +32,7 @@ function createQueuePositions(deps: TaskCommandDeps) {
       const ids = new Set<string>();
       const result = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
         batches.delete(task.tenantId);
-        const budget = await budgetState(deps.db, deps.maxInFlight);
-        return queuePlaces(deps.db, budget.limit, { tenantId: task.tenantId, ids: [...ids] });
+        return (await queuePlaces(deps.db, deps.maxInFlight, { tenantId: task.tenantId, ids: [...ids] })).places;
       });
       batch = { ids, result };
       batches.set(task.tenantId, batch);
@@ -47,27 +46,17 @@ function createQueuePositions(deps: TaskCommandDeps) {
 }
 
 /**
- * What a create of `request` would cost and when it would start: units and seconds at the price
- * table, the tenant's room, the tasks that would be dispatched before it, and an estimated start
- * (0 when a slot is free for it now; else the slots it waits for, in rounds of the budget, times
- * the recent run time). Nothing is stored and the upstream is not asked.
- */
-/**
- * Where a new task of `priority` would stand (tasks ahead of it) and the budget, shared by the
- * estimates asked in one turn of the event loop for one tenant and priority (aliases of
- * estimateOmniVideo in one request replay the queue once).
+ * Where a new task of `priority` would stand (its place, with the limit and slots held it was
+ * replayed under), shared by the estimates asked in one turn of the event loop for one tenant and
+ * priority (aliases of estimateOmniVideo in one request replay the queue once).
  */
 function createNewTaskPlaces(deps: TaskCommandDeps) {
-  const turn = new Map<string, Promise<{ budget: BudgetState; ahead: number }>>();
+  const turn = new Map<string, Promise<QueuePlaces>>();
   return (tenantId: string, priority: TaskPriority) => {
     const key = `${tenantId}/${priority}`;
     let place = turn.get(key);
     if (place === undefined) {
-      place = (async () => {
-        const budget = await budgetState(deps.db, deps.maxInFlight);
-        const places = await queuePlaces(deps.db, budget.limit, { tenantId, ids: [], priority });
-        return { budget, ahead: places.get(NEW_TASK) ?? 0 };
-      })();
+      place = queuePlaces(deps.db, deps.maxInFlight, { tenantId, ids: [], priority });
       turn.set(key, place);
       setImmediate(() => turn.delete(key));
     }
@@ -75,13 +64,20 @@ function createNewTaskPlaces(deps: TaskCommandDeps) {
   };
 }
 
+/**
+ * What a create of `request` would cost and when it would start: units and seconds at the price
+ * table, the tenant's room, the tasks that would be dispatched before it, and an estimated start
+ * (0 when a slot is free for it now; else the slots it waits for, in rounds of the budget, times
+ * the recent run time). Nothing is stored and the upstream is not asked.
+ */
 async function estimate(
   deps: TaskCommandDeps & EstimateDeps & { newTaskPlace: ReturnType<typeof createNewTaskPlaces> },
   tenantId: string,
   request: NormalizedOmniRequest,
 ): Promise<OmniVideoEstimate> {
   const priority: TaskPriority = request.priority;
-  const [cost, { budget, ahead }] = await Promise.all([deps.cost(tenantId, request), deps.newTaskPlace(tenantId, priority)]);
+  const [cost, budget] = await Promise.all([deps.cost(tenantId, request), deps.newTaskPlace(tenantId, priority)]);
+  const ahead = budget.places.get(NEW_TASK) ?? 0;
   const free = Math.max(0, budget.limit - budget.inFlight);
   const waitsFor = ahead + 1 - free;
   const mean = deps.meanRunSeconds();

@@ -143,7 +143,12 @@ describe('queue positions (queuePlaces)', () => {
         const tasks = await store(queue);
         const expected = oracle(queue, tasks);
         const own = tasks.filter((task) => task.tenant === queue.asker);
-        const places = await queuePlaces(database.db, queue.limit, { tenantId: tenantIds[queue.asker]!, ids: own.map((task) => task.id) });
+        // No budget row: the limit in force is the configured maximum.
+        const { places, limit } = await queuePlaces(database.db, queue.limit, {
+          tenantId: tenantIds[queue.asker]!,
+          ids: own.map((task) => task.id),
+        });
+        expect(limit).toBe(queue.limit);
         expect(Object.fromEntries(places)).toEqual(Object.fromEntries(own.map((task) => [task.id, expected.get(task.id)])));
 
         // A new task of the asker's: the same replay with it queued now, behind the asker's tasks of its priority or higher.
@@ -154,7 +159,7 @@ describe('queue positions (queuePlaces)', () => {
           ids: [],
           priority: queue.newPriority,
         });
-        expect(estimate.get(NEW_TASK)).toBe(withNew.get(NEW_TASK));
+        expect(estimate.places.get(NEW_TASK)).toBe(withNew.get(NEW_TASK));
       }),
       { numRuns: 60 },
     );

@@ -34,8 +34,6 @@ export const tenants = pgTable('tenants', {
   createsPerMinute: integer('creates_per_minute'),
   /** This tenant's share of the upstream account when tasks wait for a slot (fair dispatch). */
   weight: integer('weight').notNull().default(1),
-  /** When a waiting task of this tenant was last claimed for dispatch: among tenants holding equally few slots, the least recently served goes first. */
-  lastDispatchedAt: timestamp('last_dispatched_at', { withTimezone: true, precision: 3 }),
   ...timestamps,
 });
 
@@ -230,6 +228,39 @@ export const upstreamBudget = pgTable('upstream_budget', {
   /** When the limit last shrank: one overload is one signal, however many refusals it brings. */
   decreasedAt: timestamp('decreased_at', { withTimezone: true, precision: 3 }),
   throttles: bigint('throttles', { mode: 'number' }).notNull().default(0),
+});
+
+/**
+ * Upstream slots held and tasks waiting, per tenant, maintained by a trigger on omni_tasks
+ * (migration 0012) so that a dispatch pass, a create and a /metrics scrape read a few rows however
+ * many tasks hold slots or wait. A tenant's figure is the sum over its shards. Claims and requeues
+ * (which run under the budget row's lock, one at a time) write shard 0; every other change writes
+ * one of the shards 1-15 picked by its transaction id, so that no transaction holding the budget
+ * lock ever waits on a count row locked by one that may be waiting for the budget lock.
+ */
+export const upstreamSlotCounts = pgTable(
+  'upstream_slot_counts',
+  {
+    tenantId: uuid('tenant_id').notNull(),
+    shard: integer('shard').notNull(),
+    /** Tasks holding a slot: claimed (queued_at null) and not final. */
+    held: bigint('held', { mode: 'number' }).notNull().default(0),
+    /** Tasks waiting for a slot (queued_at set). */
+    queued: bigint('queued', { mode: 'number' }).notNull().default(0),
+  },
+  (table) => [primaryKey({ columns: [table.tenantId, table.shard] })],
+);
+
+/**
+ * When a waiting task of each tenant was last claimed for dispatch: among tenants holding equally
+ * few slots, the least recently served goes first. Written only under the budget row's lock (so
+ * not on the tenant row, which a create locks before it asks for the budget).
+ */
+export const upstreamTurns = pgTable('upstream_turns', {
+  tenantId: uuid('tenant_id')
+    .primaryKey()
+    .references(() => tenants.id, { onDelete: 'cascade' }),
+  lastServedAt: timestamp('last_served_at', { withTimezone: true, precision: 3 }).notNull(),
 });
 
 /** Audit trail: every status change and every raw upstream payload received. */

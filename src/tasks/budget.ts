@@ -1,7 +1,7 @@
 import { and, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { Db, Executor, Tx } from '../db/database.ts';
 import { queryRows } from '../db/database.ts';
-import { omniTasks, taskEvents, upstreamBudget } from '../db/schema.ts';
+import { omniTasks, taskEvents, upstreamBudget, upstreamSlotCounts } from '../db/schema.ts';
 import type { TaskPriority } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
 import type { TaskRow } from './state.ts';
@@ -49,11 +49,12 @@ async function lockBudget(tx: Tx): Promise<BudgetRow> {
   return created;
 }
 
-/** Slots held per tenant. */
+/** Slots held per tenant (tenants holding none left out), from the maintained counts. */
 async function slotsByTenant(db: Executor): Promise<Map<string, number>> {
   const rows = await queryRows<{ tenant_id: string; n: number }>(
     db,
-    sql`select ${omniTasks.tenantId} as tenant_id, count(*)::int as n from ${omniTasks} where ${HOLDS_SLOT} group by 1`,
+    sql`select ${upstreamSlotCounts.tenantId} as tenant_id, sum(${upstreamSlotCounts.held})::int as n
+        from ${upstreamSlotCounts} group by 1 having sum(${upstreamSlotCounts.held}) <> 0`,
   );
   return new Map(rows.map((row) => [row.tenant_id, Number(row.n)]));
 }
@@ -65,9 +66,10 @@ export type Candidate = { id: string; tenantId: string; weight: number; queuedAt
 export async function candidates(db: Executor, perTenant: number): Promise<Candidate[]> {
   const rows = await queryRows<{ id: string; tenant_id: string; weight: number; queued_at: string; last_served: string | null }>(
     db,
-    sql`select q.id, q.tenant_id, tn.weight, q.queued_at, tn.last_dispatched_at as last_served
+    sql`select q.id, q.tenant_id, tn.weight, q.queued_at, tu.last_served_at as last_served
         from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
         join tenants tn on tn.id = d.tenant_id
+        left join upstream_turns tu on tu.tenant_id = d.tenant_id
         cross join lateral (
           select ${omniTasks.id} as id, ${omniTasks.tenantId} as tenant_id, ${omniTasks.queuedAt} as queued_at
           from ${omniTasks}
@@ -165,22 +167,23 @@ async function lockAndPick(tx: Tx, maxInFlight: number): Promise<Candidate[]> {
   return pickFair(free, await candidates(tx, free), held);
 }
 
+/** Records, under the budget lock, when these tenants (in the order their tasks were picked) were served. */
+async function markServed(tx: Tx, tenantIds: readonly string[]): Promise<void> {
+  const last = new Map<string, number>();
+  for (const [i, tenantId] of tenantIds.entries()) last.set(tenantId, i);
+  if (last.size === 0) return;
+  // Not on the tenant row: a create holds that lock while it waits for the budget lock held here.
+  const rows = [...last].map(([tenantId, i]) => sql`(${tenantId}::uuid, now() + make_interval(secs => ${i}::int / 1000.0))`);
+  await tx.execute(sql`insert into upstream_turns as t (tenant_id, last_served_at) values ${sql.join(rows, sql`, `)}
+                       on conflict (tenant_id) do update set last_served_at = excluded.last_served_at`);
+}
+
 /**
  * In the creating transaction, after the task's insert: claims the new task itself if a pass would
  * pick it now (a free slot, and its tenant's turn). Claiming it here, under the budget lock and
  * before commit, keeps another pass (the dispatcher's tick) from taking it, so a create within the
  * budget is sent in its own request. Returns the claimed row, or null if it waits.
  */
-/** Records, under the budget lock, when these tenants (in the order their tasks were picked) were served. */
-async function markServed(tx: Tx, tenantIds: readonly string[]): Promise<void> {
-  const last = new Map<string, number>();
-  for (const [i, tenantId] of tenantIds.entries()) last.set(tenantId, i);
-  if (last.size === 0) return;
-  const rows = [...last].map(([tenantId, i]) => sql`(${tenantId}::uuid, ${i}::int)`);
-  await tx.execute(sql`update tenants t set last_dispatched_at = now() + make_interval(secs => s.i / 1000.0)
-                       from (values ${sql.join(rows, sql`, `)}) as s(id, i) where t.id = s.id`);
-}
-
 export async function claimOwn(tx: Tx, taskId: string, options: { maxInFlight: number; leaseSeconds: number }): Promise<TaskRow | null> {
   const picked = await lockAndPick(tx, options.maxInFlight);
   const own = picked.find((task) => task.id === taskId);
@@ -308,8 +311,8 @@ export async function budgetState(db: Executor, maxInFlight: number): Promise<Bu
   const [row] = await queryRows<{ limit: number | null; in_flight: number; queued: number; throttles: number }>(
     db,
     sql`select (select "limit" from upstream_budget where id = ${BUDGET_ROW}) as limit,
-               (select count(*)::int from ${omniTasks} where ${HOLDS_SLOT}) as in_flight,
-               (select count(*)::int from ${omniTasks} where ${omniTasks.queuedAt} is not null) as queued,
+               coalesce((select sum(held) from ${upstreamSlotCounts}), 0)::int as in_flight,
+               coalesce((select sum(queued) from ${upstreamSlotCounts}), 0)::int as queued,
                coalesce((select throttles from upstream_budget where id = ${BUDGET_ROW}), 0)::int as throttles`,
   );
   return {

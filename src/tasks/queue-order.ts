@@ -52,7 +52,7 @@ async function newTaskRank(db: Executor, tenantId: string, priority: TaskPriorit
     sql`select (select count(*)::int from ${omniTasks}
                 where ${omniTasks.tenantId} = ${tenantId} and ${DISPATCHABLE} and ${PRIORITY_RANK} <= ${RANK[priority]}) as n,
                (select weight from tenants where id = ${tenantId}) as weight,
-               (select last_dispatched_at from tenants where id = ${tenantId}) as last_served`,
+               (select last_served_at from upstream_turns where tenant_id = ${tenantId}) as last_served`,
   );
   const lastServed = row?.last_served ?? null;
   return {

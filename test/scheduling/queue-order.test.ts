@@ -65,7 +65,10 @@ async function store(queue: Queue): Promise<Stored[]> {
   for (const [i, weight] of queue.weights.entries()) {
     const served = queue.served[i];
     const at = served === null || served === undefined ? null : new Date(BASE - served * 1_000).toISOString();
-    await db.execute(sql`update tenants set weight = ${weight}, last_dispatched_at = ${at}::timestamptz where id = ${tenantIds[i]}`);
+    await db.execute(sql`update tenants set weight = ${weight} where id = ${tenantIds[i]}`);
+    await db.execute(sql`delete from upstream_turns where tenant_id = ${tenantIds[i]}`);
+    if (at !== null)
+      await db.execute(sql`insert into upstream_turns (tenant_id, last_served_at) values (${tenantIds[i]}, ${at}::timestamptz)`);
   }
   const insert = (tenant: number, status: string, at: { queuedAt: number | null; submittedAt: number | null }, priority = 'NORMAL') =>
     queryRows<{ id: string }>(

@@ -35,6 +35,14 @@ function budgetGauges(registry: Registry, sources: () => MetricSources | null): 
       'limit',
     ],
   ] as const;
+  // The three gauges are collected together, per scrape: they share one read of the budget.
+  let reading: Promise<{ limit: number; inFlight: number; queued: number }> | null = null;
+  const readOnce = (read: () => Promise<{ limit: number; inFlight: number; queued: number }>) => {
+    reading ??= read().finally(() => {
+      reading = null;
+    });
+    return reading;
+  };
   for (const [name, help, key] of gauges) {
     new Gauge({
       name: `${PREFIX}${name}`,
@@ -42,7 +50,7 @@ function budgetGauges(registry: Registry, sources: () => MetricSources | null): 
       registers: [registry],
       async collect() {
         const read = sources()?.upstreamBudget;
-        if (read !== undefined) this.set((await read())[key]);
+        if (read !== undefined) this.set((await readOnce(read))[key]);
       },
     });
   }

@@ -11,6 +11,7 @@ import { isThrottle } from '../kling/client.ts';
 import type { KlingClient } from '../kling/client.ts';
 import { toUpstreamBody } from '../kling/body.ts';
 import type { UpstreamCreateBody } from '../kling/body.ts';
+import type { KlingTask } from '../kling/payload.ts';
 import { positionNow } from '../pubsub/change-log.ts';
 import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
@@ -18,7 +19,7 @@ import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
 import { claimDispatch, claimOwn, growLimit, requeueThrottled } from './budget.ts';
 import type { Claimed } from './budget.ts';
-import { nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
+import { isFinal, nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition, UpstreamClaims } from './state.ts';
 import { createUpstreamReads } from './upstream-reads.ts';
 import type { UpstreamReads } from './upstream-reads.ts';
@@ -306,10 +307,26 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
     deps.logger.warn({ taskId: task.id, code: error.code, ambiguous: error.ambiguous }, 'upstream create deferred');
     return scheduleRetry(deps.db, task.id, error);
   }
-  await growLimit(deps.db, deps.maxInFlight).catch((error: unknown) =>
-    deps.logger.warn({ err: error }, 'could not grow the upstream limit'),
-  );
-  return (await applyTransition(deps, task.id, transitionFromUpstream(accepted, source)))?.task ?? null;
+  // The limit grows (when shrunk) beside the acceptance, on another connection, not before it.
+  const [, recorded] = await Promise.all([
+    growLimit(deps.db, deps.maxInFlight).catch((error: unknown) => deps.logger.warn({ err: error }, 'could not grow the upstream limit')),
+    recordAcceptance(deps, task, accepted, source),
+  ]);
+  return recorded;
+}
+
+/**
+ * Records the upstream's acceptance of a create. The usual answer (submitted or processing) is
+ * one statement, the same as a callback's (`advance`): status, upstream id, audit and status
+ * events, change-log row and the submitted body's deletion; the task is then read back for the
+ * answer. A final answer (an upstream that finished at once) goes through `transition` and its
+ * final-state hooks.
+ */
+async function recordAcceptance(deps: TaskCommandDeps, task: TaskRow, accepted: KlingTask, source: string): Promise<TaskRow | null> {
+  const transition = transitionFromUpstream(accepted, source);
+  if (isFinal(transition.status)) return (await applyTransition(deps, task.id, transition))?.task ?? null;
+  await deps.state.advance(deps.db, task.id, transition, { upstreamTaskId: accepted.taskId, externalTaskId: task.id });
+  return deps.reads.byId(task.tenantId, task.id);
 }
 
 /** A refusal for load: the task goes back to the head of its queue, the budget shrinks (budget.ts). */

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNotNull, isNull, lte, notInArray, or, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNotNull, isNull, lte, notInArray, or, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import { systemClock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
@@ -233,6 +233,19 @@ async function handle(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
 }
 
 /**
+ * On an instance's first tick, and after an outage: every task running upstream is due now.
+ * Callbacks sent while an instance was down or without its database are lost, and a task whose last news was a callback is next polled a minute
+ * later (state.ts); this brings that poll forward. Tasks running upstream hold upstream slots, so
+ * there are at most UPSTREAM_MAX_IN_FLIGHT of them: a small, bounded read each.
+ */
+async function checkInFlightNow(db: Db): Promise<void> {
+  await db
+    .update(omniTasks)
+    .set({ nextCheckAt: sql`now()` })
+    .where(and(inArray(omniTasks.status, ['SUBMITTED', 'PROCESSING']), gt(omniTasks.nextCheckAt, sql`now()`)));
+}
+
+/**
  * The background worker of every instance: polls the upstream for tasks whose last news is older
  * than their backoff, retries creates that never reached the upstream, fails tasks past their
  * deadline and watches those for a late success a while longer. Due tasks are leased with FOR
@@ -244,8 +257,19 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const leaseSeconds = options.leaseSeconds ?? 60;
   const handling: Handling = { ...options, clock: options.clock ?? systemClock };
 
+  // At start, and again once the database answers after failing this job (an outage, during which
+  // this instance answered callbacks with 503), every task running upstream is polled at once.
+  let catchUp = true;
   async function tick(): Promise<number> {
-    const leased = await lease(db, batchSize, leaseSeconds);
+    let leased: TaskRow[];
+    try {
+      if (catchUp) await checkInFlightNow(db);
+      catchUp = false;
+      leased = await lease(db, batchSize, leaseSeconds);
+    } catch (error) {
+      catchUp = true;
+      throw error;
+    }
     await Promise.all(
       leased.map((task) =>
         handle(handling, task).then(

@@ -33,6 +33,16 @@ function statusFromUpstream(status: KlingTask['status']): TaskStatus {
 const FIRST_CHECK_DELAY_MS = 5_000;
 const MAX_CHECK_DELAY_MS = 60_000;
 
+/**
+ * The first look after a change the upstream's callback brought: that callback shows the task's
+ * callbacks arrive, so the poll behind them (a safety net for lost callbacks) comes at the longest
+ * step of the backoff. Polling every task 5 s after each callback would double the work of every
+ * callback and the upstream reads of the account.
+ */
+function firstCheckDelaySeconds(source: string): number {
+  return (source === 'webhook' ? MAX_CHECK_DELAY_MS : FIRST_CHECK_DELAY_MS) / 1000;
+}
+
 /** When the reconciler looks next at a task that brought no news: 5 s after the first attempt, doubling up to a minute. */
 export const nextCheckAfterAttempts = sql`now() + make_interval(secs => least(${MAX_CHECK_DELAY_MS / 1000}, ${FIRST_CHECK_DELAY_MS / 1000} * power(2, greatest(0, ${omniTasks.checkAttempts} - 1))))`;
 
@@ -153,7 +163,7 @@ async function transition(
       // A cancelled task never reached the upstream: it costs nothing. Other final states get theirs from the ledger (hooks).
       units: next.status === 'CANCELLED' ? 0 : current.units,
       upstreamUnits: final ? (next.upstreamUnits ?? current.upstreamUnits) : current.upstreamUnits,
-      nextCheckAt: final ? null : sql`now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000})`,
+      nextCheckAt: final ? null : sql`now() + make_interval(secs => ${firstCheckDelaySeconds(next.source)})`,
       checkAttempts: 0,
       changeTxid: positionNow.txid,
       changeSeq: positionNow.seq,
@@ -235,7 +245,7 @@ async function advance(db: Db, taskId: string, next: Transition, claims: Upstrea
             status_message = ${next.statusMessage === undefined ? sql`t.status_message` : next.statusMessage},
             upstream_task_id = coalesce(t.upstream_task_id, ${next.upstreamTaskId ?? null}), updated_at = now(),
             submitted_at = coalesce(t.submitted_at, now()), completed_at = null,
-            next_check_at = now() + make_interval(secs => ${FIRST_CHECK_DELAY_MS / 1000}), check_attempts = 0,
+            next_check_at = now() + make_interval(secs => ${firstCheckDelaySeconds(next.source)}), check_attempts = 0,
             change_txid = ${positionNow.txid}, change_seq = ${positionNow.seq}
           from fits
           where t.id = fits.id and fits.rank < ${RANK[next.status]} and fits.queued_at is null and ${positionStillAhead(sql`t.change_txid`)}

@@ -15,6 +15,8 @@ import type { TaskView, TestTenant } from '../support/fixtures.ts';
 import { expectData, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 import { subscribeWs, wsClient } from '../support/subscriptions.ts';
+import { serverUrl } from '../support/database.ts';
+import { waitFor } from '../reliability/support.ts';
 
 /*
  * Callbacks are hints: whoever learns a callback URL can post to it, so a final status in a
@@ -165,4 +167,58 @@ describe('a final callback is confirmed by the upstream before anything is recor
       gateway.simulator.settings.callbacks = true;
     }
   });
+});
+
+describe('the polls behind callbacks', () => {
+  /** Seconds until the reconciler next looks at the task. */
+  async function nextCheckIn(task: TaskView): Promise<number> {
+    const [row] = await queryRows<{ s: number }>(
+      gateway.database.db,
+      sql`select extract(epoch from next_check_at - now())::float8 as s from omni_tasks where id = ${taskUuid(task.id)}`,
+    );
+    return Number(row?.s);
+  }
+
+  it('a task its callback moved is next polled a minute later, one the create moved 5 s later', async () => {
+    gateway.simulator.settings.callbacks = false;
+    const submitted = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    gateway.simulator.settings.callbacks = true;
+    expect(submitted.status).toBe('SUBMITTED');
+    expect(await nextCheckIn(submitted)).toBeLessThanOrEqual(5);
+    const { task, client } = await processingTask();
+    try {
+      const wait = await nextCheckIn(task);
+      expect(wait).toBeGreaterThan(50);
+      expect(wait).toBeLessThanOrEqual(60);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it.skipIf(serverUrl === null)(
+    'an instance started later polls every task running upstream at once: callbacks sent while it was down are lost',
+    async () => {
+      const { task, client } = await processingTask();
+      try {
+        expect(await nextCheckIn(task)).toBeGreaterThan(50);
+        const before = upstreamReads(task);
+        const started = await startGateway({
+          databaseUrl: gateway.database.url ?? undefined,
+          simulator: { instance: gateway.simulator, url: gateway.simulatorUrl },
+          env: { RECONCILER_INTERVAL_MS: '600000' },
+        });
+        try {
+          // Its reconciler's first tick, at start, reads the task upstream (the simulator records the read).
+          await waitFor('the new instance to read the task upstream', () =>
+            started.upstreamRequests.some((r) => r.method === 'GET' && r.path.endsWith(`/${task.upstreamTaskId}`)),
+          );
+          expect(upstreamReads(task)).toBe(before);
+        } finally {
+          await started.stop();
+        }
+      } finally {
+        await client.dispose();
+      }
+    },
+  );
 });

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database, Db, Executor, Tx } from '../db/database.ts';
-import { queryRows } from '../db/database.ts';
+import { queryPreparedRows, queryRows } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 
 /**
@@ -136,7 +136,7 @@ export async function readChangesAfter(
   after: ChangePosition,
   limit: number,
 ): Promise<{ changes: LoggedChange[]; waiting: boolean }> {
-  const [row] = await queryRows<{ waiting: boolean; changes: ChangeRow[] | string }>(
+  const [row] = await queryPreparedRows<{ waiting: boolean; changes: ChangeRow[] | string }>(
     db,
     sql`select
           exists (select 1 from task_changes where txid >= h.xmin) as waiting,

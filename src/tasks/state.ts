@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
-import { queryRows } from '../db/database.ts';
+import { queryPreparedRows } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
@@ -228,7 +228,7 @@ const STATUS_RANK = sql.raw(
  */
 async function advance(db: Db, taskId: string, next: Transition, claims: UpstreamClaims): Promise<AdvanceOutcome> {
   if (isFinal(next.status) || next.onlyFrom !== undefined) throw new Error('advance is for non-final upstream statuses only');
-  const [row] = await queryRows<{ found: boolean; fits: boolean; moved: boolean; ahead: boolean }>(
+  const [row] = await queryPreparedRows<{ found: boolean; fits: boolean; moved: boolean; ahead: boolean }>(
     db,
     sql`with cur as (
           select id, status, upstream_task_id, queued_at, ${STATUS_RANK} as rank from omni_tasks where id = ${taskId} for update

@@ -12,10 +12,10 @@ CREATE TABLE "upstream_turns" (
 );
 --> statement-breakpoint
 ALTER TABLE "upstream_turns" ADD CONSTRAINT "upstream_turns_tenant_id_tenants_id_fk" FOREIGN KEY ("tenant_id") REFERENCES "public"."tenants"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+-- tenants.last_dispatched_at is copied, no longer used, and left in place for one release: instances
+-- of the previous release still read and write it while a rolling deploy replaces them.
 INSERT INTO "upstream_turns" ("tenant_id", "last_served_at")
 	SELECT "id", "last_dispatched_at" FROM "tenants" WHERE "last_dispatched_at" IS NOT NULL;
---> statement-breakpoint
-ALTER TABLE "tenants" DROP COLUMN "last_dispatched_at";
 --> statement-breakpoint
 -- Keeps upstream_slot_counts in step with omni_tasks inside the writing transaction. A task holds a
 -- slot when it is PENDING, SUBMITTED or PROCESSING with queued_at null; it waits when queued_at is

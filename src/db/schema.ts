@@ -34,6 +34,11 @@ export const tenants = pgTable('tenants', {
   createsPerMinute: integer('creates_per_minute'),
   /** This tenant's share of the upstream account when tasks wait for a slot (fair dispatch). */
   weight: integer('weight').notNull().default(1),
+  /**
+   * No longer written or read (upstream_turns replaced it in migration 0012); kept one release so
+   * that instances of the previous release keep working during a rolling deploy.
+   */
+  lastDispatchedAt: timestamp('last_dispatched_at', { withTimezone: true, precision: 3 }),
   ...timestamps,
 });
 

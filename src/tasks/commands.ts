@@ -319,14 +319,19 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
  * Records the upstream's acceptance of a create. The usual answer (submitted or processing) is
  * one statement, the same as a callback's (`advance`): status, upstream id, audit and status
  * events, change-log row and the submitted body's deletion; the task is then read back for the
- * answer. A final answer (an upstream that finished at once) goes through `transition` and its
- * final-state hooks.
+ * answer. A final answer (an upstream that finished at once), or a task `advance` did not move,
+ * goes through `transition` (with the final-state hooks).
  */
 async function recordAcceptance(deps: TaskCommandDeps, task: TaskRow, accepted: KlingTask, source: string): Promise<TaskRow | null> {
   const transition = transitionFromUpstream(accepted, source);
-  if (isFinal(transition.status)) return (await applyTransition(deps, task.id, transition))?.task ?? null;
-  await deps.state.advance(deps.db, task.id, transition, { upstreamTaskId: accepted.taskId, externalTaskId: task.id });
-  return deps.reads.byId(task.tenantId, task.id);
+  if (!isFinal(transition.status)) {
+    const outcome = await deps.state.advance(deps.db, task.id, transition, { upstreamTaskId: accepted.taskId, externalTaskId: task.id });
+    if (outcome === 'changed') return deps.reads.byId(task.tenantId, task.id);
+    // Not moved: a callback came first (then the transition below changes nothing), or another
+    // attempt at the task was refused for load and put it back in its queue meanwhile, where
+    // `advance` leaves a task. This acceptance stands: the transition takes it out of the queue.
+  }
+  return (await applyTransition(deps, task.id, transition))?.task ?? null;
 }
 
 /** A refusal for load: the task goes back to the head of its queue, the budget shrinks (budget.ts). */

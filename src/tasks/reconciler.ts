@@ -236,13 +236,18 @@ async function handle(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
  * On an instance's first tick, and after an outage: every task running upstream is due now.
  * Callbacks sent while an instance was down or without its database are lost, and a task whose last news was a callback is next polled a minute
  * later (state.ts); this brings that poll forward. Tasks running upstream hold upstream slots, so
- * there are at most UPSTREAM_MAX_IN_FLIGHT of them: a small, bounded read each.
+ * there are at most UPSTREAM_MAX_IN_FLIGHT of them: a small, bounded read each. Tasks already
+ * polled since their last change (being polled now, or backing off) keep their schedule.
  */
 async function checkInFlightNow(db: Db): Promise<void> {
   await db
     .update(omniTasks)
     .set({ nextCheckAt: sql`now()` })
-    .where(and(inArray(omniTasks.status, ['SUBMITTED', 'PROCESSING']), gt(omniTasks.nextCheckAt, sql`now()`)));
+    // check_attempts is 0 only between a change and the next poll: a task another instance's
+    // reconciler has leased (which counts the attempt) is left to it.
+    .where(
+      and(inArray(omniTasks.status, ['SUBMITTED', 'PROCESSING']), gt(omniTasks.nextCheckAt, sql`now()`), eq(omniTasks.checkAttempts, 0)),
+    );
 }
 
 /**

@@ -196,11 +196,23 @@ describe('the polls behind callbacks', () => {
   });
 
   it.skipIf(serverUrl === null)(
-    'an instance started later polls every task running upstream at once: callbacks sent while it was down are lost',
+    'an instance started later polls every task running upstream at once (callbacks sent while it was down are lost), except tasks another instance is polling',
     async () => {
       const { task, client } = await processingTask();
+      const leased = await processingTask();
       try {
         expect(await nextCheckIn(task)).toBeGreaterThan(50);
+        // The second task as another instance's reconciler leaves it while it polls it: attempt counted, lease a minute ahead.
+        const leasedId = taskUuid(leased.task.id);
+        await gateway.database.db.execute(
+          sql`update omni_tasks set check_attempts = 1, next_check_at = now() + interval '60 seconds' where id = ${leasedId}`,
+        );
+        const leaseOf = async () =>
+          queryRows<{ at: string; attempts: number }>(
+            gateway.database.db,
+            sql`select next_check_at::text as at, check_attempts as attempts from omni_tasks where id = ${leasedId}`,
+          );
+        const lease = await leaseOf();
         const before = upstreamReads(task);
         const started = await startGateway({
           databaseUrl: gateway.database.url ?? undefined,
@@ -213,11 +225,16 @@ describe('the polls behind callbacks', () => {
             started.upstreamRequests.some((r) => r.method === 'GET' && r.path.endsWith(`/${task.upstreamTaskId}`)),
           );
           expect(upstreamReads(task)).toBe(before);
+          // Another tick of its own (the first one's catch-up included, had it not finished): the leased task is untouched.
+          await started.reconciler().tick();
+          expect(await leaseOf()).toEqual(lease);
+          expect(started.upstreamRequests.some((r) => r.path.endsWith(`/${leased.task.upstreamTaskId}`))).toBe(false);
         } finally {
           await started.stop();
         }
       } finally {
         await client.dispose();
+        await leased.client.dispose();
       }
     },
   );

@@ -9,10 +9,10 @@ import type { TaskRow } from './state.ts';
 /*
  * The upstream budget and the queue in front of it, all in the database so that every instance
  * sees the same: a task holds an upstream slot from the moment it is claimed for dispatch
- * (queued_at cleared) until it is final. A dispatch pass locks the one budget row, counts the
- * slots held, picks waiting tasks fairly and claims them (FOR UPDATE SKIP LOCKED), all in one
- * short transaction; passes of all instances run one after another, so the budget cannot be
- * overshot and a task is claimed once.
+ * (queued_at cleared) until it is final. A dispatch pass locks the one budget row, reads the
+ * slots held (upstream_slot_counts, kept by triggers in the writing transactions), picks waiting
+ * tasks fairly and claims them (FOR UPDATE SKIP LOCKED), all in one short transaction; passes of
+ * all instances run one after another, so the budget cannot be overshot and a task is claimed once.
  */
 
 const BUDGET_ROW = 1;

@@ -235,7 +235,7 @@ async function handle(h: Handling, task: TaskRow): Promise<ReconcilerOutcome> {
 /**
  * On an instance's first tick, and after an outage: every task running upstream is due now.
  * Callbacks sent while an instance was down or without its database are lost, and a task whose
- * last news was a callback is next polled a minute later (state.ts); this brings that poll
+ * last news was a callback is next polled 20 s later (state.ts); this brings that poll
  * forward. Tasks running upstream hold upstream slots, so there are at most UPSTREAM_MAX_IN_FLIGHT
  * of them: a small, bounded read each. Tasks already polled since their last change (being polled
  * now, or backing off) keep their schedule.

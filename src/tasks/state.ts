@@ -35,12 +35,15 @@ const MAX_CHECK_DELAY_MS = 60_000;
 
 /**
  * The first look after a change the upstream's callback brought: that callback shows the task's
- * callbacks arrive, so the poll behind them (a safety net for lost callbacks) comes at the longest
- * step of the backoff. Polling every task 5 s after each callback would double the work of every
- * callback and the upstream reads of the account.
+ * callbacks arrive, so the poll behind them (a safety net for lost callbacks) comes later than
+ * after other news. Polling every task 5 s after each callback would double the work of every
+ * callback and the upstream reads of the account; a minute let a callback lost under load (a
+ * timeout while the database was busy) wait as long, up against short deadlines.
  */
+const CALLBACK_CHECK_DELAY_MS = 20_000;
+
 function firstCheckDelaySeconds(source: string): number {
-  return (source === 'webhook' ? MAX_CHECK_DELAY_MS : FIRST_CHECK_DELAY_MS) / 1000;
+  return (source === 'webhook' ? CALLBACK_CHECK_DELAY_MS : FIRST_CHECK_DELAY_MS) / 1000;
 }
 
 /** When the reconciler looks next at a task that brought no news: 5 s after the first attempt, doubling up to a minute. */

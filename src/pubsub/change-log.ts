@@ -112,6 +112,10 @@ export async function appendChange(tx: Tx, taskId: string): Promise<void> {
   );
 }
 
+/**
+ * A change as read: positions come as text (bigints), so every ORDER BY below names the table's
+ * bigint columns (`c.txid`), never these text aliases, which would sort 10 before 9.
+ */
 type ChangeRow = { txid: string; seq: string; tenant_id: string; task_id: string; version: number; task: Record<string, unknown> | string };
 
 function toChange(row: ChangeRow): LoggedChange {
@@ -140,10 +144,10 @@ export async function readChangesAfter(
     db,
     sql`select
           exists (select 1 from task_changes where txid >= h.xmin) as waiting,
-          (select coalesce(json_agg(r order by r.txid, r.seq), '[]'::json) from (
-            select txid::text as txid, seq::text as seq, tenant_id, task_id, version, task from task_changes
-            where (txid, seq) > (${after.txid.toString()}::bigint, ${after.seq.toString()}::bigint) and txid < h.xmin
-            order by txid, seq limit ${limit}
+          (select coalesce(json_agg(r order by r.txid::bigint, r.seq::bigint), '[]'::json) from (
+            select c.txid::text as txid, c.seq::text as seq, c.tenant_id, c.task_id, c.version, c.task from task_changes c
+            where (c.txid, c.seq) > (${after.txid.toString()}::bigint, ${after.seq.toString()}::bigint) and c.txid < h.xmin
+            order by c.txid, c.seq limit ${limit}
           ) r) as changes
         from (select ${XMIN} as xmin) h`,
   );
@@ -155,7 +159,7 @@ export async function readChangesAfter(
 async function readableHead(db: Executor): Promise<ChangePosition> {
   const [row] = await queryRows<{ txid: string; seq: string }>(
     db,
-    sql`select txid::text as txid, seq::text as seq from task_changes where txid < ${XMIN} order by txid desc, seq desc limit 1`,
+    sql`select c.txid::text as txid, c.seq::text as seq from task_changes c where c.txid < ${XMIN} order by c.txid desc, c.seq desc limit 1`,
   );
   return row === undefined ? ORIGIN : { txid: BigInt(row.txid), seq: BigInt(row.seq) };
 }
@@ -168,12 +172,12 @@ async function replay(db: Executor, tenantId: string, after: ChangePosition, upT
   const rows = await queryRows<ChangeRow>(
     db,
     sql`select * from (
-          select distinct on (task_id) txid::text as txid, seq::text as seq, tenant_id, task_id, version, task
-          from task_changes
-          where tenant_id = ${tenantId}
-            and (txid, seq) > (${after.txid.toString()}::bigint, ${after.seq.toString()}::bigint)
-            and (txid, seq) <= (${upTo.txid.toString()}::bigint, ${upTo.seq.toString()}::bigint)
-          order by task_id, txid desc, seq desc
+          select distinct on (c.task_id) c.txid::text as txid, c.seq::text as seq, c.tenant_id, c.task_id, c.version, c.task
+          from task_changes c
+          where c.tenant_id = ${tenantId}
+            and (c.txid, c.seq) > (${after.txid.toString()}::bigint, ${after.seq.toString()}::bigint)
+            and (c.txid, c.seq) <= (${upTo.txid.toString()}::bigint, ${upTo.seq.toString()}::bigint)
+          order by c.task_id, c.txid desc, c.seq desc
         ) latest order by txid::bigint, seq::bigint`,
   );
   return rows.map(toChange);

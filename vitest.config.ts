@@ -14,6 +14,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // On PGlite, one migrated database dumped once per run, from which each test database starts.
+    globalSetup: ['./test/support/pglite-snapshot.ts'],
     // `postgres`: PostgreSQL-only tests (POSTGRES_ONLY in test/support/database.ts), skipped without
     // DATABASE_URL; the second reporter says at the end how many a run skipped. `.ci/run` passes its
     // own --reporter flags, which replace these.

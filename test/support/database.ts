@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { openAsBlob } from 'node:fs';
 import postgres from 'postgres';
+import { inject } from 'vitest';
 import { connectPglite, connectPostgres } from '../../src/db/database.ts';
 import type { Database } from '../../src/db/database.ts';
 
@@ -17,7 +19,9 @@ export type TestDatabase = Database & { url: string | null; drop(): Promise<void
 /** A fresh database for one test file: a new PostgreSQL database when DATABASE_URL is set, else in-memory PGlite. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   if (serverUrl === null) {
-    const database = await connectPglite(null);
+    // From the migrated dump of the global setup (pglite-snapshot.ts) when there is one.
+    const snapshot = inject('pgliteSnapshot');
+    const database = await connectPglite(null, snapshot ? { loadDataDir: await openAsBlob(snapshot) } : {});
     await database.migrate();
     return Object.assign(database, { url: null, drop: () => database.close() });
   }

@@ -22,8 +22,15 @@ const MAX_ADDRESSES = 100_000;
  * database read; known keys cached on this instance still pass); ServiceUnavailableError (503)
  * when the database cannot be asked.
  */
-export function createAuthenticator(deps: { tenants: Pick<TenantService, 'authenticate'>; logger: Logger; clock?: Clock }): Authenticate {
+export function createAuthenticator(deps: {
+  tenants: Pick<TenantService, 'authenticate'>;
+  logger: Logger;
+  clock?: Clock;
+  /** Addresses whose failures are remembered; past that, the longest-known is forgotten. */
+  maxAddresses?: number;
+}): Authenticate {
   const clock = deps.clock ?? systemClock;
+  const maxAddresses = deps.maxAddresses ?? MAX_ADDRESSES;
   // Per address: failure credit left and when it was last topped up (a token bucket of failures).
   const failures = new Map<string, { credit: number; at: number }>();
   const creditOf = (address: string) => {
@@ -35,7 +42,7 @@ export function createAuthenticator(deps: { tenants: Pick<TenantService, 'authen
   const failed = (address: string | undefined, error: UnauthenticatedError): never => {
     if (address !== undefined) {
       const entry = creditOf(address);
-      if (failures.size >= MAX_ADDRESSES && !failures.has(address)) failures.delete(failures.keys().next().value as string);
+      if (failures.size >= maxAddresses && !failures.has(address)) failures.delete(failures.keys().next().value as string);
       failures.set(address, { credit: entry.credit - 1, at: entry.at });
     }
     throw error;

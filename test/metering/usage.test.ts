@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -455,5 +456,28 @@ describe('the usage ledger', () => {
     ).toEqual(['failure']);
     expect((await fetch(`${gateway.url}/usage/events.csv`)).status).toBe(401);
     expect((await download(a.apiKey, '?from=yesterday')).status).toBe(400);
+  });
+
+  it('refuses an export it cannot answer with the reason: method, empty range, a tenant id that is not one', async () => {
+    const tenant = await createTenant(gateway, 'Export checks');
+    const url = `${gateway.url}/usage/events.csv`;
+    const headers = { authorization: `Bearer ${tenant.apiKey}` };
+    const posted = await fetch(url, { method: 'POST', headers });
+    expect(posted.status).toBe(405);
+    expect(posted.headers.get('allow')).toBe('GET');
+    for (const range of ['?from=2026-03-01T00:00:00Z&to=2026-03-01T00:00:00Z', '?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z']) {
+      const response = await fetch(`${url}${range}`, { headers });
+      expect(response.status, range).toBe(400);
+      expect(await response.json(), range).toEqual({ error: '"from" must be before "to"' });
+    }
+    const wide = await fetch(`${url}?from=2026-03-01T00:00:00Z&to=2026-03-01T00:00:00.001Z`, { headers });
+    expect(wide.status).toBe(200);
+    // The admin naming a tenant by an id of another type, or by no id at all.
+    const taskTyped = Buffer.from(`OmniTask:${randomUUID()}`).toString('base64');
+    for (const id of [encodeURIComponent(taskTyped), 'not-an-id']) {
+      const response = await fetch(`${url}?tenantId=${id}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+      expect(response.status, id).toBe(400);
+      expect(await response.json(), id).toEqual({ error: 'unknown tenantId' });
+    }
   });
 });

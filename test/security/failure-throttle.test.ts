@@ -33,7 +33,10 @@ function authenticator(options: { maxAddresses?: number } = {}) {
   const tenants = createTenantService(database.db, { adminApiKey: null, authCacheSeconds: 0, clock });
   const authenticate = createAuthenticator({ tenants, logger: createLogger('silent'), clock, ...options });
   /** One guess of a key never given out, from `address`: what the caller gets. */
-  const guess = (address: string) => authenticate(`Bearer og_guess-${(guesses += 1)}`, address).catch((error: unknown) => error);
+  const guess = (address: string) => {
+    guesses += 1;
+    return authenticate(`Bearer og_guess-${guesses}`, address).catch((error: unknown) => error);
+  };
   return { clock, guess };
 }
 

@@ -138,9 +138,18 @@ describe.skipIf(serverUrl === null)('several gateway instances on one PostgreSQL
       const neighbourClosing = await createTask(second, neighbour, TEXT_TO_VIDEO);
       await mine.collector.until((c) => seen(c, closing.id), 'the closing task');
       await neighbours.collector.until((c) => seen(c, neighbourClosing.id), "the neighbour's closing task");
-      const ids = (collector: Collector) => new Set(collector.items.map((item) => item.data?.omniTaskUpdated?.id));
-      expect(ids(mine.collector)).toEqual(new Set([marker.id, task.id, closing.id]));
-      expect(ids(neighbours.collector)).toEqual(new Set([neighbourMarker.id, theirs.id, neighbourClosing.id]));
+      // Each watcher heard its own tenant's tasks (an earlier test's tasks of `tenant` may still be
+      // finishing meanwhile), never the other tenant's.
+      const ids = (collector: Collector) => [...new Set(collector.items.map((item) => item.data?.omniTaskUpdated?.id as string))];
+      const owners = async (globalIds: string[]) =>
+        (
+          await admin<
+            { tenant_id: string }[]
+          >`select distinct tenant_id::text from omni_tasks where id in ${admin(globalIds.map(taskUuid))}`
+        ).map((row) => row.tenant_id);
+      expect(ids(mine.collector)).toEqual(expect.arrayContaining([marker.id, task.id, closing.id]));
+      expect(await owners(ids(mine.collector))).toEqual(await owners([task.id]));
+      expect(new Set(ids(neighbours.collector))).toEqual(new Set([neighbourMarker.id, theirs.id, neighbourClosing.id]));
     } finally {
       await admin.end();
       await client.dispose();

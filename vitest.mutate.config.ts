@@ -1,5 +1,5 @@
 import { defineConfig, mergeConfig } from 'vitest/config';
-import { shared } from './vitest.config.ts';
+import base from './vitest.config.ts';
 
 /**
  * The test files `npm run mutate` (StrykerJS, stryker.config.mjs) runs against each mutant: the
@@ -9,7 +9,7 @@ import { shared } from './vitest.config.ts';
  * (graphql) as vitest.config.ts.
  */
 const config = mergeConfig(
-  shared,
+  base,
   defineConfig({
     test: {
       exclude: [

@@ -80,7 +80,7 @@ describe('revoking a key ends what it opened', () => {
   });
 
   it.skipIf(serverUrl === null)(
-    'on a second instance: its WebSocket closes with 4403 within AUTH_CACHE_SECONDS + 1 s (PostgreSQL)',
+    'on a second instance: its WebSocket closes with 4403 within AUTH_CACHE_SECONDS + 1 s; another key of the tenant goes on (PostgreSQL)',
     POSTGRES_ONLY,
     async () => {
       const env = { AUTH_CACHE_SECONDS: String(AUTH_CACHE_SECONDS) };
@@ -100,6 +100,14 @@ describe('revoking a key ends what it opened', () => {
       const watch = await subscribeWs(socket, TENANT_WIDE);
       const viaSse = await subscribeSse(second.url, doomed.apiKey, TENANT_WIDE);
       cleanups.push(async () => viaSse.close());
+      // A live key's socket on the same instance, checked in the same rounds as the revoked one.
+      const survivor = wsClient(second.url, tenant.apiKey);
+      cleanups.push(async () => survivor.dispose());
+      let survivorClosed = false;
+      survivor.on('closed', () => {
+        survivorClosed = true;
+      });
+      const kept = await subscribeWs(survivor, TENANT_WIDE);
 
       const started = await revoke(first, doomed.id);
       const { code, at } = await closed;
@@ -107,6 +115,11 @@ describe('revoking a key ends what it opened', () => {
       expect(at - started).toBeLessThan((AUTH_CACHE_SECONDS + 1) * 1000);
       await watch.collector.untilDone(2_000);
       await viaSse.collector.untilDone((AUTH_CACHE_SECONDS + 1) * 1000);
+      // The check that ended the revoked key's connections left the live key's open: it hears a new task.
+      const task = await createTask(first, tenant, TEXT_TO_VIDEO);
+      await kept.collector.until((c) => c.items.some((item) => item.data?.omniTaskUpdated?.id === task.id), 'the new task');
+      expect(survivorClosed).toBe(false);
+      expect(kept.collector.done).toBe(false);
     },
   );
 });

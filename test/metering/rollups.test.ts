@@ -13,6 +13,7 @@ import type { TestDatabase } from '../support/database.ts';
  */
 
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
 /** An origin at a month's start, so histories cross days and months on both sides. */
 const ORIGIN = Date.UTC(2026, 2, 1);
 const TENANTS = 3;
@@ -139,7 +140,10 @@ describe('usage rollups', () => {
           expect(Number(rolled.seconds)).toBeCloseTo(Number(row.seconds), 6);
           expect(Number(rolled.units)).toBeCloseTo(Number(row.units), 6);
         }
-        for (const [start, length] of history.ranges) {
+        // The random ranges, and two hours around each of the first events: mostly inside one day,
+        // which a report reads from the ledger alone.
+        const around = history.events.slice(0, 3).map((event): [number, number] => [event.at - HOUR_MS, 2 * HOUR_MS]);
+        for (const [start, length] of [...history.ranges, ...around]) {
           const range = { from: new Date(ORIGIN + start), to: new Date(ORIGIN + start + length) };
           for (const tenantId of tenantIds) {
             const [direct] = await queryRows<{ succeeded: number; failed: number; seconds: number; units: number }>(

@@ -126,5 +126,17 @@ describe.each(transports)('resuming a tenant-wide subscription over $name', (tra
     const errors = JSON.stringify(expired.collector.error ?? expired.collector.items);
     expect(errors).toContain('CURSOR_EXPIRED');
     await expired.close();
+
+    // A cursor from after the prune still resumes: only what was pruned is gone.
+    const fresh = await transport.subscribe(gateway, tenant, null);
+    await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    await fresh.collector.untilCount(1);
+    const recent = updates(fresh.collector)[0]!.changeCursor;
+    await fresh.close();
+    const resumed = await transport.subscribe(gateway, tenant, recent);
+    const next = await createTask(gateway, tenant, TEXT_TO_VIDEO);
+    await resumed.collector.until((c) => updates(c).some((update) => update.id === next.id), 'a task made after resuming');
+    expect(resumed.collector.error).toBeNull();
+    await resumed.close();
   });
 });

@@ -456,6 +456,17 @@ describe('the usage ledger', () => {
     ).toEqual(['failure']);
     expect((await fetch(`${gateway.url}/usage/events.csv`)).status).toBe(401);
     expect((await download(a.apiKey, '?from=yesterday')).status).toBe(400);
+    // The admin without a tenantId: every tenant's events.
+    const everyone = await download(ADMIN_KEY);
+    expect(everyone.status).toBe(200);
+    const tenantsSeen = new Set(
+      everyone.text
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => line.split(',')[1]),
+    );
+    expect(tenantsSeen.has(a.id) && tenantsSeen.has(b.id)).toBe(true);
   });
 
   it('refuses an export it cannot answer with the reason: method, empty range, a tenant id that is not one', async () => {

@@ -4,7 +4,7 @@ import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { appendChange, createChangeLog, positionNow, readChangesAfter } from '../../src/pubsub/change-log.ts';
 import type { ChangePosition, LoggedChange } from '../../src/pubsub/change-log.ts';
-import { createTestDatabase } from '../support/database.ts';
+import { createTestDatabase, insertTaskRows } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 
 /**
@@ -30,15 +30,7 @@ beforeAll(async () => {
   database = await createTestDatabase();
   const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Ordered') returning id`);
   tenantId = tenant!.id;
-  const rows = await queryRows<{ id: string }>(
-    database.db,
-    sql`insert into omni_tasks (id, tenant_id, status, prompt, model_name, mode, aspect_ratio, duration_seconds, has_video_input,
-                                request, request_hash, deadline_at)
-        select gen_random_uuid(), ${tenantId}, 'SUBMITTED', 'ordered ' || g, 'kling-video-o1', 'STD', 'RATIO_16_9', 5, false,
-               '{}', md5(g::text), now() + interval '1 hour'
-        from generate_series(1, ${TASKS}) g returning id`,
-  );
-  taskIds = rows.map((row) => row.id);
+  taskIds = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED', count: TASKS });
 });
 afterAll(async () => {
   await database?.drop();

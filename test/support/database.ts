@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
+import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { inject } from 'vitest';
-import { connectPglite, connectPostgres } from '../../src/db/database.ts';
-import type { Database } from '../../src/db/database.ts';
+import { connectPglite, connectPostgres, queryRows } from '../../src/db/database.ts';
+import type { Database, Executor } from '../../src/db/database.ts';
 
 export const serverUrl = process.env.DATABASE_URL || null;
 
@@ -55,4 +56,20 @@ export async function createEmptyPostgresDatabase(): Promise<{ url: string; drop
       await cleanup.end();
     },
   };
+}
+
+/**
+ * Inserts `count` bare task rows of a tenant straight into omni_tasks (version 1, no change logged):
+ * for tests of what the database keeps about tasks, not of creating them. Returns their ids.
+ */
+export async function insertTaskRows(db: Executor, tenantId: string, options: { status: string; count?: number }): Promise<string[]> {
+  const rows = await queryRows<{ id: string }>(
+    db,
+    sql`insert into omni_tasks (id, tenant_id, status, prompt, model_name, mode, aspect_ratio, duration_seconds, has_video_input,
+                                request, request_hash, deadline_at)
+        select gen_random_uuid(), ${tenantId}, ${options.status}, 'inserted ' || g, 'kling-video-o1', 'STD', 'RATIO_16_9', 5, false,
+               '{}', md5(random()::text), now() + interval '1 hour'
+        from generate_series(1, ${options.count ?? 1}) g returning id`,
+  );
+  return rows.map((row) => row.id);
 }

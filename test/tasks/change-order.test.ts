@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { createTaskStateMachine } from '../../src/tasks/state.ts';
-import { createTestDatabase, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
+import { createTestDatabase, insertTaskRows, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 
 /*
@@ -27,14 +27,7 @@ describe.skipIf(serverUrl === null)('a change that would sort before one already
   it('is not written; the transaction runs again and its change lands after the other, versions in order', async () => {
     const db = database.db;
     const [tenant] = await queryRows<{ id: string }>(db, sql`insert into tenants (name) values ('Ordered') returning id`);
-    const [task] = await queryRows<{ id: string }>(
-      db,
-      sql`insert into omni_tasks (id, tenant_id, status, prompt, model_name, mode, aspect_ratio, duration_seconds, has_video_input,
-                                  request, request_hash, deadline_at)
-          values (gen_random_uuid(), ${tenant!.id}, 'SUBMITTED', 'ordered', 'kling-video-o1', 'STD', 'RATIO_16_9', 5, false, '{}', 'h', now() + interval '1 hour')
-          returning id`,
-    );
-    const taskId = task!.id;
+    const taskId = (await insertTaskRows(db, tenant!.id, { status: 'SUBMITTED' }))[0]!;
     let committed = 0;
     const state = createTaskStateMachine({ finalStateHooks: NO_HOOKS, onCommitted: () => (committed += 1) });
 
@@ -62,7 +55,7 @@ describe.skipIf(serverUrl === null)('a change that would sort before one already
     expect(committed).toBe(2);
     const log = await queryRows<{ version: number; status: string; txid: string }>(
       db,
-      sql`select version, task->>'status' as status, txid::text as txid from task_changes where task_id = ${taskId} order by txid, seq`,
+      sql`select c.version, c.task->>'status' as status, c.txid::text as txid from task_changes c where c.task_id = ${taskId} order by c.txid, c.seq`,
     );
     expect(log.map((row) => [row.version, row.status])).toEqual([
       [2, 'PROCESSING'],
@@ -76,14 +69,8 @@ describe.skipIf(serverUrl === null)('a change that would sort before one already
 
   it('gives up after five refusals with the conflict itself, writing nothing', async () => {
     const db = database.db;
-    const [row] = await queryRows<{ id: string }>(
-      db,
-      sql`insert into omni_tasks (id, tenant_id, status, prompt, model_name, mode, aspect_ratio, duration_seconds, has_video_input,
-                                  request, request_hash, deadline_at)
-          select gen_random_uuid(), id, 'SUBMITTED', 'contended', 'kling-video-o1', 'STD', 'RATIO_16_9', 5, false, '{}', 'h', now() + interval '1 hour'
-          from tenants limit 1 returning id`,
-    );
-    const taskId = row!.id;
+    const [tenant] = await queryRows<{ id: string }>(db, sql`insert into tenants (name) values ('Contended') returning id`);
+    const taskId = (await insertTaskRows(db, tenant!.id, { status: 'SUBMITTED' }))[0]!;
     const state = createTaskStateMachine({ finalStateHooks: NO_HOOKS });
     let attempts = 0;
     const failed = state

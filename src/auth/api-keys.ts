@@ -4,7 +4,12 @@ const KEY_PREFIX = 'og_';
 const DISPLAY_PREFIX_LENGTH = KEY_PREFIX.length + 8;
 
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return keyDigest(key).toString('hex');
+}
+
+/** The SHA-256 of a key: hashApiKey's bytes, also what constant-time comparisons compare. */
+export function keyDigest(key: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').digest();
 }
 
 /** A new random key: the caller sees `key` once; only `hash` and `prefix` are stored. */
@@ -15,5 +20,5 @@ export function generateApiKey(): { key: string; hash: string; prefix: string } 
 
 /** Compares two secrets in time independent of where they differ (hashing equalises lengths). */
 export function secretsEqual(a: string, b: string): boolean {
-  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+  return timingSafeEqual(keyDigest(a), keyDigest(b));
 }

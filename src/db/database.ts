@@ -12,6 +12,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import * as schema from './schema.ts';
+import { createStatementPolicy, preparingClient } from './statements.ts';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -37,13 +38,32 @@ export const migrationsFolder = fileURLToPath(new URL('../../migrations', import
 // An arbitrary constant shared by every instance of the gateway: the key of the migration lock.
 const MIGRATION_LOCK_KEY = 7_316_044_211;
 
-function rowsOf<T>(result: unknown): T[] {
+export function rowsOf<T>(result: unknown): T[] {
   // postgres.js returns an array-like row list; PGlite returns `{ rows }`.
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
 export async function queryRows<T>(executor: Executor, query: SQL): Promise<T[]> {
   return rowsOf<T>(await executor.execute(query));
+}
+
+/** A query built but not yet sent: a drizzle query builder, or `executor.execute(sql)`. */
+export type Startable<T = unknown> = { execute(): Promise<T> };
+
+/**
+ * Sends queries of one transaction together and waits for all their answers: one round trip
+ * instead of one each. Each query is started here, in this order; drizzle hands a started query
+ * to the driver at once, which sends it on the transaction's connection in that order without
+ * waiting for the answers before it (postgres.js pipelines; PGlite runs them one after another).
+ * So the server runs them in this order, each seeing what the ones before it wrote. Should one
+ * fail, the transaction is aborted and so are those after it; its error is the one thrown.
+ */
+export function pipeline<const T extends readonly Startable[]>(
+  ...queries: T
+): Promise<{ -readonly [K in keyof T]: Awaited<ReturnType<T[K]['execute']>> }> {
+  return Promise.all(queries.map((query) => query.execute())) as Promise<{
+    -readonly [K in keyof T]: Awaited<ReturnType<T[K]['execute']>>;
+  }>;
 }
 
 /** The parts of drizzle's session that run a query as a named (prepared) statement. */
@@ -94,6 +114,12 @@ function redact(url: string): string {
   return parsed.toString();
 }
 
+/**
+ * Distinct query texts prepared per process (statements.ts): the hot paths use a few dozen; the
+ * bound keeps texts that vary (lists of every length) from piling up on every connection.
+ */
+const PREPARED_TEXTS = 256;
+
 export function connectPostgres(url: string, options: { max?: number } = {}): Database {
   const client = postgres(url, {
     max: options.max ?? 10,
@@ -104,7 +130,7 @@ export function connectPostgres(url: string, options: { max?: number } = {}): Da
     backoff: (retries: number) => Math.min(0.5, 0.05 * 2 ** retries),
     idle_timeout: 60,
   });
-  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  const db = drizzlePostgres(preparingClient(client, createStatementPolicy({ maxTexts: PREPARED_TEXTS })), { schema }) as unknown as Db;
   return {
     driver: 'postgres',
     location: redact(url),

@@ -82,6 +82,10 @@ export function createYogaServer(options: YogaOptions): Yoga {
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    // The HTTP route has already bounded the body (a declared Content-Length within the request
+    // limit and the instance's body budget; Node reads no further). yoga's own limit would wrap every
+    // body in a stream pipeline, and its end builds a DOMException with a stack: 5% of a read's CPU.
+    maxRequestBodySize: false,
     graphiql: graphiqlOptions,
     renderGraphiQL: createGraphiQLRenderer(schema),
     maskedErrors: { maskError: maskErrors },

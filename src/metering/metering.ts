@@ -7,6 +7,7 @@ import { queryRows } from '../db/database.ts';
 import { keysetPast } from '../db/keyset.ts';
 import { omniTasks, tenants, usageEvents, usageRollups } from '../db/schema.ts';
 import { InvalidInputError, QuotaExceededError } from '../errors.ts';
+import type { TenantLimits } from '../tasks/commands.ts';
 import type { NormalizedOmniRequest } from '../tasks/create-input.ts';
 import type { TaskRow, Transition } from '../tasks/state.ts';
 
@@ -54,26 +55,29 @@ function monthOf(now: Date): { from: Date; to: Date } {
 }
 
 /**
- * Admits a create or throws QuotaExceededError. Runs inside the creating transaction and takes
- * the tenant's row lock (FOR NO KEY UPDATE) first, so concurrent creates of one tenant are checked one at a time
- * and can never overshoot together.
+ * Admits a create or throws QuotaExceededError. Runs inside the creating transaction, after it has
+ * taken the tenant's row lock (FOR NO KEY UPDATE) and read the tenant's limits with it, so
+ * concurrent creates of one tenant are checked one at a time and can never overshoot together.
  */
-async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, month: { from: Date; to: Date }): Promise<void> {
-  const [tenant] = await tx
-    .select({ seconds: tenants.monthlyVideoSecondsLimit, concurrent: tenants.maxConcurrentTasks })
-    .from(tenants)
-    .where(eq(tenants.id, tenantId))
-    // Not FOR UPDATE: that would block the foreign-key checks of usage events written by tasks
-    // finishing meanwhile, which hold task-count rows this transaction may need (a deadlock).
-    .for('no key update');
-  if (tenant === undefined || (tenant.seconds === null && tenant.concurrent === null)) return;
-  const [inFlight] = await queryRows<{ count: number; reserved: number }>(
-    tx,
-    sql`select count(*)::int as count,
-               coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 as reserved
-        from ${omniTasks}
-        where ${omniTasks.tenantId} = ${tenantId} and ${inArray(omniTasks.status, [...IN_FLIGHT])}`,
-  );
+async function admit(
+  tx: Tx,
+  tenantId: string,
+  request: NormalizedOmniRequest,
+  tenant: TenantLimits,
+  month: { from: Date; to: Date },
+): Promise<void> {
+  if (tenant.seconds === null && tenant.concurrent === null) return;
+  // Both reads in one round trip: the tasks in flight and, for a seconds limit, the month's usage.
+  const [[inFlight], used] = await Promise.all([
+    queryRows<{ count: number; reserved: number }>(
+      tx,
+      sql`select count(*)::int as count,
+                 coalesce(sum(coalesce(${omniTasks.durationSeconds}, ${MAX_EDIT_SECONDS})), 0)::float8 as reserved
+          from ${omniTasks}
+          where ${omniTasks.tenantId} = ${tenantId} and ${inArray(omniTasks.status, [...IN_FLIGHT])}`,
+    ),
+    tenant.seconds === null ? [] : totals(tx, tenantId, month),
+  ]);
   const count = Number(inFlight?.count ?? 0);
   if (tenant.concurrent !== null && count >= tenant.concurrent) {
     throw new QuotaExceededError(
@@ -82,8 +86,8 @@ async function admit(tx: Tx, tenantId: string, request: NormalizedOmniRequest, m
     );
   }
   if (tenant.seconds !== null) {
-    const used = (await totals(tx, tenantId, month)).filter((row) => row.kind === 'video');
-    const committed = used.reduce((sum, row) => sum + Number(row.seconds), 0) + Number(inFlight?.reserved ?? 0);
+    const committed =
+      used.filter((row) => row.kind === 'video').reduce((sum, row) => sum + Number(row.seconds), 0) + Number(inFlight?.reserved ?? 0);
     const wanted = reservedSeconds(request.durationSeconds);
     if (committed + wanted > tenant.seconds) {
       const left = Math.max(0, tenant.seconds - committed);
@@ -225,7 +229,8 @@ export function createMeteringService(deps: { db: Db; prices: PriceTable; clock?
       return range;
     },
 
-    admit: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => admit(tx, tenantId, request, currentMonth()),
+    admit: (tx: Tx, tenantId: string, request: NormalizedOmniRequest, limits: TenantLimits) =>
+      admit(tx, tenantId, request, limits, currentMonth()),
 
     /** A final-state hook: records the task's final state in the ledger, in its transaction; a repeat is a no-op. */
     async recordUsage(tx: Tx, task: TaskRow, transition: Transition): Promise<void> {

@@ -104,13 +104,15 @@ export const positionNow = {
  */
 export const positionStillAhead = (changeTxid: unknown) => sql`${changeTxid} <= pg_current_xact_id()::text::bigint`;
 
-/** Appends the change of a task already written in `tx` (its row carries the new position), with the task as it now is. */
-export async function appendChange(tx: Tx, taskId: string): Promise<void> {
-  await tx.execute(
+/**
+ * Appends the change of a task already written in `tx` (its row carries the new position), with the
+ * task as it now is; a query to await or to send in a pipeline behind the task's write.
+ */
+export const appendChange = (tx: Tx, taskId: string) =>
+  tx.execute(
     sql`insert into task_changes (txid, seq, tenant_id, task_id, version, task) overriding system value
         select t.change_txid, t.change_seq, t.tenant_id, t.id, t.version, to_jsonb(t) from omni_tasks t where t.id = ${taskId}`,
   );
-}
 
 /**
  * A change as read: positions come as text (bigints), so every ORDER BY below names the table's

@@ -1,6 +1,8 @@
 import { and, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
+import type { SQL } from 'drizzle-orm';
 import type { Db, Executor, Tx } from '../db/database.ts';
-import { queryRows } from '../db/database.ts';
+import { pipeline, queryRows, rowsOf } from '../db/database.ts';
+import type { Startable } from '../db/database.ts';
 import { omniTasks, taskEvents, upstreamBudget, upstreamSlotCounts } from '../db/schema.ts';
 import type { TaskPriority } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
@@ -39,8 +41,10 @@ export function limitOf(row: Pick<BudgetRow, 'limit'> | undefined, max: number):
   return Math.max(1, Math.floor(Math.min(row?.limit ?? max, max)));
 }
 
+const lockBudgetRow = (tx: Tx) => tx.select().from(upstreamBudget).where(eq(upstreamBudget.id, BUDGET_ROW)).for('update');
+
 async function lockBudget(tx: Tx): Promise<BudgetRow> {
-  const read = () => tx.select().from(upstreamBudget).where(eq(upstreamBudget.id, BUDGET_ROW)).for('update');
+  const read = () => lockBudgetRow(tx);
   const [row] = await read();
   if (row !== undefined) return row;
   await tx.insert(upstreamBudget).values({ id: BUDGET_ROW }).onConflictDoNothing();
@@ -50,34 +54,44 @@ async function lockBudget(tx: Tx): Promise<BudgetRow> {
 }
 
 /** Slots held per tenant (tenants holding none left out), from the maintained counts. */
-async function slotsByTenant(db: Executor): Promise<Map<string, number>> {
-  const rows = await queryRows<{ tenant_id: string; n: number }>(
-    db,
-    sql`select ${upstreamSlotCounts.tenantId} as tenant_id, sum(${upstreamSlotCounts.held})::int as n
-        from ${upstreamSlotCounts} group by 1 having sum(${upstreamSlotCounts.held}) <> 0`,
-  );
-  return new Map(rows.map((row) => [row.tenant_id, Number(row.n)]));
+const slotsByTenant = (db: Executor) =>
+  db.execute(sql`select ${upstreamSlotCounts.tenantId} as tenant_id, sum(${upstreamSlotCounts.held})::int as n
+                 from ${upstreamSlotCounts} group by 1 having sum(${upstreamSlotCounts.held}) <> 0`);
+
+function toSlots(result: unknown): Map<string, number> {
+  return new Map(rowsOf<{ tenant_id: string; n: number }>(result).map((row) => [row.tenant_id, Number(row.n)]));
 }
+
+/**
+ * The slots free under the budget, computed by the server (none while paused or without a budget
+ * row): how many waiting tasks per tenant a pass reads, in the same round trip as the budget.
+ * The same sum as `lockAndPick` makes from the rows it reads.
+ */
+const freeSlots = (maxInFlight: number) =>
+  sql`coalesce((select case when b.paused_until > now() then 0
+                            else greatest(0, greatest(1, floor(least(coalesce(b."limit", ${maxInFlight}::int), ${maxInFlight}::int)))::int
+                                             - (select coalesce(sum(${upstreamSlotCounts.held}), 0) from ${upstreamSlotCounts})::int) end
+                from upstream_budget b where b.id = ${BUDGET_ROW}), 0)`;
 
 /** A waiting task, with its tenant's weight and when the tenant was last served (ms; -Infinity if never). */
 export type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date; lastServed: number };
 
 /** The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's dispatch order. */
-export async function candidates(db: Executor, perTenant: number): Promise<Candidate[]> {
-  const rows = await queryRows<{ id: string; tenant_id: string; weight: number; queued_at: string; last_served: string | null }>(
-    db,
-    sql`select q.id, q.tenant_id, tn.weight, q.queued_at, tu.last_served_at as last_served
-        from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
-        join tenants tn on tn.id = d.tenant_id
-        left join upstream_turns tu on tu.tenant_id = d.tenant_id
-        cross join lateral (
-          select ${omniTasks.id} as id, ${omniTasks.tenantId} as tenant_id, ${omniTasks.queuedAt} as queued_at
-          from ${omniTasks}
-          where ${omniTasks.tenantId} = d.tenant_id and ${DISPATCHABLE}
-          order by ${PRIORITY_RANK}, ${omniTasks.queuedAt}, ${omniTasks.id}
-          limit ${perTenant}
-        ) q`,
-  );
+const candidatesQuery = (db: Executor, perTenant: number | SQL) =>
+  db.execute(sql`select q.id, q.tenant_id, tn.weight, q.queued_at, tu.last_served_at as last_served
+      from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
+      join tenants tn on tn.id = d.tenant_id
+      left join upstream_turns tu on tu.tenant_id = d.tenant_id
+      cross join lateral (
+        select ${omniTasks.id} as id, ${omniTasks.tenantId} as tenant_id, ${omniTasks.queuedAt} as queued_at
+        from ${omniTasks}
+        where ${omniTasks.tenantId} = d.tenant_id and ${DISPATCHABLE}
+        order by ${PRIORITY_RANK}, ${omniTasks.queuedAt}, ${omniTasks.id}
+        limit (${perTenant})
+      ) q`);
+
+function toCandidates(result: unknown): Candidate[] {
+  const rows = rowsOf<{ id: string; tenant_id: string; weight: number; queued_at: string; last_served: string | null }>(result);
   return rows.map((row) => ({
     id: row.id,
     tenantId: row.tenant_id,
@@ -85,6 +99,10 @@ export async function candidates(db: Executor, perTenant: number): Promise<Candi
     queuedAt: new Date(row.queued_at),
     lastServed: row.last_served === null ? Number.NEGATIVE_INFINITY : new Date(row.last_served).getTime(),
   }));
+}
+
+export async function candidates(db: Executor, perTenant: number): Promise<Candidate[]> {
+  return toCandidates(await candidatesQuery(db, perTenant));
 }
 
 /** Tenants' waiting tasks, each tenant's in its own order, handed out one at a time by fair share. */
@@ -155,47 +173,69 @@ export function pickFair(free: number, waiting: readonly Candidate[], held: Read
 
 export type Claimed = { task: TaskRow; waitedMs: number };
 
-/** Under the budget row's lock: the waiting tasks the free slots go to now (none while paused after a refusal). */
-async function lockAndPick(tx: Tx, maxInFlight: number): Promise<Candidate[]> {
-  const budget = await lockBudget(tx);
-  if (budget.pausedUntil !== null && budget.pausedUntil.getTime() > Date.now()) return [];
-  const held = await slotsByTenant(tx);
+/**
+ * Under the budget row's lock: the waiting tasks the free slots go to now (none while paused after
+ * a refusal; null when the budget row is missing). One round trip: the lock, the slots held and the
+ * candidates go together, behind the `writes` sent first (a create's task), whose results come back
+ * as `written`.
+ */
+async function lockAndPick(
+  tx: Tx,
+  maxInFlight: number,
+  writes: readonly Startable[] = [],
+): Promise<{ written: unknown[]; picked: Candidate[] | null; budget: BudgetRow | undefined }> {
+  const results = await pipeline(...writes, lockBudgetRow(tx), slotsByTenant(tx), candidatesQuery(tx, freeSlots(maxInFlight)));
+  const written = results.slice(0, writes.length);
+  const [budgetRows, slots, waiting] = results.slice(writes.length) as [BudgetRow[], unknown, unknown];
+  const budget = budgetRows[0];
+  if (budget === undefined) return { written, picked: null, budget };
+  if (budget.pausedUntil !== null && budget.pausedUntil.getTime() > Date.now()) return { written, picked: [], budget };
+  const held = toSlots(slots);
   let inFlight = 0;
   for (const n of held.values()) inFlight += n;
   const free = limitOf(budget, maxInFlight) - inFlight;
-  if (free <= 0) return [];
-  return pickFair(free, await candidates(tx, free), held);
+  return { written, picked: free <= 0 ? [] : pickFair(free, toCandidates(waiting), held), budget };
 }
 
 /** Records, under the budget lock, when these tenants (in the order their tasks were picked) were served. */
-async function markServed(tx: Tx, tenantIds: readonly string[]): Promise<void> {
+function markServed(tx: Tx, tenantIds: readonly string[]) {
   const last = new Map<string, number>();
   for (const [i, tenantId] of tenantIds.entries()) last.set(tenantId, i);
-  if (last.size === 0) return;
   // Not on the tenant row: a create holds that lock while it waits for the budget lock held here.
   const rows = [...last].map(([tenantId, i]) => sql`(${tenantId}::uuid, now() + make_interval(secs => ${i}::int / 1000.0))`);
-  await tx.execute(sql`insert into upstream_turns as t (tenant_id, last_served_at) values ${sql.join(rows, sql`, `)}
-                       on conflict (tenant_id) do update set last_served_at = excluded.last_served_at`);
+  return tx.execute(sql`insert into upstream_turns as t (tenant_id, last_served_at) values ${sql.join(rows, sql`, `)}
+                        on conflict (tenant_id) do update set last_served_at = excluded.last_served_at`);
 }
 
-/**
- * In the creating transaction, after the task's insert: claims the new task itself if a pass would
- * pick it now (a free slot, and its tenant's turn). Claiming it here, under the budget lock and
- * before commit, keeps another pass (the dispatcher's tick) from taking it, so a create within the
- * budget is sent in its own request. Returns the claimed row, or null if it waits.
- */
-export async function claimOwn(tx: Tx, taskId: string, options: { maxInFlight: number; leaseSeconds: number }): Promise<TaskRow | null> {
-  const picked = await lockAndPick(tx, options.maxInFlight);
-  const own = picked.find((task) => task.id === taskId);
-  if (own === undefined) return null;
-  await markServed(tx, [own.tenantId]);
-  const [claimed] = await tx
+/** Takes a task out of its queue with a create lease: it now holds an upstream slot. */
+const claimQuery = (tx: Tx, taskIds: string[], leaseSeconds: number) =>
+  tx
     .update(omniTasks)
-    .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })
-    .where(eq(omniTasks.id, taskId))
+    .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${leaseSeconds})` })
+    .where(inArray(omniTasks.id, taskIds))
     .returning();
-  return claimed ?? null;
+
+/**
+ * In the creating transaction: sends the new task's `writes` (its row, its body) and, in the same
+ * round trip, reads what a pass would pick now. Returns their results, whether the adaptive
+ * limit is below its maximum now (`growLimit` has work to do), and the new task's pick if a pass
+ * would take it now (a free slot, and its tenant's turn); `claimWrites` then claims it, sent
+ * with the transaction's last statements. Claiming it here, under the budget lock and before
+ * commit, keeps another pass (the dispatcher's tick) from taking it, so a create within the budget
+ * is sent in its own request. Otherwise (or with no budget row, which a pass puts back) it waits.
+ */
+export async function insertAndPick(
+  tx: Tx,
+  writes: readonly Startable[],
+  options: { taskId: string; maxInFlight: number },
+): Promise<{ written: unknown[]; own: Candidate | null; limitShrunk: boolean }> {
+  const { written, picked, budget } = await lockAndPick(tx, options.maxInFlight, writes);
+  return { written, own: picked?.find((task) => task.id === options.taskId) ?? null, limitShrunk: budget?.limit !== null };
 }
+
+/** The writes that claim a picked task (its tenant served now, the task out of its queue with a create lease). */
+export const claimWrites = (tx: Tx, own: Candidate, leaseSeconds: number) =>
+  [markServed(tx, [own.tenantId]), claimQuery(tx, [own.id], leaseSeconds)] as const;
 
 /**
  * One dispatch pass: the tasks this caller now holds slots for and must send. Each claimed task
@@ -205,8 +245,12 @@ export async function claimOwn(tx: Tx, taskId: string, options: { maxInFlight: n
  */
 export async function claimDispatch(db: Db, options: { maxInFlight: number; leaseSeconds: number }): Promise<Claimed[]> {
   return db.transaction(async (tx) => {
-    const picked = await lockAndPick(tx, options.maxInFlight);
-    if (picked.length === 0) return [];
+    let { picked } = await lockAndPick(tx, options.maxInFlight);
+    if (picked === null) {
+      await lockBudget(tx); // puts the missing row back
+      ({ picked } = await lockAndPick(tx, options.maxInFlight));
+    }
+    if (picked === null || picked.length === 0) return [];
     // A task being cancelled right now is locked: skipped here, it is cancelled or dispatched next time.
     const locked = await tx
       .select({ id: omniTasks.id, queuedAt: omniTasks.queuedAt })
@@ -224,20 +268,17 @@ export async function claimDispatch(db: Db, options: { maxInFlight: number; leas
       .for('update', { skipLocked: true });
     if (locked.length === 0) return [];
     const claimedIds = new Set(locked.map((task) => task.id));
-    await markServed(
-      tx,
-      picked.filter((task) => claimedIds.has(task.id)).map((task) => task.tenantId),
+    const [, tasks] = await pipeline(
+      markServed(
+        tx,
+        picked.filter((task) => claimedIds.has(task.id)).map((task) => task.tenantId),
+      ),
+      claimQuery(
+        tx,
+        locked.map((task) => task.id),
+        options.leaseSeconds,
+      ),
     );
-    const tasks = await tx
-      .update(omniTasks)
-      .set({ queuedAt: null, nextCheckAt: sql`now() + make_interval(secs => ${options.leaseSeconds})` })
-      .where(
-        inArray(
-          omniTasks.id,
-          locked.map((task) => task.id),
-        ),
-      )
-      .returning();
     const now = Date.now();
     const waited = new Map(locked.map((row) => [row.id, row.queuedAt]));
     return tasks.map((task) => ({ task, waitedMs: Math.max(0, now - (waited.get(task.id)?.getTime() ?? now)) }));

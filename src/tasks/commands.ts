@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { and, eq, isNotNull, isNull, lte, sql } from 'drizzle-orm';
+import { pipeline } from '../db/database.ts';
 import type { Db, Executor, Tx } from '../db/database.ts';
 import { uniqueViolation } from '../db/errors.ts';
 import { storable } from '../db/storable.ts';
@@ -17,7 +18,7 @@ import type { NormalizedOmniRequest } from './create-input.ts';
 import type { Logger } from '../logger.ts';
 import { DEADLINE_SOURCE } from './late-success.ts';
 import type { TaskReads } from './reads.ts';
-import { claimDispatch, claimOwn, growLimit, requeueThrottled } from './budget.ts';
+import { claimDispatch, claimWrites, growLimit, insertAndPick, requeueThrottled } from './budget.ts';
 import type { Claimed } from './budget.ts';
 import { isFinal, nextCheckAfterAttempts, transitionFromUpstream } from './state.ts';
 import type { TaskRow, TaskStateMachine, Transition, UpstreamClaims } from './state.ts';
@@ -35,8 +36,8 @@ export type TaskCommandDeps = {
   /** When the reconciler first looks at a task whose create is still unanswered (this process may die). */
   pendingRecheckSeconds: number;
   logger: Logger;
-  /** Runs inside the creating transaction, after the tenant's row lock: throws to refuse (quotas). */
-  admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest) => Promise<void>;
+  /** Runs inside the creating transaction, after the tenant's row lock, with the limits read under it: throws to refuse (quotas). */
+  admit?: (tx: Tx, tenantId: string, request: NormalizedOmniRequest, limits: TenantLimits) => Promise<void>;
   /** The tenant's create rate, checked first on every create: throws RateLimitedError when over it. */
   admitCreate?: (tenantId: string, createsPerMinute: number | null) => void;
   /** UPSTREAM_MAX_IN_FLIGHT: tasks accepted-and-unfinished at the upstream at once, across instances. */
@@ -45,6 +46,9 @@ export type TaskCommandDeps = {
   onDispatched?: (waitedMs: number) => void;
   onThrottled?: (kind: 'concurrency' | 'rate') => void;
 };
+
+/** A tenant's quotas (null: none), as read under its row lock by each create. */
+export type TenantLimits = { seconds: number | null; concurrent: number | null };
 
 /** Who creates: the tenant and its own create rate (null: the configured default). */
 export type Creator = { tenantId: string; createsPerMinute: number | null };
@@ -79,12 +83,15 @@ function requestHash(request: NormalizedOmniRequest): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
-async function findByIdempotencyKey(db: Executor, tenantId: string, key: string): Promise<TaskRow | null> {
-  const [task] = await db
+const idempotencyLookup = (db: Executor, tenantId: string, key: string) =>
+  db
     .select()
     .from(omniTasks)
     .where(and(eq(omniTasks.tenantId, tenantId), eq(omniTasks.idempotencyKey, key)))
     .limit(1);
+
+async function findByIdempotencyKey(db: Executor, tenantId: string, key: string): Promise<TaskRow | null> {
+  const [task] = await idempotencyLookup(db, tenantId, key);
   return task ?? null;
 }
 
@@ -153,54 +160,75 @@ async function underCreateLease<T>(deps: TaskCommandDeps, taskId: string, attemp
  * Stores the task as PENDING with its upstream body, in one transaction with the quota check. The
  * tenant's row lock orders the tenant's creates: a task already made with the same idempotency key
  * is found here and returned (`created: false`), before the quota is asked, instead of racing
- * another insert of the key.
+ * another insert of the key. Its statements go in pipelines (database.ts), so that the transaction
+ * takes five round trips: begin; the tenant's lock (with the key's lookup); the task, its body and
+ * the budget's state; the claim and the change-log row; commit (and one more with quotas to check).
  */
 async function insertPending(
   deps: TaskCommandDeps,
   tenantId: string,
   request: NormalizedOmniRequest,
   row: { id: string; hash: string; body: UpstreamCreateBody },
-): Promise<{ task: TaskRow; created: boolean; claimed?: boolean }> {
+): Promise<{ task: TaskRow; created: boolean; claimed?: boolean; limitShrunk?: boolean }> {
   return deps.state.commit(deps.db, async (tx) => {
     // NO KEY UPDATE: it orders the tenant's creates, yet lets other transactions insert rows that
     // reference the tenant (a usage event, whose foreign-key check takes KEY SHARE) without waiting.
-    await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, tenantId)).for('no key update');
-    const existing = request.idempotencyKey === null ? null : await findByIdempotencyKey(tx, tenantId, request.idempotencyKey);
-    if (existing !== null) return { task: existing, created: false };
-    if (deps.admit !== undefined) await deps.admit(tx, tenantId, request);
-    const [inserted] = await tx
-      .insert(omniTasks)
-      .values({
-        id: row.id,
-        tenantId,
-        status: 'PENDING',
-        prompt: request.prompt,
-        modelName: request.modelName,
-        mode: request.mode,
-        aspectRatio: request.aspectRatio,
-        durationSeconds: request.durationSeconds,
-        hasVideoInput: request.referenceVideos.length > 0,
-        request: storedRequest(request),
-        requestHash: row.hash,
-        externalTaskId: request.externalTaskId,
-        idempotencyKey: request.idempotencyKey,
-        deadlineAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
-        priority: request.priority,
-        // Every task starts in the queue; a dispatch pass claims it when a slot is free for it.
-        queuedAt: sql`now()`,
-        cancelAt: request.cancelAfterSeconds === null ? null : sql`now() + make_interval(secs => ${request.cancelAfterSeconds})`,
-        // While it waits, only its deadline brings the reconciler to it; the claim sets a create lease.
-        nextCheckAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
-        changeTxid: positionNow.txid,
-        changeSeq: positionNow.seq,
-      })
-      .returning();
+    const lock = tx
+      .select({ seconds: tenants.monthlyVideoSecondsLimit, concurrent: tenants.maxConcurrentTasks })
+      .from(tenants)
+      .where(eq(tenants.id, tenantId))
+      .for('no key update');
+    const key = request.idempotencyKey;
+    const [[limits], [existing]] = key === null ? [await lock, []] : await pipeline(lock, idempotencyLookup(tx, tenantId, key));
+    if (existing !== undefined) return { task: existing, created: false };
+    if (deps.admit !== undefined && limits !== undefined) await deps.admit(tx, tenantId, request, limits);
+    const { written, own, limitShrunk } = await insertAndPick(tx, [insertTask(tx, deps, tenantId, request, row), insertBody(tx, row)], {
+      taskId: row.id,
+      maxInFlight: deps.maxInFlight,
+    });
+    const [inserted] = written[0] as TaskRow[];
     if (inserted === undefined) throw new Error('insert into omni_tasks returned no row');
-    await tx.insert(taskSubmissions).values({ taskId: row.id, body: row.body });
-    const claimed = await claimOwn(tx, row.id, { maxInFlight: deps.maxInFlight, leaseSeconds: deps.pendingRecheckSeconds });
-    return { task: await deps.state.recordCreation(tx, claimed ?? inserted), created: true, claimed: claimed !== null };
+    if (own === null) {
+      await pipeline(...deps.state.creationWrites(tx, inserted));
+      return { task: inserted, created: true, claimed: false, limitShrunk };
+    }
+    const [, [claimed]] = await pipeline(...claimWrites(tx, own, deps.pendingRecheckSeconds), ...deps.state.creationWrites(tx, inserted));
+    return { task: claimed ?? inserted, created: true, claimed: claimed !== undefined, limitShrunk };
   });
 }
+
+function insertTask(tx: Tx, deps: TaskCommandDeps, tenantId: string, request: NormalizedOmniRequest, row: { id: string; hash: string }) {
+  return tx
+    .insert(omniTasks)
+    .values({
+      id: row.id,
+      tenantId,
+      status: 'PENDING',
+      prompt: request.prompt,
+      modelName: request.modelName,
+      mode: request.mode,
+      aspectRatio: request.aspectRatio,
+      durationSeconds: request.durationSeconds,
+      hasVideoInput: request.referenceVideos.length > 0,
+      request: storedRequest(request),
+      requestHash: row.hash,
+      externalTaskId: request.externalTaskId,
+      idempotencyKey: request.idempotencyKey,
+      deadlineAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
+      priority: request.priority,
+      // Every task starts in the queue; a dispatch pass claims it when a slot is free for it.
+      queuedAt: sql`now()`,
+      cancelAt: request.cancelAfterSeconds === null ? null : sql`now() + make_interval(secs => ${request.cancelAfterSeconds})`,
+      // While it waits, only its deadline brings the reconciler to it; the claim sets a create lease.
+      nextCheckAt: sql`now() + make_interval(mins => ${deps.taskDeadlineMinutes})`,
+      changeTxid: positionNow.txid,
+      changeSeq: positionNow.seq,
+    })
+    .returning();
+}
+
+const insertBody = (tx: Tx, row: { id: string; body: UpstreamCreateBody }) =>
+  tx.insert(taskSubmissions).values({ taskId: row.id, body: row.body });
 
 /**
  * Stores the task as PENDING (with our id as its external task id), then submits it upstream.
@@ -220,11 +248,13 @@ async function create(deps: TaskCommandDeps, runner: Runner, creator: Creator, r
   const body = toUpstreamBody(request, { externalTaskId: id, callbackUrl: deps.callbackUrl(id) });
   let task: TaskRow;
   let claimed = false;
+  let limitShrunk = true;
   try {
     const pending = await insertPending(deps, tenantId, request, { id, hash, body });
     if (!pending.created) return sameRequestOrRefuse(pending.task, hash);
     task = pending.task;
     claimed = pending.claimed === true;
+    limitShrunk = pending.limitShrunk !== false;
   } catch (error) {
     const constraint = uniqueViolation(error);
     if (constraint === 'omni_tasks_tenant_idempotency_key_unique' && request.idempotencyKey !== null) {
@@ -241,7 +271,7 @@ async function create(deps: TaskCommandDeps, runner: Runner, creator: Creator, r
   }
   // Claimed in its own transaction: sent in this request. Otherwise it waits; a pass now sends
   // whatever the budget allows (other tenants' turn came first), and it may yet be this task.
-  if (claimed) return (await submit(deps, task, body, 'create')) ?? task;
+  if (claimed) return (await submit(deps, task, body, 'create', limitShrunk)) ?? task;
   const mine = await dispatchPass(deps, runner, task.id);
   if (mine === null || !(await holdClaim(deps, mine))) return (await deps.reads.byId(tenantId, task.id)) ?? task;
   return (await submit(deps, mine, body, 'create')) ?? mine;
@@ -279,8 +309,17 @@ function applyTransition(
   return deps.state.commit(deps.db, (tx) => deps.state.transition(tx, taskId, transition));
 }
 
-/** Sends a PENDING task's body upstream and records the answer. */
-async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreateBody, source: string): Promise<TaskRow | null> {
+/**
+ * Sends a PENDING task's body upstream and records the answer. `limitShrunk` false: the budget's
+ * adaptive limit was at its maximum when the task was claimed, so an acceptance has none to grow.
+ */
+async function submit(
+  deps: TaskCommandDeps,
+  task: TaskRow,
+  body: UpstreamCreateBody,
+  source: string,
+  limitShrunk = true,
+): Promise<TaskRow | null> {
   let accepted;
   try {
     accepted = await underCreateLease(deps, task.id, () => deps.upstream.createTask(body, { retryThrottled: false }));
@@ -308,6 +347,7 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
     return scheduleRetry(deps.db, task.id, error);
   }
   // The limit grows (when shrunk) beside the acceptance, on another connection, not before it.
+  if (!limitShrunk) return recordAcceptance(deps, task, accepted, source);
   const [, recorded] = await Promise.all([
     growLimit(deps.db, deps.maxInFlight).catch((error: unknown) => deps.logger.warn({ err: error }, 'could not grow the upstream limit')),
     recordAcceptance(deps, task, accepted, source),
@@ -325,8 +365,11 @@ async function submit(deps: TaskCommandDeps, task: TaskRow, body: UpstreamCreate
 async function recordAcceptance(deps: TaskCommandDeps, task: TaskRow, accepted: KlingTask, source: string): Promise<TaskRow | null> {
   const transition = transitionFromUpstream(accepted, source);
   if (!isFinal(transition.status)) {
-    const outcome = await deps.state.advance(deps.db, task.id, transition, { upstreamTaskId: accepted.taskId, externalTaskId: task.id });
-    if (outcome === 'changed') return deps.reads.byId(task.tenantId, task.id);
+    const advanced = await deps.state.advanceAndRead(deps.db, task.id, transition, {
+      upstreamTaskId: accepted.taskId,
+      externalTaskId: task.id,
+    });
+    if (advanced.outcome === 'changed') return advanced.task ?? deps.reads.byId(task.tenantId, task.id);
     // Not moved: a callback came first (then the transition below changes nothing), or another
     // attempt at the task was refused for load and put it back in its queue meanwhile, where
     // `advance` leaves a task. This acceptance stands: the transition takes it out of the queue.

@@ -1,9 +1,10 @@
 import { getTableColumns } from 'drizzle-orm';
 import { omniTasks } from '../db/schema.ts';
 import type { ChangePosition } from '../pubsub/change-log.ts';
-import type { TaskRow } from './state.ts';
 
 const COLUMNS = Object.entries(getTableColumns(omniTasks));
+
+type TaskRow = typeof omniTasks.$inferSelect;
 
 /**
  * A task as a change-log entry recorded it (`to_jsonb` of the row, snake_case, timestamps as

@@ -1,12 +1,13 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/database.ts';
-import { queryPreparedRows } from '../db/database.ts';
+import { pipeline, queryPreparedRows } from '../db/database.ts';
 import { omniTasks, taskEvents, taskSubmissions } from '../db/schema.ts';
 import type { StoredVideo, TaskStatus } from '../db/schema.ts';
 import { storable } from '../db/storable.ts';
 import type { KlingTask } from '../kling/payload.ts';
 import { appendChange, ChangeOrderConflict, positionNow, positionStillAhead } from '../pubsub/change-log.ts';
 import { isLateSuccess } from './late-success.ts';
+import { taskFromSnapshot } from './snapshot.ts';
 
 export type TaskRow = typeof omniTasks.$inferSelect;
 
@@ -89,15 +90,16 @@ async function lockTask(tx: Tx, taskId: string): Promise<TaskRow | undefined> {
  * Writes the event of a task's new version and appends it to the change log, which every live
  * subscriber, resumed subscription and (later) webhook reads. Returns the task with its position.
  */
-async function recordVersion(
-  tx: Tx,
-  task: TaskRow,
-  event: Pick<typeof taskEvents.$inferInsert, 'kind' | 'source' | 'fromStatus' | 'toStatus' | 'payload'>,
-): Promise<TaskRow> {
-  await tx.insert(taskEvents).values({ taskId: task.id, version: task.version, ...event });
-  await appendChange(tx, task.id);
+async function recordVersion(tx: Tx, task: TaskRow, event: VersionEvent): Promise<TaskRow> {
+  await pipeline(...versionWrites(tx, task, event));
   return task;
 }
+
+type VersionEvent = Pick<typeof taskEvents.$inferInsert, 'kind' | 'source' | 'fromStatus' | 'toStatus' | 'payload'>;
+
+/** recordVersion's two writes (the event, the change-log row), to send behind the task's own write. */
+const versionWrites = (tx: Tx, task: TaskRow, event: VersionEvent) =>
+  [tx.insert(taskEvents).values({ taskId: task.id, version: task.version, ...event }), appendChange(tx, task.id)] as const;
 
 /** Attempts at a transaction whose change would sort before one already logged (see appendChange). */
 const MAX_ORDER_RETRIES = 5;
@@ -229,9 +231,9 @@ const STATUS_RANK = sql.raw(
  * task writes nothing. A task still waiting for an upstream slot was never sent, so no genuine
  * callback can be about it: it stays in its queue.
  */
-async function advance(db: Db, taskId: string, next: Transition, claims: UpstreamClaims): Promise<AdvanceOutcome> {
+async function advance(db: Db, taskId: string, next: Transition, claims: UpstreamClaims, readBack: boolean): Promise<Advanced> {
   if (isFinal(next.status) || next.onlyFrom !== undefined) throw new Error('advance is for non-final upstream statuses only');
-  const [row] = await queryPreparedRows<{ found: boolean; fits: boolean; moved: boolean; ahead: boolean }>(
+  const [row] = await queryPreparedRows<AdvanceRow>(
     db,
     sql`with cur as (
           select id, status, upstream_task_id, queued_at, ${STATUS_RANK} as rank from omni_tasks where id = ${taskId} for update
@@ -267,21 +269,49 @@ async function advance(db: Db, taskId: string, next: Transition, claims: Upstrea
           select moved.change_txid, moved.change_seq, moved.tenant_id, moved.id, moved.version, to_jsonb(moved) from moved
         )
         select exists (select 1 from cur) as found, exists (select 1 from fits) as fits,
-               exists (select 1 from moved) as moved, exists (select 1 from fits where rank < ${RANK[next.status]} and queued_at is null) as ahead`,
+               exists (select 1 from moved) as moved, exists (select 1 from fits where rank < ${RANK[next.status]} and queued_at is null) as ahead,
+               (select to_jsonb(moved) from moved where ${readBack}::boolean) as task,
+               (select moved.change_txid::text from moved) as txid, (select moved.change_seq::text from moved) as seq`,
   );
-  if (row === undefined || !row.found) return 'unknown';
-  if (!row.fits) return 'contradicts';
+  if (row === undefined || !row.found) return { outcome: 'unknown', task: null };
+  if (!row.fits) return { outcome: 'contradicts', task: null };
   if (row.ahead && !row.moved) throw new ChangeOrderConflict(taskId);
-  return row.moved ? 'changed' : 'unchanged';
+  if (!row.moved) return { outcome: 'unchanged', task: null };
+  const task =
+    row.task === null || row.txid === null || row.seq === null
+      ? null
+      : taskFromSnapshot(typeof row.task === 'string' ? JSON.parse(row.task) : row.task, { txid: BigInt(row.txid), seq: BigInt(row.seq) });
+  return { outcome: 'changed', task };
 }
 
+type AdvanceRow = {
+  found: boolean;
+  fits: boolean;
+  moved: boolean;
+  ahead: boolean;
+  /** The moved task (`to_jsonb`), when read back. */
+  task: Record<string, unknown> | string | null;
+  txid: string | null;
+  seq: string | null;
+};
+
+/** What `advance` did and, when asked to read it back, the task as it moved (null otherwise). */
+type Advanced = { outcome: AdvanceOutcome; task: TaskRow | null };
+
 /** Runs `advance` until its change takes its place in the log, then wakes the log's readers. */
-async function advanceInOrder(db: Db, taskId: string, next: Transition, claims: UpstreamClaims, onCommitted: () => void) {
+async function advanceInOrder(
+  db: Db,
+  taskId: string,
+  next: Transition,
+  claims: UpstreamClaims,
+  onCommitted: () => void,
+  readBack = false,
+): Promise<Advanced> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      const outcome = await advance(db, taskId, next, claims);
-      if (outcome === 'changed') onCommitted();
-      return outcome;
+      const advanced = await advance(db, taskId, next, claims, readBack);
+      if (advanced.outcome === 'changed') onCommitted();
+      return advanced;
     } catch (error) {
       if (!(error instanceof ChangeOrderConflict) || attempt >= MAX_ORDER_RETRIES) throw error;
     }
@@ -298,11 +328,15 @@ export function createTaskStateMachine(deps: { finalStateHooks: FinalStateHooks;
   return {
     commit: <T>(db: Db, work: (tx: Tx) => Promise<T>): Promise<T> => commit(db, work, onCommitted),
     /** A task just inserted as PENDING, version 1. */
-    recordCreation: (tx: Tx, task: TaskRow): Promise<TaskRow> =>
-      recordVersion(tx, task, { kind: 'status', source: 'create', toStatus: task.status }),
+    /** A new task's first version: writes to send, in a pipeline, behind the writes that made the task as it now is. */
+    creationWrites: (tx: Tx, task: TaskRow) => versionWrites(tx, task, { kind: 'status', source: 'create', toStatus: task.status }),
     transition: (tx: Tx, taskId: string, next: Transition) => transition(tx, taskId, next, deps.finalStateHooks),
     /** A non-final upstream status (a callback), in one statement of its own; see `advance`. */
-    advance: (db: Db, taskId: string, next: Transition, claims: UpstreamClaims) => advanceInOrder(db, taskId, next, claims, onCommitted),
+    advance: async (db: Db, taskId: string, next: Transition, claims: UpstreamClaims): Promise<AdvanceOutcome> =>
+      (await advanceInOrder(db, taskId, next, claims, onCommitted)).outcome,
+    /** `advance`, and the task as it moved when it did: an answer that needs no read after it. */
+    advanceAndRead: (db: Db, taskId: string, next: Transition, claims: UpstreamClaims): Promise<Advanced> =>
+      advanceInOrder(db, taskId, next, claims, onCommitted, true),
     recordArchive,
   };
 }

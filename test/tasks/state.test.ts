@@ -100,6 +100,20 @@ describe('the task state machine', () => {
     ]);
   });
 
+  it('advanceAndRead answers with the task exactly as a read of it afterwards (the create answers from it)', async () => {
+    const id = await newTask();
+    const before = await stored(id);
+    const claims = { upstreamTaskId: before.upstreamTaskId ?? '', externalTaskId: id };
+    const moved = await machine.advanceAndRead(gateway.database.db, id, { status: 'PROCESSING', source: 'webhook' }, claims);
+    expect(moved.outcome).toBe('changed');
+    // Every column, its type included (dates as Date, positions as bigint), as the table gives it.
+    expect(moved.task).toStrictEqual(await stored(id));
+    expect(moved.task).toMatchObject({ status: 'PROCESSING', version: 3 });
+    // A move that changes nothing reads nothing back.
+    const again = await machine.advanceAndRead(gateway.database.db, id, { status: 'PROCESSING', source: 'webhook' }, claims);
+    expect(again).toEqual({ outcome: 'unchanged', task: null });
+  });
+
   it('a duplicate, stale or refused move changes nothing: same version, no event, no change logged', async () => {
     const id = await newTask();
     await apply(id, { status: 'PROCESSING', source: 'poll' });

@@ -65,10 +65,12 @@ function toSlots(result: unknown): Map<string, number> {
 /**
  * The slots free under the budget, computed by the server (none while paused or without a budget
  * row): how many waiting tasks per tenant a pass reads, in the same round trip as the budget.
- * The same sum as `lockAndPick` makes from the rows it reads.
+ * The same sum as `lockAndPick` makes from the rows it reads; the pause is judged by the clock
+ * now (`clock_timestamp`, as `lockAndPick` does), not at the transaction's start, which may be
+ * before a wait for a lock.
  */
 const freeSlots = (maxInFlight: number) =>
-  sql`coalesce((select case when b.paused_until > now() then 0
+  sql`coalesce((select case when b.paused_until > clock_timestamp() then 0
                             else greatest(0, greatest(1, floor(least(coalesce(b."limit", ${maxInFlight}::int), ${maxInFlight}::int)))::int
                                              - (select coalesce(sum(${upstreamSlotCounts.held}), 0) from ${upstreamSlotCounts})::int) end
                 from upstream_budget b where b.id = ${BUDGET_ROW}), 0)`;

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, createSecretKey } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import type { SQL } from 'drizzle-orm';
 import type { Database, Db, Executor, Tx } from '../db/database.ts';
 import { queryPreparedRows, queryRows } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
@@ -142,19 +143,25 @@ export async function readChangesAfter(
   after: ChangePosition,
   limit: number,
 ): Promise<{ changes: LoggedChange[]; waiting: boolean }> {
-  const [row] = await queryPreparedRows<{ waiting: boolean; changes: ChangeRow[] | string }>(
-    db,
-    sql`select
-          exists (select 1 from task_changes where txid >= h.xmin) as waiting,
+  const [row] = await queryPreparedRows<{ waiting: boolean; changes: ChangeRow[] | string }>(db, tailRead(after, limit));
+  const rows = typeof row?.changes === 'string' ? (JSON.parse(row.changes) as ChangeRow[]) : (row?.changes ?? []);
+  return { changes: rows.map(toChange), waiting: Boolean(row?.waiting) };
+}
+
+/**
+ * readChangesAfter's one statement (exported for a test of its plan). Both parts walk the primary
+ * key: `waiting` compares the newest txid with the horizon (an EXISTS over `txid >= xmin` was
+ * planned as a scan of the whole log, at every read), the changes are a range of it.
+ */
+export function tailRead(after: ChangePosition, limit: number): SQL {
+  return sql`select
+          coalesce((select max(txid) from task_changes), 0) >= h.xmin as waiting,
           (select coalesce(json_agg(r order by r.txid::bigint, r.seq::bigint), '[]'::json) from (
             select c.txid::text as txid, c.seq::text as seq, c.tenant_id, c.task_id, c.version, c.task from task_changes c
             where (c.txid, c.seq) > (${after.txid.toString()}::bigint, ${after.seq.toString()}::bigint) and c.txid < h.xmin
             order by c.txid, c.seq limit ${limit}
           ) r) as changes
-        from (select ${XMIN} as xmin) h`,
-  );
-  const rows = typeof row?.changes === 'string' ? (JSON.parse(row.changes) as ChangeRow[]) : (row?.changes ?? []);
-  return { changes: rows.map(toChange), waiting: Boolean(row?.waiting) };
+        from (select ${XMIN} as xmin) h`;
 }
 
 /** The last readable position: where a reader starting now begins. */

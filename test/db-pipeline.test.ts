@@ -1,3 +1,6 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { count, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pipeline, queryRows, rowsOf } from '../src/db/database.ts';
@@ -89,5 +92,17 @@ describe('statement policy', () => {
     policy.prepare('w');
     expect(policy.prepare('x')).toBe(false);
     expect(policy.prepare('w')).toBe(true);
+  });
+});
+
+describe('the patched driver', () => {
+  it('is the one Node loads: postgres.js with patches/postgres+3.4.9.patch applied (npm ci applies it)', async () => {
+    const index = fileURLToPath(import.meta.resolve('postgres'));
+    const [entry, connection] = await Promise.all([readFile(index, 'utf8'), readFile(join(dirname(index), 'connection.js'), 'utf8')]);
+    // Unpatched, a statement the server rejects is re-sent behind the queries pipelined after it,
+    // and a transaction's COMMIT is a prepared statement (test/db-prepared-change.test.ts).
+    expect(connection).toMatch(/function retry\(q, error\) \{[^}]*delete statements\[q\.signature\]\s*errored\(error\)/);
+    expect(entry).toContain("await sql.unsafe('commit')");
+    expect(entry).toContain("sql.unsafe('rollback')");
   });
 });

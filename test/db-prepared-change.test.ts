@@ -10,7 +10,8 @@ import { createEmptyPostgresDatabase, POSTGRES_ONLY, serverUrl } from './support
  * under running instances). postgres.js used to send such a statement again behind the queries
  * already pipelined on its connection, whose answers could then reach the wrong queries, or leave
  * a transaction's connection hanging. Patched (patches/postgres+3.4.9.patch), the statement fails
- * once with the server's error and runs prepared anew next time; nothing behind it is disturbed.
+ * once with the server's error and runs prepared anew next time; nothing behind it is disturbed;
+ * and a transaction's own BEGIN, COMMIT and ROLLBACK are never prepared, so they cannot be lost.
  */
 
 let empty: { url: string; drop(): Promise<void> } | null = null;
@@ -68,5 +69,32 @@ describe.skipIf(serverUrl === null)('prepared statements when a column changes t
     const [secret, note] = await pipelined();
     expect(rowsOf(secret)).toEqual([{ secret: 111 }]);
     expect(rowsOf(note)).toEqual([{ note: 'tenant B row' }]);
+  });
+  it('when the server forgets every prepared statement, each fails once, cleanly, and the connection goes on', async () => {
+    const write = (note: string) =>
+      database.db.transaction(async (tx) => {
+        await tx.execute(
+          sql`insert into notes_b (id, note) values (${note.length + 100}, ${note}) on conflict (id) do update set note = excluded.note`,
+        );
+        return queryRows<{ note: string }>(tx, sql`select note from notes_b where id = ${note.length + 100}`);
+      });
+    // Prepared on the one connection: the two statements (the driver's own COMMIT is never prepared).
+    for (let i = 0; i < 3; i += 1) await write('warm');
+    await database.db.execute(sql`deallocate all`);
+    // Each forgotten statement fails once with the server's error, and is prepared anew next time:
+    // two statements, so the third attempt at the latest commits. A hang would fail the test.
+    const failures: (string | undefined)[] = [];
+    let written: { note: string }[] | null = null;
+    for (let attempt = 0; attempt < 3 && written === null; attempt += 1) {
+      written = await write('after').catch((error: unknown) => {
+        failures.push(codeOf(error));
+        return null;
+      });
+    }
+    expect(written).toEqual([{ note: 'after' }]);
+    expect(failures.every((code) => code === '26000')).toBe(true);
+    const [committed] = await admin`select note from notes_b where id = ${'after'.length + 100}`;
+    expect(committed?.note).toBe('after');
+    expect(await readB()).toEqual([{ note: 'tenant B row' }]);
   });
 });

@@ -78,10 +78,18 @@ const freeSlots = (maxInFlight: number) =>
 /** A waiting task, with its tenant's weight and when the tenant was last served (ms; -Infinity if never). */
 export type Candidate = { id: string; tenantId: string; weight: number; queuedAt: Date; lastServed: number };
 
-/** The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's dispatch order. */
+/**
+ * The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's
+ * dispatch order. The tenants come from the maintained counts (a few rows per tenant, whatever the
+ * task table holds), and none at all when `perTenant` is 0: a pass with the budget full reads
+ * nothing under the budget's lock.
+ */
 const candidatesQuery = (db: Executor, perTenant: number | SQL) =>
-  db.execute(sql`select q.id, q.tenant_id, tn.weight, q.queued_at, tu.last_served_at as last_served
-      from (select distinct ${omniTasks.tenantId} as tenant_id from ${omniTasks} where ${omniTasks.queuedAt} is not null) d
+  db.execute(sql`with free as (select (${perTenant})::int as n)
+      select q.id, q.tenant_id, tn.weight, q.queued_at, tu.last_served_at as last_served
+      from (select ${upstreamSlotCounts.tenantId} as tenant_id from ${upstreamSlotCounts}
+            where (select n from free) > 0
+            group by 1 having sum(${upstreamSlotCounts.queued}) > 0) d
       join tenants tn on tn.id = d.tenant_id
       left join upstream_turns tu on tu.tenant_id = d.tenant_id
       cross join lateral (
@@ -89,8 +97,11 @@ const candidatesQuery = (db: Executor, perTenant: number | SQL) =>
         from ${omniTasks}
         where ${omniTasks.tenantId} = d.tenant_id and ${DISPATCHABLE}
         order by ${PRIORITY_RANK}, ${omniTasks.queuedAt}, ${omniTasks.id}
-        limit (${perTenant})
+        limit (select n from free)
       ) q`);
+
+/** A dispatch pass's candidates read, as lockAndPick sends it (exported for a test of its plan). */
+export const passCandidatesQuery = (db: Executor, maxInFlight: number) => candidatesQuery(db, freeSlots(maxInFlight));
 
 function toCandidates(result: unknown): Candidate[] {
   const rows = rowsOf<{ id: string; tenant_id: string; weight: number; queued_at: string; last_served: string | null }>(result);
@@ -186,7 +197,7 @@ async function lockAndPick(
   maxInFlight: number,
   writes: readonly Startable[] = [],
 ): Promise<{ written: unknown[]; picked: Candidate[] | null; budget: BudgetRow | undefined }> {
-  const results = await pipeline(...writes, lockBudgetRow(tx), slotsByTenant(tx), candidatesQuery(tx, freeSlots(maxInFlight)));
+  const results = await pipeline(...writes, lockBudgetRow(tx), slotsByTenant(tx), passCandidatesQuery(tx, maxInFlight));
   const written = results.slice(0, writes.length);
   const [budgetRows, slots, waiting] = results.slice(writes.length) as [BudgetRow[], unknown, unknown];
   const budget = budgetRows[0];

@@ -56,7 +56,7 @@ async function lockBudget(tx: Tx): Promise<BudgetRow> {
 /** Slots held per tenant (tenants holding none left out), from the maintained counts. */
 const slotsByTenant = (db: Executor) =>
   db.execute(sql`select ${upstreamSlotCounts.tenantId} as tenant_id, sum(${upstreamSlotCounts.held})::int as n
-                 from ${upstreamSlotCounts} group by 1 having sum(${upstreamSlotCounts.held}) <> 0`);
+                 from ${upstreamSlotCounts} where ${upstreamSlotCounts.held} <> 0 group by 1 having sum(${upstreamSlotCounts.held}) <> 0`);
 
 function toSlots(result: unknown): Map<string, number> {
   return new Map(rowsOf<{ tenant_id: string; n: number }>(result).map((row) => [row.tenant_id, Number(row.n)]));
@@ -80,15 +80,15 @@ export type Candidate = { id: string; tenantId: string; weight: number; queuedAt
 
 /**
  * The first `perTenant` dispatchable tasks of every tenant with tasks waiting, in the tenant's
- * dispatch order. The tenants come from the maintained counts (a few rows per tenant, whatever the
- * task table holds), and none at all when `perTenant` is 0: a pass with the budget full reads
- * nothing under the budget's lock.
+ * dispatch order. The tenants come from the maintained counts (at most 16 rows per tenant, whatever
+ * the task table holds; rows at zero are left out before grouping), and none at all when
+ * `perTenant` is 0: a pass with the budget full reads nothing under the budget's lock.
  */
 const candidatesQuery = (db: Executor, perTenant: number | SQL) =>
   db.execute(sql`with free as (select (${perTenant})::int as n)
       select q.id, q.tenant_id, tn.weight, q.queued_at, tu.last_served_at as last_served
       from (select ${upstreamSlotCounts.tenantId} as tenant_id from ${upstreamSlotCounts}
-            where (select n from free) > 0
+            where (select n from free) > 0 and ${upstreamSlotCounts.queued} <> 0
             group by 1 having sum(${upstreamSlotCounts.queued}) > 0) d
       join tenants tn on tn.id = d.tenant_id
       left join upstream_turns tu on tu.tenant_id = d.tenant_id

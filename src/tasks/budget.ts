@@ -44,11 +44,10 @@ export function limitOf(row: Pick<BudgetRow, 'limit'> | undefined, max: number):
 const lockBudgetRow = (tx: Tx) => tx.select().from(upstreamBudget).where(eq(upstreamBudget.id, BUDGET_ROW)).for('update');
 
 async function lockBudget(tx: Tx): Promise<BudgetRow> {
-  const read = () => lockBudgetRow(tx);
-  const [row] = await read();
+  const [row] = await lockBudgetRow(tx);
   if (row !== undefined) return row;
   await tx.insert(upstreamBudget).values({ id: BUDGET_ROW }).onConflictDoNothing();
-  const [created] = await read();
+  const [created] = await lockBudgetRow(tx);
   if (created === undefined) throw new Error('the upstream budget row is missing');
   return created;
 }
@@ -114,6 +113,7 @@ function toCandidates(result: unknown): Candidate[] {
   }));
 }
 
+/** The first `perTenant` dispatchable tasks of every tenant with tasks waiting (queue positions). */
 export async function candidates(db: Executor, perTenant: number): Promise<Candidate[]> {
   return toCandidates(await candidatesQuery(db, perTenant));
 }

@@ -271,7 +271,8 @@ async function advance(db: Db, taskId: string, next: Transition, claims: Upstrea
         select exists (select 1 from cur) as found, exists (select 1 from fits) as fits,
                exists (select 1 from moved) as moved, exists (select 1 from fits where rank < ${RANK[next.status]} and queued_at is null) as ahead,
                (select to_jsonb(moved) from moved where ${readBack}::boolean) as task,
-               (select moved.change_txid::text from moved) as txid, (select moved.change_seq::text from moved) as seq`,
+               (select moved.change_txid::text from moved where ${readBack}::boolean) as txid,
+               (select moved.change_seq::text from moved where ${readBack}::boolean) as seq`,
   );
   if (row === undefined || !row.found) return { outcome: 'unknown', task: null };
   if (!row.fits) return { outcome: 'contradicts', task: null };
@@ -327,8 +328,7 @@ export function createTaskStateMachine(deps: { finalStateHooks: FinalStateHooks;
   const onCommitted = deps.onCommitted ?? (() => {});
   return {
     commit: <T>(db: Db, work: (tx: Tx) => Promise<T>): Promise<T> => commit(db, work, onCommitted),
-    /** A task just inserted as PENDING, version 1. */
-    /** A new task's first version: writes to send, in a pipeline, behind the writes that made the task as it now is. */
+    /** A task just inserted as PENDING, version 1: its event and change-log row, to send in a pipeline behind the writes that made the task as it now is. */
     creationWrites: (tx: Tx, task: TaskRow) => versionWrites(tx, task, { kind: 'status', source: 'create', toStatus: task.status }),
     transition: (tx: Tx, taskId: string, next: Transition) => transition(tx, taskId, next, deps.finalStateHooks),
     /** A non-final upstream status (a callback), in one statement of its own; see `advance`. */

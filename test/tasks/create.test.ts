@@ -13,7 +13,9 @@ let gateway: TestGateway;
 let tenant: TestTenant;
 
 beforeAll(async () => {
-  gateway = await startGateway();
+  // A create must be answered before its task moves on upstream (the tests below read SUBMITTED at
+  // version 2): with the default 50 ms, a create slowed by a busy machine saw the callback first.
+  gateway = await startGateway({ delays: { processingMs: 1_000, finishMs: 1_050 } });
   tenant = await createTenant(gateway, 'Creator');
 });
 afterAll(async () => {

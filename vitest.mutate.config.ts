@@ -1,4 +1,5 @@
 import { defineConfig, mergeConfig } from 'vitest/config';
+import { groups } from './scripts/mutation-groups.ts';
 import base from './vitest.config.ts';
 
 /**
@@ -28,18 +29,27 @@ const config = mergeConfig(
         // Drives the reconciler by hand (tick() must find the task) while the background one runs every
         // 50 ms: under mutation-run load the background one gets there first and the count is 0.
         'test/tasks/late-success.test.ts',
+        // Measures the resident memory of its own process, which the files before it share when they
+        // run in one worker (isolate: false below); downloads are outside the mutated modules.
+        'test/storage/download-memory.test.ts',
         // The simulator and the upstream client, outside the mutated modules.
         'test/simulator/**',
         'test/kling/**',
       ],
+      // One worker runs the selected files one after another without loading the modules again for
+      // each file (about 2 s a file, and most of a run's CPU); the mutated modules keep no state of
+      // their own at module level, and every test file builds its own gateway and database.
+      isolate: false,
       // Stryker reports for itself; the postgres-only summary line is noise there.
       reporters: ['default'],
     },
   }),
 );
 
-// MUTATE_TESTS=test/a.test.ts,test/b.test.ts narrows a run to those files: a mutant Stryker cannot
-// tie to single tests (code that a beforeAll ran) runs every selected file.
-if (process.env.MUTATE_TESTS) config.test = { ...config.test, include: process.env.MUTATE_TESTS.split(',') };
+// The test files of one run: MUTATE_TESTS=test/a.test.ts,test/b.test.ts narrows it by hand, else
+// MUTATE_GROUP (set by `npm run mutate`) names the group of scripts/mutation-groups.ts whose tests to run. A
+// mutant Stryker cannot tie to single tests (code that a beforeAll ran) runs every selected file.
+const selected = process.env.MUTATE_TESTS?.split(',') ?? (process.env.MUTATE_GROUP ? groups[process.env.MUTATE_GROUP]?.tests : undefined);
+if (selected) config.test = { ...config.test, include: selected };
 
 export default config;

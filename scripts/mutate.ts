@@ -1,0 +1,88 @@
+/**
+ * `npm run mutate [-- group ...] [-- stryker options]`: runs Stryker once per group of
+ * scripts/mutation-groups.ts (all of them, or the ones named), then prints each group's counts and
+ * the score over all of them. Options that start with `-` go to every Stryker run (`--force`
+ * tests every mutant again). Exits 1 if a Stryker run fails.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { groups } from './mutation-groups.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+/** A mutant's status in Stryker's JSON report (mutation-testing-report-schema). */
+type Status = 'Killed' | 'Survived' | 'NoCoverage' | 'Timeout' | 'CompileError' | 'RuntimeError' | 'Ignored' | 'Pending';
+type Report = { files: Record<string, { mutants: { status: Status }[] }> };
+type Counts = Record<Status, number>;
+
+function emptyCounts(): Counts {
+  return { Killed: 0, Survived: 0, NoCoverage: 0, Timeout: 0, CompileError: 0, RuntimeError: 0, Ignored: 0, Pending: 0 };
+}
+
+function countsOf(report: Report): Counts {
+  const counts = emptyCounts();
+  for (const file of Object.values(report.files)) for (const mutant of file.mutants) counts[mutant.status] += 1;
+  return counts;
+}
+
+/** Stryker's mutation score: detected (killed or timed out) of the valid mutants, NoCoverage included. */
+function score(counts: Counts): number {
+  const detected = counts.Killed + counts.Timeout;
+  const valid = detected + counts.Survived + counts.NoCoverage;
+  return valid === 0 ? 100 : (100 * detected) / valid;
+}
+
+function row(name: string, counts: Counts, seconds: number | null): string {
+  const cells = [
+    name.padEnd(9),
+    `${score(counts).toFixed(2).padStart(6)}%`,
+    String(counts.Killed).padStart(6),
+    String(counts.Timeout).padStart(7),
+    String(counts.Survived).padStart(8),
+    String(counts.NoCoverage).padStart(10),
+    String(counts.Ignored).padStart(7),
+    seconds === null ? '' : `${Math.round(seconds / 60)} min`.padStart(7),
+  ];
+  return cells.join(' ');
+}
+
+function main(): number {
+  const args = process.argv.slice(2);
+  const options = args.filter((arg) => arg.startsWith('-'));
+  const named = args.filter((arg) => !arg.startsWith('-'));
+  const unknown = named.filter((name) => !(name in groups));
+  if (unknown.length > 0) {
+    console.error(`unknown group ${unknown.join(', ')}: the groups are ${Object.keys(groups).join(', ')}`);
+    return 2;
+  }
+  const selected = named.length > 0 ? named : Object.keys(groups);
+  const times = new Map<string, number>();
+  for (const name of selected) {
+    console.log(`\n== mutation group ${name}: ${groups[name]?.mutate.join(' ')}`);
+    const started = performance.now();
+    const run = spawnSync('npx', ['stryker', 'run', ...options], {
+      cwd: ROOT,
+      stdio: 'inherit',
+      env: { ...process.env, MUTATE_GROUP: name },
+    });
+    times.set(name, (performance.now() - started) / 1000);
+    if (run.status !== 0) {
+      console.error(`stryker failed for group ${name} (exit ${run.status ?? run.signal})`);
+      return 1;
+    }
+  }
+  console.log(`\n${['group'.padEnd(9), '  score', ' killed', 'timeout', 'survived', 'nocoverage', 'ignored', '   time'].join(' ')}`);
+  const total = emptyCounts();
+  for (const name of Object.keys(groups)) {
+    const path = `${ROOT}reports/mutation/${name}.json`;
+    if (!existsSync(path)) continue;
+    const counts = countsOf(JSON.parse(readFileSync(path, 'utf8')) as Report);
+    for (const status of Object.keys(total) as Status[]) total[status] += counts[status];
+    console.log(row(name, counts, times.get(name) ?? null));
+  }
+  console.log(row('all', total, null));
+  console.log('Reports: reports/mutation/<group>.html (open in a browser) and .json; a group not run now shows its last report.');
+  return 0;
+}
+
+process.exitCode = main();

@@ -23,6 +23,7 @@ export const groups: Record<string, MutationGroup> = {
       'test/security/authenticate-first.test.ts',
       'test/security/protocol-conformance.test.ts',
       'test/hardening/limits.test.ts',
+      'test/hardening/operations.test.ts',
       'test/http/bearer.test.ts',
       'test/webhooks/receiver.test.ts',
       'test/storage/signed-url.test.ts',

@@ -111,9 +111,16 @@ describe('the failed-authentication throttle', () => {
     await broken.drop();
     const clock = manualClock();
     const tenants = createTenantService(broken.db, { adminApiKey: null, authCacheSeconds: 0, clock });
-    const authenticate = createAuthenticator({ tenants, logger: createLogger('silent'), clock });
+    const logged: string[] = [];
+    const logger = createLogger('warn', { write: (line: string) => void logged.push(line) });
+    const authenticate = createAuthenticator({ tenants, logger, clock });
     for (let i = 0; i < 25; i += 1) {
       await expect(authenticate(`Bearer og_guess-broken-${i}`, '10.0.0.7')).rejects.toBeInstanceOf(ServiceUnavailableError);
     }
+    // The operator is told why, with the database's own error.
+    expect(logged).toHaveLength(25);
+    const line = JSON.parse(logged[0]!) as { msg: string; err?: { message?: string } };
+    expect(line.msg).toBe('authentication failed: database unavailable');
+    expect(line.err?.message).toMatch(/^Failed query: select .*"api_keys"/);
   });
 });

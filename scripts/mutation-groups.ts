@@ -33,9 +33,7 @@ export const groups: Record<string, MutationGroup> = {
   metering: {
     mutate: ['src/metering/*.ts'],
     tests: [
-      'test/metering/usage.test.ts',
-      'test/metering/rollups.test.ts',
-      'test/metering/csv.test.ts',
+      'test/metering/*.test.ts',
       'test/tenants/auth.test.ts',
       'test/scheduling/cancel-estimate.test.ts',
       'test/security/isolation-matrix.test.ts',

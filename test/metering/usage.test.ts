@@ -407,6 +407,20 @@ describe('the usage ledger', () => {
     expect(past.viewer.usage.succeededTasks).toBe(0);
   });
 
+  it('refuses a range whose from is not before its to, saying so', async () => {
+    const tenant = await createTenant(gateway, 'Reversed range');
+    for (const range of [
+      'from: "2026-03-02T00:00:00Z", to: "2026-03-01T00:00:00Z"',
+      'from: "2026-03-01T00:00:00Z", to: "2026-03-01T00:00:00Z"',
+    ]) {
+      const response = await gateway.graphql(`{ viewer { usage(${range}) { units } } }`, {}, tenant.apiKey);
+      expect(response.body.errors?.[0], range).toMatchObject({
+        message: '"from" must be before "to".',
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
+    }
+  });
+
   it('refuses a DateTime without its offset or naming a day or time that does not exist', async () => {
     const tenant = await createTenant(gateway, 'Strict dates');
     for (const from of [

@@ -60,6 +60,12 @@ describe('usage export', () => {
       .map((line) => line.split(','));
     expect(rows).toHaveLength(EVENTS);
     expect(new Set(rows.map((row) => row[0])).size).toBe(EVENTS);
+    for (const row of rows) {
+      expect(row).toHaveLength(12);
+      expect(row[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      // No upstream units were reported for these events: an empty field, not a placeholder.
+      expect(row[10]).toBe('');
+    }
     expect(new Set(rows.map((row) => row[1]))).toEqual(new Set([tenant.id]));
     // In (occurred_at, event id) order, the order a client resumes from.
     const keys = rows.map((row) => `${row[11]} ${row[0]}`);

@@ -2,7 +2,8 @@
  * `npm run mutate [-- group ...] [-- stryker options]`: runs Stryker once per group of
  * scripts/mutation-groups.ts (all of them, or the ones named), then prints each group's counts and
  * the score over all of them. Options that start with `-` go to every Stryker run (`--force`
- * tests every mutant again). Exits 1 if a Stryker run fails.
+ * tests every mutant again). A run that fails or is stopped ends the list (its partial results are
+ * kept for the next run), and the table is printed all the same; the exit code is then 1.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -56,7 +57,10 @@ function main(): number {
     return 2;
   }
   const selected = named.length > 0 ? named : Object.keys(groups);
+  // Ctrl-C reaches Stryker too, which saves what it tested and exits; this process stays to report.
+  process.on('SIGINT', () => {});
   const times = new Map<string, number>();
+  let failed = false;
   for (const name of selected) {
     console.log(`\n== mutation group ${name}: ${groups[name]?.mutate.join(' ')}`);
     const started = performance.now();
@@ -67,8 +71,10 @@ function main(): number {
     });
     times.set(name, (performance.now() - started) / 1000);
     if (run.status !== 0) {
-      console.error(`stryker failed for group ${name} (exit ${run.status ?? run.signal})`);
-      return 1;
+      // Stopped (Ctrl-C) or failed: what it tested is kept; the table below shows the last reports.
+      console.error(`stryker did not finish group ${name} (exit ${run.status ?? run.signal})`);
+      failed = true;
+      break;
     }
   }
   console.log(`\n${['group'.padEnd(9), '  score', ' killed', 'timeout', 'survived', 'nocoverage', 'ignored', '   time'].join(' ')}`);
@@ -82,7 +88,7 @@ function main(): number {
   }
   console.log(row('all', total, null));
   console.log('Reports: reports/mutation/<group>.html (open in a browser) and .json; a group not run now shows its last report.');
-  return 0;
+  return failed ? 1 : 0;
 }
 
 process.exitCode = main();

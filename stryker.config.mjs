@@ -3,11 +3,11 @@
  * Mutation testing of the modules that hold money, tenancy, keys and state. See "Mutation testing"
  * in README.md.
  *
- * `npm run mutate` (scripts/mutate.ts) runs Stryker once per group of scripts/mutation-groups.ts, with MUTATE_GROUP set: each
- * group's modules are tried against the test files aimed at them, not against every test that
- * happens to pass through them (a create or a callback passes through most of them, and running all
- * of those for every mutant would take a day on two cores). A mutant only some other test file would
- * notice is reported Survived: the score is a lower bound. Reports: reports/mutation/<group>.html
+ * `npm run mutate` (scripts/mutate.ts) runs Stryker once per group of scripts/mutation-groups.ts,
+ * with MUTATE_GROUP set: each group's modules are tried against the test files aimed at them, not
+ * against every test that happens to pass through them (a create or a callback passes through most
+ * of them, and running all of those for every mutant would take a day on two cores). A mutant only
+ * some other test file would notice is reported Survived: the score is a lower bound. Reports: reports/mutation/<group>.html
  * and .json; incremental results: reports/stryker-incremental-<group>.json (git-ignored, local to a
  * checkout), so a rerun tests only the mutants whose code or covering tests changed.
  *

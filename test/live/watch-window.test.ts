@@ -4,6 +4,7 @@ import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { appendChange, createChangeLog, createCursorCodec, positionNow } from '../../src/pubsub/change-log.ts';
 import type { ChangeLog, LoggedChange } from '../../src/pubsub/change-log.ts';
+import { AppError, NotFoundError } from '../../src/errors.ts';
 import { createTaskReads } from '../../src/tasks/reads.ts';
 import type { TaskRow } from '../../src/tasks/state.ts';
 import { createWatchService } from '../../src/tasks/watch.ts';
@@ -52,6 +53,23 @@ async function changeAndDeliver(taskId: string, status: string): Promise<void> {
   await delivered;
 }
 
+/** A watch service on the real log and reads; `beforeReturn` runs after each task read, before it is handed back. */
+function watchService(beforeReturn: (taskId: string) => Promise<void> = async () => {}) {
+  const reads = createTaskReads(database.db);
+  return createWatchService({
+    log,
+    tasks: {
+      byId: async (tenant: string, id: string) => {
+        const task = await reads.byId(tenant, id);
+        await beforeReturn(id);
+        return task;
+      },
+    },
+    cursors: createCursorCodec('watch-window-secret'),
+    logger: createLogger('silent'),
+  });
+}
+
 async function take(stream: AsyncIterable<TaskRow>, count: number): Promise<{ status: string; version: number }[]> {
   const seen: { status: string; version: number }[] = [];
   for await (const task of stream) {
@@ -87,5 +105,62 @@ describe('a task subscription and a change between its attach and its read', () 
       { status: 'SUCCEEDED', version: 3 },
     ]);
     expect(watch.size()).toBe(0);
+  });
+
+  it('delivers a change that lands after the read but before the subscription has its answer', async () => {
+    const [taskId] = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED' });
+    // The read sees version 1; the change to version 2 reaches the subscriber while the read is on its way back.
+    const watch = watchService((id) => changeAndDeliver(id, 'PROCESSING'));
+    const stream = await watch.task(tenantId, taskId!);
+    await changeAndDeliver(taskId!, 'SUCCEEDED');
+    expect(await take(stream, 4)).toEqual([
+      { status: 'SUBMITTED', version: 1 },
+      { status: 'PROCESSING', version: 2 },
+      { status: 'SUCCEEDED', version: 3 },
+    ]);
+    expect(watch.size()).toBe(0);
+  });
+});
+
+describe('the watch service keeps no subscription it does not serve', () => {
+  it("a task that is not the tenant's is NOT_FOUND and holds no slot", async () => {
+    const watch = watchService();
+    await expect(watch.task(tenantId, '00000000-0000-4000-8000-000000000000')).rejects.toBeInstanceOf(NotFoundError);
+    expect(watch.size()).toBe(0);
+  });
+
+  it('a subscription whose request was already aborted ends at once and holds no slot', async () => {
+    const [taskId] = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED' });
+    const watch = watchService();
+    const aborted = AbortSignal.abort();
+    expect(await take(await watch.task(tenantId, taskId!, aborted), 1)).toEqual([]);
+    expect(await take(await watch.tenant(tenantId, null, aborted), 1)).toEqual([]);
+    expect(watch.size()).toBe(0);
+  });
+
+  it('close() ends every task and tenant subscription', async () => {
+    const [taskId] = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED' });
+    const watch = watchService();
+    const forTask = await watch.task(tenantId, taskId!);
+    const forTenant = await watch.tenant(tenantId, null);
+    expect(watch.size()).toBe(2);
+    watch.close();
+    expect(await take(forTask, 2)).toEqual([{ status: 'SUBMITTED', version: 1 }]);
+    expect(await take(forTenant, 1)).toEqual([]);
+    expect(watch.size()).toBe(0);
+  });
+
+  it('a cursor it did not give out is refused as bad input', () => {
+    const watch = watchService();
+    for (const cursor of ['', 'garbage', 'c1_AAAA']) {
+      let refused: unknown = null;
+      try {
+        watch.parseCursor(cursor);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused, cursor).toBeInstanceOf(AppError);
+      expect((refused as AppError).extensions.code, cursor).toBe('BAD_USER_INPUT');
+    }
   });
 });

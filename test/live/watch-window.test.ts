@@ -164,3 +164,47 @@ describe('the watch service keeps no subscription it does not serve', () => {
     }
   });
 });
+
+describe('a tenant subscription that does not read', () => {
+  it('is ended with SUBSCRIPTION_OVERFLOW at the change past the 10,000 it holds, after those 10,000', async () => {
+    const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Slow reader') returning id`);
+    const slow = tenant!.id;
+    await insertTaskRows(database.db, slow, { status: 'SUBMITTED', count: 10_001 });
+    const watch = watchService();
+    const stream = await watch.tenant(slow, null);
+    const delivered = new Promise<void>((resolve) => {
+      let seen = 0;
+      const stop = log.listen((changes: LoggedChange[]) => {
+        seen += changes.filter((change) => change.tenantId === slow).length;
+        if (seen < 10_001) return;
+        stop();
+        resolve();
+      });
+    });
+    // 10,001 changes in one transaction, none read by the subscriber until all are delivered.
+    await database.db.transaction(async (tx) => {
+      await tx.execute(
+        sql`update omni_tasks set version = version + 1, change_txid = ${positionNow.txid}, change_seq = ${positionNow.seq}
+            where tenant_id = ${slow}`,
+      );
+      await tx.execute(
+        sql`insert into task_changes (txid, seq, tenant_id, task_id, version, task) overriding system value
+            select t.change_txid, t.change_seq, t.tenant_id, t.id, t.version, to_jsonb(t) from omni_tasks t where t.tenant_id = ${slow}`,
+      );
+    });
+    log.wake();
+    await delivered;
+
+    let items = 0;
+    let ending: unknown = null;
+    try {
+      for await (const _ of stream) items += 1;
+    } catch (error) {
+      ending = error;
+    }
+    expect(items).toBe(10_000);
+    expect(ending).toBeInstanceOf(AppError);
+    expect((ending as AppError).extensions.code).toBe('SUBSCRIPTION_OVERFLOW');
+    expect(watch.size()).toBe(0);
+  });
+});

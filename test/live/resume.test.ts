@@ -125,6 +125,8 @@ describe.each(transports)('resuming a tenant-wide subscription over $name', (tra
     await expired.collector.untilDone();
     const errors = JSON.stringify(expired.collector.error ?? expired.collector.items);
     expect(errors).toContain('CURSOR_EXPIRED');
+    // What the client should do about it.
+    expect(errors).toContain('This changeCursor is older than the change log keeps: list the tasks again, then subscribe without it.');
     await expired.close();
 
     // A cursor from after the prune still resumes: only what was pruned is gone.

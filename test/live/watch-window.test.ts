@@ -208,3 +208,38 @@ describe('a tenant subscription that does not read', () => {
     expect(watch.size()).toBe(0);
   });
 });
+
+describe('a tenant subscription resumed from a cursor', () => {
+  it('replays what changed while away, then the change made during the replay, then live changes, each once and in order', async () => {
+    const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Resumer') returning id`);
+    const resumer = tenant!.id;
+    const [first, second] = await insertTaskRows(database.db, resumer, { status: 'SUBMITTED', count: 2 });
+    await changeAndDeliver(first!, 'PROCESSING');
+    const cursor = log.head();
+    // While the client is away: the second task moves on.
+    await changeAndDeliver(second!, 'PROCESSING');
+    const reads = createTaskReads(database.db);
+    const watch = createWatchService({
+      // The first task finishes while the replay is being read: it reaches the subscriber live, held until the replay is out.
+      log: {
+        ...log,
+        replay: async (tenantId, after, upTo) => {
+          const replayed = await log.replay(tenantId, after, upTo);
+          await changeAndDeliver(first!, 'SUCCEEDED');
+          return replayed;
+        },
+      },
+      tasks: { byId: (tenantId: string, id: string) => reads.byId(tenantId, id) },
+      cursors: createCursorCodec('watch-window-secret'),
+      logger: createLogger('silent'),
+    });
+    const stream = await watch.tenant(resumer, cursor);
+    await changeAndDeliver(second!, 'SUCCEEDED');
+    const seen: string[] = [];
+    for await (const task of stream) {
+      seen.push(`${task.id === first ? 'first' : 'second'} ${task.status} v${task.version}`);
+      if (seen.length === 3) break;
+    }
+    expect(seen).toEqual(['second PROCESSING v2', 'first SUCCEEDED v3', 'second SUCCEEDED v3']);
+  });
+});

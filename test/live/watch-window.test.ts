@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { appendChange, createChangeLog, createCursorCodec, positionNow } from '../../src/pubsub/change-log.ts';
 import type { ChangeLog, LoggedChange } from '../../src/pubsub/change-log.ts';
@@ -8,7 +7,7 @@ import { AppError, NotFoundError } from '../../src/errors.ts';
 import { createTaskReads } from '../../src/tasks/reads.ts';
 import type { TaskRow } from '../../src/tasks/state.ts';
 import { createWatchService } from '../../src/tasks/watch.ts';
-import { createTestDatabase, insertTaskRows } from '../support/database.ts';
+import { createTestDatabase, insertTaskRows, insertTenantRow } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 
 /**
@@ -24,8 +23,7 @@ let tenantId: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Watcher') returning id`);
-  tenantId = tenant!.id;
+  tenantId = await insertTenantRow(database.db, 'Watcher');
   log = await createChangeLog(database, createLogger('silent'), { pollMs: 20 });
 });
 afterAll(async () => {
@@ -53,15 +51,27 @@ async function changeAndDeliver(taskId: string, status: string): Promise<void> {
   await delivered;
 }
 
-/** A watch service on the real log and reads; `beforeReturn` runs after each task read, before it is handed back. */
-function watchService(beforeReturn: (taskId: string) => Promise<void> = async () => {}) {
+/**
+ * A watch service on the real log and reads. The hooks open the windows under test: `beforeRead` and
+ * `afterRead` run around each task read (the read's answer is handed back after `afterRead`), and
+ * `afterReplay` runs after a resume's replay is read, before it is handed back.
+ */
+function watchService(hooks: { beforeRead?: Hook; afterRead?: Hook; afterReplay?: () => Promise<void> } = {}) {
   const reads = createTaskReads(database.db);
   return createWatchService({
-    log,
+    log: {
+      ...log,
+      async replay(tenant, after, upTo) {
+        const replayed = await log.replay(tenant, after, upTo);
+        await hooks.afterReplay?.();
+        return replayed;
+      },
+    },
     tasks: {
       byId: async (tenant: string, id: string) => {
+        await hooks.beforeRead?.(id);
         const task = await reads.byId(tenant, id);
-        await beforeReturn(id);
+        await hooks.afterRead?.(id);
         return task;
       },
     },
@@ -69,6 +79,8 @@ function watchService(beforeReturn: (taskId: string) => Promise<void> = async ()
     logger: createLogger('silent'),
   });
 }
+
+type Hook = (taskId: string) => Promise<void>;
 
 async function take(stream: AsyncIterable<TaskRow>, count: number): Promise<{ status: string; version: number }[]> {
   const seen: { status: string; version: number }[] = [];
@@ -82,19 +94,8 @@ async function take(stream: AsyncIterable<TaskRow>, count: number): Promise<{ st
 describe('a task subscription and a change between its attach and its read', () => {
   it('sees the read state once, then each later change once, ending at the final state', async () => {
     const [taskId] = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED' });
-    const reads = createTaskReads(database.db);
-    const watch = createWatchService({
-      log,
-      // The read comes after the change is logged and delivered live: the subscriber has it twice.
-      tasks: {
-        byId: async (tenant: string, id: string) => {
-          await changeAndDeliver(id, 'PROCESSING');
-          return reads.byId(tenant, id);
-        },
-      },
-      cursors: createCursorCodec('watch-window-secret'),
-      logger: createLogger('silent'),
-    });
+    // The read comes after the change is logged and delivered live: the subscriber has it twice.
+    const watch = watchService({ beforeRead: (id) => changeAndDeliver(id, 'PROCESSING') });
 
     const stream = await watch.task(tenantId, taskId!);
     await changeAndDeliver(taskId!, 'SUCCEEDED');
@@ -110,7 +111,7 @@ describe('a task subscription and a change between its attach and its read', () 
   it('delivers a change that lands after the read but before the subscription has its answer', async () => {
     const [taskId] = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED' });
     // The read sees version 1; the change to version 2 reaches the subscriber while the read is on its way back.
-    const watch = watchService((id) => changeAndDeliver(id, 'PROCESSING'));
+    const watch = watchService({ afterRead: (id) => changeAndDeliver(id, 'PROCESSING') });
     const stream = await watch.task(tenantId, taskId!);
     await changeAndDeliver(taskId!, 'SUCCEEDED');
     expect(await take(stream, 4)).toEqual([
@@ -167,8 +168,7 @@ describe('the watch service keeps no subscription it does not serve', () => {
 
 describe('a tenant subscription that does not read', () => {
   it('is ended with SUBSCRIPTION_OVERFLOW at the change past the 10,000 it holds, after those 10,000', async () => {
-    const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Slow reader') returning id`);
-    const slow = tenant!.id;
+    const slow = await insertTenantRow(database.db, 'Slow reader');
     await insertTaskRows(database.db, slow, { status: 'SUBMITTED', count: 10_001 });
     const watch = watchService();
     const stream = await watch.tenant(slow, null);
@@ -211,28 +211,14 @@ describe('a tenant subscription that does not read', () => {
 
 describe('a tenant subscription resumed from a cursor', () => {
   it('replays what changed while away, then the change made during the replay, then live changes, each once and in order', async () => {
-    const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Resumer') returning id`);
-    const resumer = tenant!.id;
+    const resumer = await insertTenantRow(database.db, 'Resumer');
     const [first, second] = await insertTaskRows(database.db, resumer, { status: 'SUBMITTED', count: 2 });
     await changeAndDeliver(first!, 'PROCESSING');
     const cursor = log.head();
     // While the client is away: the second task moves on.
     await changeAndDeliver(second!, 'PROCESSING');
-    const reads = createTaskReads(database.db);
-    const watch = createWatchService({
-      // The first task finishes while the replay is being read: it reaches the subscriber live, held until the replay is out.
-      log: {
-        ...log,
-        replay: async (tenantId, after, upTo) => {
-          const replayed = await log.replay(tenantId, after, upTo);
-          await changeAndDeliver(first!, 'SUCCEEDED');
-          return replayed;
-        },
-      },
-      tasks: { byId: (tenantId: string, id: string) => reads.byId(tenantId, id) },
-      cursors: createCursorCodec('watch-window-secret'),
-      logger: createLogger('silent'),
-    });
+    // The first task finishes while the replay is being read: it reaches the subscriber live, held until the replay is out.
+    const watch = watchService({ afterReplay: () => changeAndDeliver(first!, 'SUCCEEDED') });
     const stream = await watch.tenant(resumer, cursor);
     await changeAndDeliver(second!, 'SUCCEEDED');
     const seen: string[] = [];

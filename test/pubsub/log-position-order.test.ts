@@ -1,10 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { appendChange, createChangeLog, positionNow, readChangesAfter } from '../../src/pubsub/change-log.ts';
 import type { ChangePosition, LoggedChange } from '../../src/pubsub/change-log.ts';
-import { createTestDatabase, insertTaskRows } from '../support/database.ts';
+import { createTestDatabase, insertTaskRows, insertTenantRow } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 
 /**
@@ -28,8 +27,7 @@ const key = (position: ChangePosition) => `${position.txid}.${position.seq}`;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Ordered') returning id`);
-  tenantId = tenant!.id;
+  tenantId = await insertTenantRow(database.db, 'Ordered');
   taskIds = await insertTaskRows(database.db, tenantId, { status: 'SUBMITTED', count: TASKS });
 });
 afterAll(async () => {

@@ -4,7 +4,7 @@ import { queryRows } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { appendChange, createChangeLog, positionNow } from '../../src/pubsub/change-log.ts';
 import type { ChangeLog, ChangePosition } from '../../src/pubsub/change-log.ts';
-import { createTestDatabase, insertTaskRows } from '../support/database.ts';
+import { createTestDatabase, insertTaskRows, insertTenantRow } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 
 /**
@@ -22,8 +22,7 @@ let taskIds: string[];
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  const [tenant] = await queryRows<{ id: string }>(database.db, sql`insert into tenants (name) values ('Pruned') returning id`);
-  taskIds = await insertTaskRows(database.db, tenant!.id, { status: 'SUBMITTED', count: 5 });
+  taskIds = await insertTaskRows(database.db, await insertTenantRow(database.db, 'Pruned'), { status: 'SUBMITTED', count: 5 });
   log = await createChangeLog(database, createLogger('silent'));
 });
 afterAll(async () => {

@@ -58,6 +58,13 @@ export async function createEmptyPostgresDatabase(): Promise<{ url: string; drop
   };
 }
 
+/** Inserts a bare tenant row (no key, no limits) for tests of what the database keeps; returns its id. */
+export async function insertTenantRow(db: Executor, name: string): Promise<string> {
+  const [row] = await queryRows<{ id: string }>(db, sql`insert into tenants (name) values (${name}) returning id`);
+  if (row === undefined) throw new Error('insert into tenants returned no row');
+  return row.id;
+}
+
 /**
  * Inserts `count` bare task rows of a tenant straight into omni_tasks (version 1, no change logged):
  * for tests of what the database keeps about tasks, not of creating them. Returns their ids.

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/database.ts';
 import { createTaskStateMachine } from '../../src/tasks/state.ts';
-import { createTestDatabase, insertTaskRows, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
+import { createTestDatabase, insertTaskRows, insertTenantRow, POSTGRES_ONLY, serverUrl } from '../support/database.ts';
 import type { TestDatabase } from '../support/database.ts';
 
 /*
@@ -26,8 +26,7 @@ const NO_HOOKS = { onSucceeded: [], onFailed: [] };
 describe.skipIf(serverUrl === null)('a change that would sort before one already logged', POSTGRES_ONLY, () => {
   it('is not written; the transaction runs again and its change lands after the other, versions in order', async () => {
     const db = database.db;
-    const [tenant] = await queryRows<{ id: string }>(db, sql`insert into tenants (name) values ('Ordered') returning id`);
-    const taskId = (await insertTaskRows(db, tenant!.id, { status: 'SUBMITTED' }))[0]!;
+    const taskId = (await insertTaskRows(db, await insertTenantRow(db, 'Ordered'), { status: 'SUBMITTED' }))[0]!;
     let committed = 0;
     const state = createTaskStateMachine({ finalStateHooks: NO_HOOKS, onCommitted: () => (committed += 1) });
 
@@ -69,8 +68,7 @@ describe.skipIf(serverUrl === null)('a change that would sort before one already
 
   it('gives up after five refusals with the conflict itself, writing nothing', async () => {
     const db = database.db;
-    const [tenant] = await queryRows<{ id: string }>(db, sql`insert into tenants (name) values ('Contended') returning id`);
-    const taskId = (await insertTaskRows(db, tenant!.id, { status: 'SUBMITTED' }))[0]!;
+    const taskId = (await insertTaskRows(db, await insertTenantRow(db, 'Contended'), { status: 'SUBMITTED' }))[0]!;
     const state = createTaskStateMachine({ finalStateHooks: NO_HOOKS });
     let attempts = 0;
     const failed = state

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTenant, taskUuid } from '../support/fixtures.ts';
 import type { TestTenant } from '../support/fixtures.ts';
 import { insertTaskRows } from '../support/database.ts';
-import { ADMIN_KEY, expectData, startGateway } from '../support/gateway.ts';
+import { ADMIN_KEY, startGateway } from '../support/gateway.ts';
 import type { TestGateway } from '../support/gateway.ts';
 
 /**
@@ -77,11 +77,7 @@ describe('usage export', () => {
   });
 
   it('says why it refuses: the method, a key, the rate, the dates, a tenantId from a tenant', async () => {
-    const query = 'mutation ($input: CreateTenantInput!) { createTenant(input: $input) { apiKey tenant { id } } }';
-    const slow = expectData(
-      await gateway.graphql<{ createTenant: { apiKey: string } }>(query, { input: { name: 'Slow', requestsPerSecond: 1 } }),
-      query,
-    ).createTenant;
+    const slow = await createTenant(gateway, 'Slow', { requestsPerSecond: 1 });
 
     const posted = await download(slow.apiKey, '', { method: 'POST' });
     expect([posted.response.status, JSON.parse(posted.text)]).toEqual([405, { error: 'use GET' }]);

@@ -8,7 +8,7 @@ export type TestTenant = { id: string; apiKey: string };
 export async function createTenant(
   gateway: TestGateway,
   name: string,
-  limits: { monthlyVideoSecondsLimit?: number; maxConcurrentTasks?: number; weight?: number } = {},
+  limits: { monthlyVideoSecondsLimit?: number; maxConcurrentTasks?: number; weight?: number; requestsPerSecond?: number } = {},
 ): Promise<TestTenant> {
   const query = 'mutation ($input: CreateTenantInput!) { createTenant(input: $input) { apiKey tenant { id } } }';
   const data = expectData(

@@ -8,8 +8,9 @@
  * against every test that happens to pass through them (a create or a callback passes through most
  * of them, and running all of those for every mutant would take a day on two cores). A mutant only
  * some other test file would notice is reported Survived: the score is a lower bound. Reports: reports/mutation/<group>.html
- * and .json; incremental results: reports/stryker-incremental-<group>.json (git-ignored, local to a
- * checkout), so a rerun tests only the mutants whose code or covering tests changed.
+ * and .json (git-ignored). Incremental results: mutation/incremental-<group>.json, committed, so a
+ * rerun on any checkout tests only the mutants whose code or covering tests changed since the
+ * results were recorded, and a long run stopped with Ctrl-C goes on from there.
  *
  * `npx stryker run` without MUTATE_GROUP tries the whole scope against the whole suite (tens of
  * hours here); with `--mutate` and MUTATE_TESTS (vitest.mutate.config.ts) it makes a narrowed run.
@@ -37,7 +38,7 @@ export default {
   // 99% of the time). They are reported as Ignored, outside the score.
   ignoreStatic: true,
   incremental: true,
-  incrementalFile: `reports/stryker-incremental-${reportName}.json`,
+  incrementalFile: `mutation/incremental-${reportName}.json`,
   reporters: ['html', 'clear-text', 'progress', 'json'],
   htmlReporter: { fileName: `reports/mutation/${reportName}.html` },
   jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
@@ -53,6 +54,6 @@ export default {
   tsconfigFile: 'no-tsconfig-rewrite.json',
   // Biome and TypeScript are not run on mutants: Node strips types, so a mutant that only breaks a type still runs.
   disableTypeChecks: 'src/**/*.ts',
-  ignorePatterns: ['reports', 'bench/results', '.data', 'examples/web/dist'],
+  ignorePatterns: ['reports', 'mutation', 'bench/results', '.data', 'examples/web/dist'],
   thresholds: { high: 90, low: 85, break: null },
 };

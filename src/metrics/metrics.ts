@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 const PREFIX = 'omni_gateway_';
@@ -91,6 +92,45 @@ function scrapeGauges(registry: Registry, sources: () => MetricSources | null): 
   });
 }
 
+/** prom-client's event-loop series, replaced by `eventLoopDelay` below. */
+const EVENT_LOOP_SERIES = ['lag', 'lag_min', 'lag_max', 'lag_mean', 'lag_stddev', 'lag_p50', 'lag_p90', 'lag_p99'];
+
+/**
+ * The event-loop series of prom-client's default metrics, but for `nodejs_eventloop_lag_stddev_seconds`.
+ * Node works the standard deviation out by walking the whole delay histogram, twice: about 0.2 ms
+ * of every scrape, a sixth of it, for a figure the percentiles already describe.
+ */
+function eventLoopDelay(registry: Registry): void {
+  for (const series of EVENT_LOOP_SERIES) registry.removeSingleMetric(`${PREFIX}nodejs_eventloop_${series}_seconds`);
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const stats = [
+    ['min', 'The minimum recorded event loop delay.', () => delay.min],
+    ['max', 'The maximum recorded event loop delay.', () => delay.max],
+    ['mean', 'The mean of the recorded event loop delays.', () => delay.mean],
+    ['p50', 'The 50th percentile of the recorded event loop delays.', () => delay.percentile(50)],
+    ['p90', 'The 90th percentile of the recorded event loop delays.', () => delay.percentile(90)],
+    ['p99', 'The 99th percentile of the recorded event loop delays.', () => delay.percentile(99)],
+  ] as const;
+  // Registered first, so that its collect sets the others before they are written out (as in prom-client).
+  new Gauge({
+    name: `${PREFIX}nodejs_eventloop_lag_seconds`,
+    help: 'Lag of event loop in seconds.',
+    registers: [registry],
+    collect() {
+      const start = process.hrtime.bigint();
+      setImmediate(() => this.set(Number(process.hrtime.bigint() - start) / 1e9));
+      for (const [gauge, value] of gauges) gauge.set(value() / 1e9);
+      // The delays since the previous scrape.
+      delay.reset();
+    },
+  });
+  const gauges = stats.map(
+    ([stat, help, value]) =>
+      [new Gauge({ name: `${PREFIX}nodejs_eventloop_lag_${stat}_seconds`, help, registers: [registry] }), value] as const,
+  );
+}
+
 /**
  * One registry per gateway instance (not prom-client's global one), so that several instances in
  * one process (tests, benchmarks) keep separate figures.
@@ -98,6 +138,7 @@ function scrapeGauges(registry: Registry, sources: () => MetricSources | null): 
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  eventLoopDelay(registry);
   const httpDuration = histogram(registry, 'http_request_duration_seconds', 'HTTP requests by route, method and status.', [
     'route',
     'method',

@@ -72,6 +72,29 @@ describe('metrics and logs', () => {
     expect(text).not.toContain(taskUuid(task.id));
   });
 
+  it('/metrics gives the event loop delay since the previous scrape: min, max, mean and percentiles', async () => {
+    const gauge = (text: string, stat: string) => {
+      const line = new RegExp(`^omni_gateway_nodejs_eventloop_lag_${stat}_seconds (\\S+)$`, 'm').exec(text);
+      return Number(line?.[1]);
+    };
+    await fetch(`${gateway.url}/metrics`); // starts an interval
+    // The gateway runs in this process: holding the event loop for 250 ms delays it by as much.
+    const until = performance.now() + 250;
+    while (performance.now() < until) {}
+    const held = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(gauge(held, 'max')).toBeGreaterThanOrEqual(0.2);
+    expect(gauge(held, 'p99')).toBeGreaterThanOrEqual(0.2);
+    for (const stat of ['min', 'mean', 'p50', 'p90']) {
+      expect(gauge(held, stat)).toBeGreaterThan(0);
+      expect(gauge(held, stat)).toBeLessThanOrEqual(gauge(held, 'max'));
+    }
+    expect(held).toMatch(/^omni_gateway_nodejs_eventloop_lag_seconds \S+$/m);
+    expect(held).not.toContain('eventloop_lag_stddev');
+    // The next scrape covers only the time since this one, without the held 250 ms.
+    const next = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(gauge(next, 'max')).toBeLessThan(gauge(held, 'max'));
+  });
+
   it('a create logs the tenant id and never the API key or base64 image data', async () => {
     const tenant = await createTenant(gateway, 'Logged');
     const base64 = png(640, 480).toString('base64');

@@ -229,3 +229,39 @@ describe('a tenant subscription resumed from a cursor', () => {
     expect(seen).toEqual(['second PROCESSING v2', 'first SUCCEEDED v3', 'second SUCCEEDED v3']);
   });
 });
+
+describe('a tenant subscription resumed on an instance whose tail is behind the cursor', () => {
+  it('never sends a change at or before the cursor when that tail catches up, only the ones after it', async () => {
+    const resumer = await insertTenantRow(database.db, 'Elsewhere');
+    const [taskId] = await insertTaskRows(database.db, resumer, { status: 'SUBMITTED', count: 1 });
+    // This instance's tail: held back by hand, at the head it had before the task moved on.
+    const lagging: LoggedChange[] = [];
+    const stopHolding = log.listen((changes: LoggedChange[]) => void lagging.push(...changes));
+    let deliver: (changes: LoggedChange[]) => void = () => {};
+    let head = log.head();
+    const watch = createWatchService({
+      log: {
+        ...log,
+        head: () => head,
+        listen(listener) {
+          deliver = listener;
+          return () => {};
+        },
+      },
+      tasks: createTaskReads(database.db),
+      cursors: createCursorCodec('watch-window-secret'),
+      logger: createLogger('silent'),
+    });
+    // The client saw PROCESSING on another instance, and resumes here with its cursor.
+    await changeAndDeliver(taskId!, 'PROCESSING');
+    const cursor = log.head();
+    expect(lagging.length).toBeGreaterThan(0);
+    const stream = await watch.tenant(resumer, cursor);
+    // The tail catches up past the cursor, then the task finishes.
+    await changeAndDeliver(taskId!, 'SUCCEEDED');
+    stopHolding();
+    head = log.head();
+    deliver(lagging.splice(0));
+    expect(await take(stream, 1)).toEqual([{ status: 'SUCCEEDED', version: 3 }]);
+  });
+});

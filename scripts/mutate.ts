@@ -1,8 +1,8 @@
 /**
  * `npm run mutate [-- group ...] [-- stryker options]`: runs Stryker once per group of
  * scripts/mutation-groups.ts (all of them, or the ones named), then prints each group's counts and
- * the score over all of them. Options that start with `-` go to every Stryker run (`--force`
- * tests every mutant again). A run that fails or is stopped ends the list (its partial results are
+ * the score over all of them, from the incremental files in mutation/. Options that start with `-`
+ * go to every Stryker run (`--force` tests every mutant again). A run that fails or is stopped ends the list (its partial results are
  * kept for the next run), and the table is printed all the same; the exit code is then 1.
  */
 import { spawnSync } from 'node:child_process';
@@ -80,14 +80,18 @@ function main(): number {
   console.log(`\n${['group'.padEnd(9), '  score', ' killed', 'timeout', 'survived', 'nocoverage', 'ignored', '   time'].join(' ')}`);
   const total = emptyCounts();
   for (const name of Object.keys(groups)) {
-    const path = `${ROOT}reports/mutation/${name}.json`;
+    // The incremental file: every mutant settled so far, by this run or recorded before it (committed).
+    const path = `${ROOT}mutation/incremental-${name}.json`;
     if (!existsSync(path)) continue;
     const counts = countsOf(JSON.parse(readFileSync(path, 'utf8')) as Report);
     for (const status of Object.keys(total) as Status[]) total[status] += counts[status];
     console.log(row(name, counts, times.get(name) ?? null));
   }
   console.log(row('all', total, null));
-  console.log('Reports: reports/mutation/<group>.html (open in a browser) and .json; a group not run now shows its last report.');
+  console.log(
+    'Counts: mutation/incremental-<group>.json, what each group has settled (a group not run now, or stopped, shows what it had).',
+  );
+  console.log('Reports of the groups run to the end here: reports/mutation/<group>.html (open in a browser) and .json.');
   return failed ? 1 : 0;
 }
 

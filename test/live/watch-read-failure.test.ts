@@ -111,7 +111,8 @@ describe.skipIf(serverUrl === null)('a read of the change log that fails after t
       // One change of each tenant, in one read that fails and is made again.
       await base.db.transaction((tx) => taskState.transition(tx, taskUuid(task.id), { status: 'SUCCEEDED', source: 'test' }));
       await base.db.transaction((tx) => taskState.transition(tx, taskUuid(theirs.id), { status: 'FAILED', source: 'test' }));
-      await logged(/change log read failed/);
+      // Logged with the error itself, so that an operator sees why.
+      await logged(/"err":\{.*permission denied for table task_changes.*"msg":"change log read failed/);
       await admin.unsafe(`grant select on task_changes to ${role}`);
 
       await one.collector.untilDone(10_000);

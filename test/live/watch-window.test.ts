@@ -162,6 +162,7 @@ describe('the watch service keeps no subscription it does not serve', () => {
       }
       expect(refused, cursor).toBeInstanceOf(AppError);
       expect((refused as AppError).extensions.code, cursor).toBe('BAD_USER_INPUT');
+      expect((refused as AppError).message, cursor).toBe('This is not a changeCursor the gateway gave out.');
     }
   });
 });
@@ -205,6 +206,8 @@ describe('a tenant subscription that does not read', () => {
     expect(items).toBe(10_000);
     expect(ending).toBeInstanceOf(AppError);
     expect((ending as AppError).extensions.code).toBe('SUBSCRIPTION_OVERFLOW');
+    // The error is given once: the stream is then over.
+    await expect(stream[Symbol.asyncIterator]().next()).resolves.toEqual({ value: undefined, done: true });
     expect(watch.size()).toBe(0);
   });
 });

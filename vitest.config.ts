@@ -14,6 +14,10 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Each worker runs its test files one after another without loading the modules again for each
+    // (about 2.5 s a file here, a third of a run). Every test file builds its own gateway, database
+    // and simulator; src/ keeps no state at module level that a test depends on.
+    isolate: false,
     // On PGlite, one migrated database dumped once per run, from which each test database starts.
     globalSetup: ['./test/support/pglite-snapshot.ts'],
     // `postgres`: PostgreSQL-only tests (POSTGRES_ONLY in test/support/database.ts), skipped without

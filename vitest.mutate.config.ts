@@ -29,17 +29,12 @@ const config = mergeConfig(
         // Drives the reconciler by hand (tick() must find the task) while the background one runs every
         // 50 ms: under mutation-run load the background one gets there first and the count is 0.
         'test/tasks/late-success.test.ts',
-        // Measures the resident memory of its own process, which the files before it share when they
-        // run in one worker (isolate: false below); downloads are outside the mutated modules.
+        // Streams a 200 MB video through a child process; downloads are outside the mutated modules.
         'test/storage/download-memory.test.ts',
         // The simulator and the upstream client, outside the mutated modules.
         'test/simulator/**',
         'test/kling/**',
       ],
-      // One worker runs the selected files one after another without loading the modules again for
-      // each file (about 2 s a file, and most of a run's CPU); the mutated modules keep no state of
-      // their own at module level, and every test file builds its own gateway and database.
-      isolate: false,
       // Stryker reports for itself; the postgres-only summary line is noise there.
       reporters: ['default'],
     },

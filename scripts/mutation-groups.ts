@@ -45,6 +45,8 @@ export const groups: Record<string, MutationGroup> = {
     tests: [
       'test/tasks/*.test.ts',
       'test/scheduling/*.test.ts',
+      // A result's archive copy is a new version of the task (state.ts, recordArchive).
+      'test/archive/*.test.ts',
       'test/reliability/create-lease.test.ts',
       'test/reliability/webhook-crash.test.ts',
       'test/webhooks/receiver.test.ts',

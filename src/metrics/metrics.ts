@@ -120,7 +120,9 @@ function eventLoopDelay(registry: Registry): void {
     collect() {
       const start = process.hrtime.bigint();
       setImmediate(() => this.set(Number(process.hrtime.bigint() - start) / 1e9));
-      for (const [gauge, value] of gauges) gauge.set(value() / 1e9);
+      // No sample since the previous scrape (Node's min is then the largest integer): zeros.
+      const sampled = delay.count > 0;
+      for (const [gauge, value] of gauges) gauge.set(sampled ? value() / 1e9 : 0);
       // The delays since the previous scrape.
       delay.reset();
     },

@@ -36,6 +36,19 @@ describe('fair upstream queue', () => {
     expect(gateway.simulator.stats.concurrencyRefusals).toBe(0);
   }, 120_000);
 
+  it('a budget below what the upstream would take: a create with every slot held waits, sends nothing, and goes when a slot frees', async () => {
+    gateway = await startGateway({ delays: HELD, simulatorConcurrencyLimit: 10, env: { UPSTREAM_MAX_IN_FLIGHT: '1' } });
+    const a = await createTenant(gateway, 'A');
+    const first = await createTask(gateway.url, a.apiKey, input('first'));
+    expect(first).toMatchObject({ status: 'SUBMITTED', queuePosition: null });
+    const second = await createTask(gateway.url, a.apiKey, input('second'));
+    expect(second).toMatchObject({ status: 'PENDING', queuePosition: 1 });
+    expect(gateway.simulator.stats.createRequests).toBe(1);
+    await freeOldestSlot(gateway.database.db, gateway.simulator, 2);
+    expect(gateway.simulator.stats.createRequests).toBe(2);
+    expect(gateway.simulator.stats.concurrencyRefusals).toBe(0);
+  }, 60_000);
+
   it('a budget above the simulator limit shrinks on 1303 (AIMD): all tasks still succeed, once each, never over the limit', async () => {
     gateway = await startGateway({ delays: FAST, simulatorConcurrencyLimit: 2, env: { UPSTREAM_MAX_IN_FLIGHT: '8' } });
     const tenant = await createTenant(gateway, 'Greedy');

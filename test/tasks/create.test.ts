@@ -282,6 +282,20 @@ describe('idempotency and client references', () => {
     expect(gateway.simulator.stats.byExternalTaskId[id]).toEqual({ requests: 1, accepted: 1 });
   });
 
+  it('ten concurrent creates with one idempotency key and ten prompts: one task, and nine InvalidInputErrors', async () => {
+    const before = await taskCount();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        createVideo(gateway, tenant, { ...TEXT_TO_VIDEO, prompt: `Take ${i}`, idempotencyKey: 'raced-key' }),
+      ),
+    );
+    const made = results.filter((result) => result.__typename === 'CreateOmniVideoSuccess');
+    expect(made).toHaveLength(1);
+    expect(results.filter((result) => result.__typename === 'InvalidInputError')).toHaveLength(9);
+    expect(await taskCount()).toBe(before + 1);
+    expect(createsSent()).toHaveLength(1);
+  });
+
   it('a reused idempotency key with another input is an InvalidInputError', async () => {
     await createTask(gateway, tenant, { ...TEXT_TO_VIDEO, idempotencyKey: 'retry-safe-2' });
     const before = await taskCount();
@@ -360,7 +374,11 @@ describe('idempotency and client references', () => {
     await createTask(gateway, tenant, { ...TEXT_TO_VIDEO, externalTaskId: 'order-7' });
     const before = await taskCount();
     const duplicate = await createVideo(gateway, tenant, { ...TEXT_TO_VIDEO, externalTaskId: 'order-7' });
-    expect(duplicate).toMatchObject({ __typename: 'InvalidInputError', issues: [{ path: ['input', 'externalTaskId'] }] });
+    expect(duplicate).toMatchObject({
+      __typename: 'InvalidInputError',
+      message: 'Another task of this tenant already has this externalTaskId.',
+      issues: [{ path: ['input', 'externalTaskId'], message: 'already used by another task' }],
+    });
     expect(await taskCount()).toBe(before);
     const other = await createTenant(gateway, 'Other');
     expect((await createTask(gateway, other, { ...TEXT_TO_VIDEO, externalTaskId: 'order-7' })).externalTaskId).toBe('order-7');

@@ -234,30 +234,23 @@ async function watchTenant(
   }
   if (signal?.aborted) return ended();
   let replaying = after !== null;
-  // Once the replay is out: live changes at or before this position were in it, or the client had them.
-  let seam: ChangePosition | null = null;
   const held: Delivery[] = [];
   const stream = createStream<TaskRow>(() => detach(), signal);
-  const offer = (delivery: Delivery) => {
-    if (replaying) held.push(delivery);
-    else if (seam === null || comparePositions(delivery.position, seam) > 0) stream.push(delivery.task);
-  };
+  const offer = (delivery: Delivery) => (replaying ? held.push(delivery) : stream.push(delivery.task));
   const detach = attach(tenantId, { taskId: null, offer, end: () => stream.end() });
   if (after === null) return stream.iterator;
   // A client may hold a position this instance's tail has not reached yet (it resumed elsewhere,
-  // or here, a moment ago): nothing at or before its cursor is sent again, now or when the tail
-  // gets there.
+  // or here, a moment ago): nothing at or before its cursor is sent again.
   const head = deps.log.head();
-  const upTo = comparePositions(after, head) > 0 ? after : head;
+  const seam = comparePositions(after, head) > 0 ? after : head;
   try {
-    for (const change of await deps.log.replay(tenantId, after, upTo)) stream.push(taskFromSnapshot(change.task, change.position));
+    for (const change of await deps.log.replay(tenantId, after, seam)) stream.push(taskFromSnapshot(change.task, change.position));
   } catch (error) {
     detach();
     throw error;
   }
-  seam = upTo;
   replaying = false;
-  for (const delivery of held.splice(0)) offer(delivery);
+  for (const delivery of held.splice(0)) if (comparePositions(delivery.position, seam) > 0) stream.push(delivery.task);
   return stream.iterator;
 }
 

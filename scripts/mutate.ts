@@ -2,8 +2,9 @@
  * `npm run mutate [-- group ...] [-- stryker options]`: runs Stryker once per group of
  * scripts/mutation-groups.ts (all of them, or the ones named), then prints each group's counts and
  * the score over all of them, from the incremental files in mutation/. Options that start with `-`
- * go to every Stryker run (`--force` tests every mutant again). A run that fails or is stopped ends the list (its partial results are
- * kept for the next run), and the table is printed all the same; the exit code is then 1.
+ * go to every Stryker run (`--force` tests every mutant again). A run that fails or is stopped ends
+ * the list (its partial results are kept for the next run), and the table is printed all the same;
+ * the exit code is then 1.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';

@@ -54,13 +54,17 @@ async function changeAndDeliver(taskId: string, status: string): Promise<void> {
 /**
  * A watch service on the real log and reads. The hooks open the windows under test: `beforeRead` and
  * `afterRead` run around each task read (the read's answer is handed back after `afterRead`), and
- * `afterReplay` runs after a resume's replay is read, before it is handed back.
+ * `afterReplay` runs after a resume's replay is read, before it is handed back; `tail` stands in for
+ * the log's live tail (its head and its listeners).
  */
-function watchService(hooks: { beforeRead?: Hook; afterRead?: Hook; afterReplay?: () => Promise<void> } = {}) {
+function watchService(
+  hooks: { beforeRead?: Hook; afterRead?: Hook; afterReplay?: () => Promise<void>; tail?: Pick<ChangeLog, 'head' | 'listen'> } = {},
+) {
   const reads = createTaskReads(database.db);
   return createWatchService({
     log: {
       ...log,
+      ...hooks.tail,
       async replay(tenant, after, upTo) {
         const replayed = await log.replay(tenant, after, upTo);
         await hooks.afterReplay?.();
@@ -248,18 +252,14 @@ describe('a tenant subscription resumed on an instance whose tail is behind the 
     const stopHolding = log.listen((changes: LoggedChange[]) => void lagging.push(...changes));
     let deliver: (changes: LoggedChange[]) => void = () => {};
     let head = log.head();
-    const watch = createWatchService({
-      log: {
-        ...log,
+    const watch = watchService({
+      tail: {
         head: () => head,
         listen(listener) {
           deliver = listener;
           return () => {};
         },
       },
-      tasks: createTaskReads(database.db),
-      cursors: createCursorCodec('watch-window-secret'),
-      logger: createLogger('silent'),
     });
     // The client saw PROCESSING on another instance, and resumes here with its cursor.
     await changeAndDeliver(taskId!, 'PROCESSING');

@@ -37,7 +37,9 @@ describe('fair upstream queue', () => {
   }, 120_000);
 
   it('a budget below what the upstream would take: a create with every slot held waits, sends nothing, and goes when a slot frees', async () => {
-    gateway = await startGateway({ delays: HELD, simulatorConcurrencyLimit: 10, env: { UPSTREAM_MAX_IN_FLIGHT: '1' } });
+    // The upstream never moves the first task on by itself (it would answer PROCESSING after 10 ms): the test finishes it.
+    const still = { processingMs: 600_000, finishMs: 1_200_000 };
+    gateway = await startGateway({ delays: still, simulatorConcurrencyLimit: 10, env: { UPSTREAM_MAX_IN_FLIGHT: '1' } });
     const a = await createTenant(gateway, 'A');
     const first = await createTask(gateway.url, a.apiKey, input('first'));
     expect(first).toMatchObject({ status: 'SUBMITTED', queuePosition: null });
